@@ -1,0 +1,253 @@
+"""NumpyOps: the readable reference backend.
+
+Every kernel here is written for clarity first. The other backends subclass this
+class and override only the hot kernel pairs; the tests check that each override
+computes the same function as the code below.
+
+Conventions shared by all kernels:
+- images are channels-last, x has shape (N, H, W, C);
+- a window is (kh, kw) with strides (sh, sw);
+- `pads` is ((top, bottom), (left, right)), already resolved by the layer, so the
+  output size is  OH = (H + top + bottom - kh) // sh + 1  (and likewise OW).
+"""
+
+import numpy as np
+
+
+def output_size(size, kernel, stride, pad_before, pad_after):
+    """Number of window positions along one axis."""
+    return (size + pad_before + pad_after - kernel) // stride + 1
+
+
+class NumpyOps:
+    """Reference kernels on numpy arrays. `xp` is the array module the layers use."""
+
+    name = "numpy"
+    xp = np
+
+    # ------------------------------------------------------------------ arrays
+    def asarray(self, a, dtype=None):
+        """`a` as an array of this backend (no copy when it already is one)."""
+        return self.xp.asarray(a, dtype=dtype)
+
+    def to_numpy(self, a):
+        """A host numpy array holding the values of `a`."""
+        return np.asarray(a)
+
+    def is_native(self, a):
+        """True when `a` already lives on this backend."""
+        return isinstance(a, np.ndarray)
+
+    def matmul(self, a, b):
+        """Matrix product; a BLAS GEMM for 2-D float arrays."""
+        return a @ b
+
+    # ------------------------------------------------------------------ im2col
+    def im2col(self, x, kh, kw, sh, sw, pads):
+        """Unfold every (kh, kw) window of x into one row.
+
+        x: (N, H, W, C)  ->  cols: (N*OH*OW, kh*kw*C)
+
+        Row r = (n, i, j) holds the window whose top-left corner sits at
+        (i*sh - top, j*sw - left) in x, flattened in (dy, dx, c) order. That order
+        matches a kernel W of shape (kh, kw, C, F) reshaped to (kh*kw*C, F), so the
+        convolution becomes one matrix product cols @ W.
+        """
+        xp = self.xp
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x.shape
+        oh = output_size(h, kh, sh, pt, pb)
+        ow = output_size(w, kw, sw, pl, pr)
+        xpad = xp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+        cols = xp.empty((n, oh, ow, kh, kw, c), dtype=x.dtype)
+        # Loop over the kh*kw kernel offsets (small) instead of the OH*OW windows
+        # (large): each offset (dy, dx) picks a strided sub-grid of the padded image.
+        for dy in range(kh):
+            for dx in range(kw):
+                cols[:, :, :, dy, dx, :] = xpad[:, dy:dy + sh * oh:sh, dx:dx + sw * ow:sw, :]
+        return cols.reshape(n * oh * ow, kh * kw * c)
+
+    def col2im(self, cols, x_shape, kh, kw, sh, sw, pads):
+        """The adjoint of im2col: scatter-add every row back onto its window.
+
+        cols: (N*OH*OW, kh*kw*C)  ->  dx: (N, H, W, C)
+
+        A pixel covered by several windows receives the sum of their entries, which
+        is exactly what the chain rule asks for: <im2col(x), c> == <x, col2im(c)>.
+        """
+        xp = self.xp
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x_shape
+        oh = output_size(h, kh, sh, pt, pb)
+        ow = output_size(w, kw, sw, pl, pr)
+        cols = cols.reshape(n, oh, ow, kh, kw, c)
+        dxpad = xp.zeros((n, h + pt + pb, w + pl + pr, c), dtype=cols.dtype)
+        for dy in range(kh):
+            for dx in range(kw):
+                dxpad[:, dy:dy + sh * oh:sh, dx:dx + sw * ow:sw, :] += cols[:, :, :, dy, dx, :]
+        return dxpad[:, pt:pt + h, pl:pl + w, :]
+
+    # ----------------------------------------------------------------- pooling
+    def maxpool(self, x, ph, pw, sh, sw, pads):
+        """Max over each (ph, pw) window; padding never wins (it is -inf).
+
+        x: (N, H, W, C) -> (y: (N, OH, OW, C), argmax: (N, OH, OW, C) int32)
+        `argmax` is the position of the maximum inside its window, dy*pw + dx,
+        the first one when several tie, so backward routes to exactly one input.
+        """
+        xp = self.xp
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x.shape
+        oh = output_size(h, ph, sh, pt, pb)
+        ow = output_size(w, pw, sw, pl, pr)
+        xpad = xp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-np.inf)
+        y = xp.full((n, oh, ow, c), -np.inf, dtype=x.dtype)
+        argmax = xp.zeros((n, oh, ow, c), dtype=np.int32)
+        for dy in range(ph):
+            for dx in range(pw):
+                window = xpad[:, dy:dy + sh * oh:sh, dx:dx + sw * ow:sw, :]
+                better = window > y          # strict: the first maximum is kept
+                y = xp.where(better, window, y)
+                argmax = xp.where(better, dy * pw + dx, argmax)
+        return y, argmax
+
+    def maxpool_backward(self, dy, argmax, x_shape, ph, pw, sh, sw, pads):
+        """Route each output gradient to the one input that was the maximum.
+
+        dy, argmax: (N, OH, OW, C) -> dx: (N, H, W, C). Overlapping windows add up.
+        """
+        xp = self.xp
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x_shape
+        oh, ow = dy.shape[1:3]
+        dxpad = xp.zeros((n, h + pt + pb, w + pl + pr, c), dtype=dy.dtype)
+        for ddy in range(ph):
+            for ddx in range(pw):
+                routed = xp.where(argmax == ddy * pw + ddx, dy, 0)
+                dxpad[:, ddy:ddy + sh * oh:sh, ddx:ddx + sw * ow:sw, :] += routed
+        return dxpad[:, pt:pt + h, pl:pl + w, :]
+
+    def avgpool(self, x, ph, pw, sh, sw, pads):
+        """Mean over each window, counting only real pixels (padding is excluded,
+        as in Keras/TensorFlow).
+
+        x: (N, H, W, C) -> (y: (N, OH, OW, C), count: (OH, OW, 1))
+        """
+        xp = self.xp
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x.shape
+        oh = output_size(h, ph, sh, pt, pb)
+        ow = output_size(w, pw, sw, pl, pr)
+        xpad = xp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+        ones = xp.pad(xp.ones((h, w, 1), dtype=x.dtype), ((pt, pb), (pl, pr), (0, 0)))
+        total = xp.zeros((n, oh, ow, c), dtype=x.dtype)
+        count = xp.zeros((oh, ow, 1), dtype=x.dtype)
+        for dy in range(ph):
+            for dx in range(pw):
+                total += xpad[:, dy:dy + sh * oh:sh, dx:dx + sw * ow:sw, :]
+                count += ones[dy:dy + sh * oh:sh, dx:dx + sw * ow:sw, :]
+        return total / count, count
+
+    def avgpool_backward(self, dy, count, x_shape, ph, pw, sh, sw, pads):
+        """Each input in a window gets dy / count of that window.
+
+        dy: (N, OH, OW, C), count: (OH, OW, 1) -> dx: (N, H, W, C).
+        """
+        xp = self.xp
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x_shape
+        oh, ow = dy.shape[1:3]
+        share = dy / count
+        dxpad = xp.zeros((n, h + pt + pb, w + pl + pr, c), dtype=dy.dtype)
+        for ddy in range(ph):
+            for ddx in range(pw):
+                dxpad[:, ddy:ddy + sh * oh:sh, ddx:ddx + sw * ow:sw, :] += share
+        return dxpad[:, pt:pt + h, pl:pl + w, :]
+
+    # ------------------------------------------------------------- activations
+    def relu(self, x, out=None):
+        """max(x, 0); writes into `out` when given (it may be x itself)."""
+        return self.xp.maximum(x, 0, out=out)
+
+    def relu_backward(self, dy, y):
+        """relu passes the gradient where its output is positive and blocks it elsewhere."""
+        return dy * (y > 0)
+
+    # ----------------------------------------------------------------- softmax
+    def log_softmax(self, z):
+        """log softmax over the last axis, stable for any size of logits.
+
+        log p_k = z_k - logsumexp(z) = (z_k - m) - log(sum_j exp(z_j - m)),
+        m = max_j z_j, so every exponent is <= 0 and nothing overflows.
+        """
+        xp = self.xp
+        shifted = z - z.max(axis=-1, keepdims=True)
+        return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
+
+    def softmax(self, z):
+        """Probabilities over the last axis: exp(log_softmax)."""
+        return self.xp.exp(self.log_softmax(z))
+
+    def sparse_softmax_cross_entropy(self, logits, labels):
+        """Per-sample cross-entropy and its gradient, from logits and integer labels.
+
+        logits: (N, K), labels: (N,) ints -> (losses: (N,), dlogits: (N, K))
+        loss_i = -log softmax(z_i)[y_i];  d loss_i / d z_i = softmax(z_i) - onehot(y_i).
+        """
+        xp = self.xp
+        logp = self.log_softmax(logits)
+        rows = xp.arange(logits.shape[0])
+        losses = -logp[rows, labels]
+        dlogits = xp.exp(logp)
+        dlogits[rows, labels] -= 1
+        return losses, dlogits
+
+    def softmax_cross_entropy(self, logits, targets):
+        """Per-sample cross-entropy against target distributions (one-hot or soft).
+
+        logits, targets: (N, K) -> (losses: (N,), dlogits: (N, K))
+        loss_i = -sum_k t_ik log p_ik;  gradient = p_i * sum_k t_ik - t_i.
+        """
+        logp = self.log_softmax(logits)
+        losses = -(targets * logp).sum(axis=-1)
+        dlogits = self.xp.exp(logp) * targets.sum(axis=-1, keepdims=True) - targets
+        return losses, dlogits
+
+    # -------------------------------------------------------------- optimizers
+    def adam_update(self, p, g, m, v, lr, beta_1, beta_2, epsilon, t):
+        """One Adam step (Kingma & Ba, Algorithm 1), in place on p, m and v.
+
+        m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2
+        p <- p - lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+        """
+        xp = self.xp
+        m *= beta_1
+        m += (1 - beta_1) * g
+        v *= beta_2
+        v += (1 - beta_2) * (g * g)
+        m_hat = m / (1 - beta_1 ** t)
+        v_hat = v / (1 - beta_2 ** t)
+        p -= lr * m_hat / (xp.sqrt(v_hat) + epsilon)
+
+    def sgd_update(self, p, g, velocity, lr, momentum, nesterov, weight_decay):
+        """One SGD step in place; heavy-ball momentum v <- m v + g, p <- p - lr v.
+
+        Weight decay adds wd * p to the gradient (L2 regularisation). Nesterov
+        steps along g + m v instead of v. `velocity` is None without momentum.
+        """
+        if weight_decay:
+            g = g + weight_decay * p
+        if momentum:
+            velocity *= momentum
+            velocity += g
+            step = g + momentum * velocity if nesterov else velocity
+        else:
+            step = g
+        p -= lr * step
+
+    # ------------------------------------------------------------------ random
+    def dropout_mask(self, rng, shape, rate, dtype):
+        """Inverted-dropout mask: 0 with probability `rate`, else 1/(1-rate)."""
+        keep = rng.random(shape, dtype=np.float32 if dtype == np.float32 else np.float64)
+        mask = (keep >= rate).astype(dtype) / dtype.type(1 - rate)
+        return self.asarray(mask)

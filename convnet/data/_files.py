@@ -1,0 +1,53 @@
+"""Atomic file writing shared by the IDX writer and the dataset downloader.
+
+A reader must never see half a file: a crash, a full disk or a failed checksum
+in the middle of writing leaves the destination either absent or as it was.
+The data goes to a temporary file *in the destination's directory* (so the final
+``os.replace`` is a same-filesystem rename, which POSIX makes atomic) and is
+renamed over the destination only when everything succeeded.
+"""
+
+import contextlib
+import os
+import secrets
+
+
+def _create_temp(directory, basename):
+    """Create and open a fresh temporary file next to the destination.
+
+    Returns ``(fd, path)``.  The name starts with a dot so directory listings
+    (and our own dataset search) do not mistake it for a finished file.
+    ``os.open`` with mode 0o666 lets the process umask decide the permissions,
+    as a plain ``open()`` would; ``tempfile.mkstemp`` would force 0o600.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        path = os.path.join(directory, f".{basename}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:  # pragma: no cover - 48 random bits collided
+            continue
+
+
+@contextlib.contextmanager
+def atomic_write(path):
+    """Context manager yielding a binary file whose contents replace ``path`` on success.
+
+    If the ``with`` body raises (including a verification failure the caller
+    raises itself), the temporary file is deleted and ``path`` is untouched.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = _create_temp(directory, os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            # fsync before the rename: otherwise a power loss can leave the new
+            # name pointing at a file whose data blocks never reached the disk.
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,10 @@
+"""Ready-made datasets with a Keras-like ``load_data()``.
+
+    from convnet.datasets import fashion_mnist
+    (x_train, y_train), (x_test, y_test) = fashion_mnist.load_data()
+"""
+
+from . import fashion_mnist, mnist
+from ._common import ChecksumError, DownloadError, cache_dir
+
+__all__ = ["fashion_mnist", "mnist", "DownloadError", "ChecksumError", "cache_dir"]

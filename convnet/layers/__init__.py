@@ -1,0 +1,34 @@
+"""Layers with hand-written forward and backward passes (Keras names)."""
+
+from .base import Layer
+from .conv import Conv2D, conv2d_naive
+from .core import Activation, Dense, Dropout, Flatten, ReLU, Rescaling, Softmax
+from .normalization import BatchNormalization
+from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D,
+                      MaxPool2D, MaxPooling2D)
+
+LAYER_CLASSES = {cls.__name__: cls for cls in (
+    Conv2D, Dense, Flatten, Dropout, Activation, ReLU, Softmax, Rescaling,
+    BatchNormalization, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
+)}
+
+
+def deserialize(spec):
+    """A layer from {"class_name": ..., "config": {...}} (as written by serialize)."""
+    if not isinstance(spec, dict) or "class_name" not in spec or "config" not in spec:
+        raise ValueError(f"layer spec must have 'class_name' and 'config', got {spec!r}")
+    cls = LAYER_CLASSES.get(spec["class_name"])
+    if cls is None:
+        raise ValueError(f"unknown layer class {spec['class_name']!r}; known: {sorted(LAYER_CLASSES)}")
+    return cls.from_config(dict(spec["config"]))
+
+
+def serialize(layer):
+    """{"class_name", "config"} of a layer: its architecture, no weights."""
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+__all__ = ["Layer", "Conv2D", "conv2d_naive", "Dense", "Flatten", "Dropout", "Activation", "ReLU",
+           "Softmax", "Rescaling", "BatchNormalization", "MaxPooling2D", "MaxPool2D",
+           "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D",
+           "deserialize", "serialize", "LAYER_CLASSES"]

@@ -1,0 +1,224 @@
+"""The Layer base class: the contract every layer keeps.
+
+    layer.build(input_shape)            create parameters (shape without batch axis)
+    y  = layer.forward(x, training)     compute the output, keep what backward needs
+    dx = layer.backward(dy)             gradient w.r.t. the input; fills layer.grads
+    layer.params / layer.grads          dicts of arrays with the same keys
+
+`backward` overwrites `grads` (it never accumulates), so after one forward and one
+backward, `grads` holds d(loss)/d(param) for that batch.
+
+Subclasses write `_build`, `_forward`, `_backward` and `compute_output_shape`;
+this base class does the checking (rank, channels, dtype, empty batch), the
+optional activation that follows a Conv2D or Dense, and (de)serialisation.
+"""
+
+import re
+
+import numpy as np
+
+from ..backend import get_ops
+from ..config import resolve_dtype
+from .activations import activation_backward, activation_forward, check_activation
+
+_name_counts = {}
+
+
+def _snake(name):
+    return re.sub(r"(?<=[a-z])([A-Z])", r"_\1", name).lower()
+
+
+def unique_name(prefix):
+    """Keras-style automatic names: conv2d, conv2d_1, conv2d_2, ..."""
+    count = _name_counts.get(prefix, 0)
+    _name_counts[prefix] = count + 1
+    return prefix if count == 0 else f"{prefix}_{count}"
+
+
+def shape_str(shape):
+    """(N, 28, 28, 1) style text for error messages; None prints as N."""
+    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
+
+
+class Layer:
+    """Base class of all layers. See the module docstring for the contract."""
+
+    #: expected rank of an input including the batch axis (None: any rank >= 2)
+    input_rank = None
+
+    def __init__(self, name=None, dtype=None, input_shape=None, seed=None):
+        self.name = name if name is not None else unique_name(_snake(type(self).__name__))
+        self._dtype_arg = None if dtype is None else np.dtype(dtype).name
+        self.dtype = None
+        self.seed = seed
+        self.rng = None
+        self.activation = None
+        self.built = False
+        self.input_shape = None if input_shape is None else tuple(input_shape)
+        self.output_shape = None
+        self.params = {}
+        self.grads = {}
+        self.state = {}          # non-trainable arrays saved with the model (BatchNorm)
+        self._y = None           # activation output kept for backward
+
+    # ----------------------------------------------------------------- build
+    def build(self, input_shape, rng=None):
+        """Create the parameters for inputs of shape `input_shape` (no batch axis).
+
+        `rng` (a numpy Generator) draws the initial weights; by default one is
+        made from the layer's `seed`.
+        """
+        input_shape = tuple(int(d) for d in input_shape)
+        if self.input_rank is not None and len(input_shape) != self.input_rank - 1:
+            raise ValueError(
+                f"{self.describe()}: expected inputs of rank {self.input_rank} "
+                f"{self._rank_hint()}, got input shape {shape_str((None, *input_shape))}"
+            )
+        self.dtype = resolve_dtype(self._dtype_arg)
+        if rng is not None:
+            self.rng = rng
+        elif self.rng is None:
+            self.rng = np.random.default_rng(self.seed)
+        self.input_shape = input_shape
+        self._build(input_shape)
+        self.output_shape = tuple(self.compute_output_shape(input_shape))
+        ops = get_ops()
+        for key, value in self.params.items():
+            self.params[key] = ops.asarray(value, dtype=self.dtype)
+        for key, value in self.state.items():
+            self.state[key] = ops.asarray(value, dtype=self.dtype)
+        self.grads = {key: ops.xp.zeros_like(p) for key, p in self.params.items()}
+        self.built = True
+        return self
+
+    def _build(self, input_shape):
+        """Create self.params (numpy arrays); nothing to do for parameter-free layers."""
+
+    def compute_output_shape(self, input_shape):
+        """Output shape (no batch axis) for an input shape (no batch axis)."""
+        return tuple(input_shape)
+
+    def _rank_hint(self):
+        return ""
+
+    def describe(self):
+        """How error messages name this layer: `Conv2D 'conv2d_1'`."""
+        return f"{type(self).__name__} '{self.name}'"
+
+    # --------------------------------------------------------------- forward
+    def forward(self, x, training=False):
+        """y = layer(x). Checks x, builds on first use, applies `activation`."""
+        z = self.forward_logits(x, training)
+        if self.activation is None:
+            return z
+        self._y = activation_forward(self.activation, z, inplace=True)
+        return self._y
+
+    def backward(self, dy):
+        """dx = d(loss)/dx from dy = d(loss)/dy; writes d(loss)/d(param) to grads."""
+        dy = self._check_grad(dy)
+        if self.activation is not None:
+            if self._y is None:
+                raise RuntimeError(f"{self.describe()}: backward called before forward")
+            dy = activation_backward(self.activation, dy, self._y)
+        return self._backward(dy)
+
+    def forward_logits(self, x, training=False):
+        """The output before the activation (what a fused softmax-loss needs)."""
+        x = self._check_input(x)
+        self._to_backend()
+        z = self._forward(x, training)
+        self._last_output_shape = tuple(z.shape)
+        return z
+
+    def backward_logits(self, dz):
+        """backward() for a gradient taken w.r.t. the pre-activation output."""
+        return self._backward(self._check_grad(dz))
+
+    def __call__(self, x, training=False):
+        return self.forward(x, training=training)
+
+    def _forward(self, x, training):
+        raise NotImplementedError
+
+    def _backward(self, dy):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------- checking
+    def input_spec(self):
+        """The non-batch input shape this layer accepts; None entries are free."""
+        return self.input_shape
+
+    def _check_input(self, x):
+        ops = get_ops()
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            x = np.asarray(x)
+        if x.ndim < 1 or x.shape[0] == 0:
+            raise ValueError(f"{self.describe()}: empty batch, got input shape {tuple(x.shape)}")
+        if self.input_rank is not None and x.ndim != self.input_rank:
+            raise ValueError(
+                f"{self.describe()}: expected input of rank {self.input_rank} "
+                f"{self._rank_hint()}, got shape {tuple(x.shape)}"
+            )
+        if not self.built:
+            self.build(x.shape[1:])
+        spec = self.input_spec()
+        if spec is not None:
+            ok = len(spec) == x.ndim - 1 and all(
+                s is None or s == d for s, d in zip(spec, x.shape[1:])
+            )
+            if not ok:
+                raise ValueError(
+                    f"{self.describe()}: expected input shape {shape_str((None, *spec))}, "
+                    f"got {tuple(x.shape)}"
+                )
+        self._check_spatial(x.shape)
+        if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
+            raise TypeError(f"{self.describe()}: expected a numeric array, got dtype {x.dtype}")
+        return ops.asarray(x, dtype=self.dtype)
+
+    def _check_spatial(self, shape):
+        """Hook for layers whose windows must fit inside the (padded) input."""
+
+    def _check_grad(self, dy):
+        if not self.built:
+            raise RuntimeError(f"{self.describe()}: backward called before forward")
+        expected = getattr(self, "_last_output_shape", None)
+        dy = get_ops().asarray(dy, dtype=self.dtype)
+        if expected is not None and tuple(dy.shape) != expected:
+            raise ValueError(
+                f"{self.describe()}: backward expected dy of shape {expected} "
+                f"(the shape of the last output), got {tuple(dy.shape)}"
+            )
+        return dy
+
+    def _to_backend(self):
+        """Move parameters to the active backend's arrays if they are elsewhere."""
+        ops = get_ops()
+        for store in (self.params, self.grads, self.state):
+            for key, value in store.items():
+                if not ops.is_native(value):
+                    store[key] = ops.asarray(ops_to_numpy(value), dtype=self.dtype)
+
+    # --------------------------------------------------------- serialisation
+    def get_config(self):
+        """Constructor arguments as a JSON-friendly dict (the layer's architecture)."""
+        return {"name": self.name, "dtype": self._dtype_arg}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def count_params(self):
+        return int(sum(int(np.prod(p.shape)) for p in self.params.values()))
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r} output_shape={self.output_shape}>"
+
+
+def ops_to_numpy(a):
+    """A host numpy copy of an array from any backend."""
+    if isinstance(a, np.ndarray):
+        return a
+    get = getattr(a, "get", None)   # cupy arrays
+    return get() if get is not None else np.asarray(a)

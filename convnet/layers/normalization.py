@@ -1,0 +1,87 @@
+"""Batch normalization over the last (channel) axis.
+
+Training, per channel over the batch (and height, width):
+    mu = mean(x),  var = mean((x - mu)^2)  (biased),  xhat = (x - mu) / sqrt(var + eps)
+    y  = gamma * xhat + beta
+    moving = momentum * moving + (1 - momentum) * batch statistic
+Inference uses the moving mean and variance instead of the batch's.
+
+Backward in training mode, with m values per channel: mu and var depend on every x,
+which gives the compact form
+    dx = gamma / (m * sqrt(var + eps)) * (m * dy - sum(dy) - xhat * sum(dy * xhat))
+    dgamma = sum(dy * xhat),  dbeta = sum(dy)
+"""
+
+from ..backend import get_ops
+from .base import Layer
+
+
+class BatchNormalization(Layer):
+    """Normalize each channel (last axis). Params gamma, beta (C,); state
+    moving_mean, moving_variance (C,)."""
+
+    def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, name=None,
+                 dtype=None, input_shape=None):
+        super().__init__(name=name, dtype=dtype, input_shape=input_shape)
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"{self.describe()}: momentum must be in [0, 1], got {momentum!r}")
+        if epsilon <= 0:
+            raise ValueError(f"{self.describe()}: epsilon must be positive, got {epsilon!r}")
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+
+    def _build(self, input_shape):
+        xp = get_ops().xp
+        c = input_shape[-1]
+        if self.scale:
+            self.params["gamma"] = xp.ones((c,), dtype=self.dtype)
+        if self.center:
+            self.params["beta"] = xp.zeros((c,), dtype=self.dtype)
+        self.state["moving_mean"] = xp.zeros((c,), dtype=self.dtype)
+        self.state["moving_variance"] = xp.ones((c,), dtype=self.dtype)
+
+    def _forward(self, x, training):
+        axes = tuple(range(x.ndim - 1))
+        if training:
+            mean = x.mean(axis=axes)
+            var = x.var(axis=axes)
+            m = self.momentum
+            self.state["moving_mean"] *= m
+            self.state["moving_mean"] += (1 - m) * mean
+            self.state["moving_variance"] *= m
+            self.state["moving_variance"] += (1 - m) * var
+        else:
+            mean, var = self.state["moving_mean"], self.state["moving_variance"]
+        inv_std = 1 / get_ops().xp.sqrt(var + self.epsilon)
+        xhat = (x - mean) * inv_std
+        self._cache = (xhat, inv_std, training)
+        y = xhat * self.params["gamma"] if self.scale else xhat.copy()
+        if self.center:
+            y += self.params["beta"]
+        return y
+
+    def _backward(self, dy):
+        xhat, inv_std, training = self._cache
+        axes = tuple(range(dy.ndim - 1))
+        if self.scale:
+            self.grads["gamma"] = (dy * xhat).sum(axis=axes)
+        if self.center:
+            self.grads["beta"] = dy.sum(axis=axes)
+        g = self.params["gamma"] if self.scale else 1
+        if not training:
+            # moving statistics are constants: y is an affine function of x
+            return dy * (g * inv_std)
+        m = dy.size // dy.shape[-1]
+        dxhat_sum = dy.sum(axis=axes)
+        dxhat_xhat_sum = (dy * xhat).sum(axis=axes)
+        return (g * inv_std / m) * (m * dy - dxhat_sum - xhat * dxhat_xhat_sum)
+
+    def flops_per_image(self):
+        import numpy as np
+        return 4 * int(np.prod(self.input_shape))
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale}

@@ -1,0 +1,150 @@
+"""Cross-entropy losses, fused with softmax and computed stably from logits.
+
+With logits z (N, K) and p = softmax(z):
+
+    loss = mean_i  -sum_k t_ik log p_ik,    log p = z - logsumexp(z)
+    d loss / d z = (p - t) / N              (for one-hot t)
+
+Computing log p as z - logsumexp(z) (with the max subtracted first) never forms
+exp of a large number and never takes log(0), so logits of 1e4 give finite
+numbers. A model whose last layer is softmax is trained through this same path:
+the model feeds the loss the last layer's pre-softmax logits.
+
+Usage, as a learner:  loss.forward(logits, targets) -> mean loss (float);
+loss.backward() -> d loss / d logits (N, K). As in Keras, loss(y_true, y_pred)
+returns the mean loss.
+"""
+
+import numpy as np
+
+from .backend import get_ops
+
+_PROB_EPSILON = 1e-7
+
+
+def _as_host(a):
+    get = getattr(a, "get", None)
+    return get() if get is not None else np.asarray(a)
+
+
+class Loss:
+    """Base class: forward(y_pred, y_true) -> float, backward() -> d loss / d y_pred."""
+
+    name = "loss"
+
+    def __init__(self, from_logits=False, name=None):
+        self.from_logits = bool(from_logits)
+        if name is not None:
+            self.name = name
+        self._grad = None
+
+    def __call__(self, y_true, y_pred):
+        return self.forward(y_pred, y_true)
+
+    def forward(self, y_pred, y_true, from_logits=None):
+        """Mean loss over the batch. y_pred: (N, K) logits or probabilities."""
+        ops = get_ops()
+        y_pred = ops.asarray(y_pred)
+        if y_pred.ndim != 2 or y_pred.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__}: expected predictions of shape (N, classes) "
+                             f"with N > 0, got {tuple(y_pred.shape)}")
+        if not ops.xp.issubdtype(y_pred.dtype, ops.xp.floating):
+            y_pred = y_pred.astype(np.float32)
+        targets = self._targets(y_true, y_pred.shape)
+        logits = self.from_logits if from_logits is None else from_logits
+        n = y_pred.shape[0]
+        if logits:
+            losses, grad = self._from_logits(ops, y_pred, targets)
+        else:
+            losses, grad = self._from_probabilities(ops, y_pred, targets)
+        self._grad = grad / n
+        return float(losses.sum()) / n
+
+    def backward(self):
+        """d (mean loss) / d y_pred from the last forward: (N, K)."""
+        if self._grad is None:
+            raise RuntimeError(f"{type(self).__name__}: backward called before forward")
+        return self._grad
+
+    def get_config(self):
+        return {"from_logits": self.from_logits}
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """Cross-entropy with integer class labels y (N,) in [0, K)."""
+
+    name = "sparse_categorical_crossentropy"
+
+    def _targets(self, y_true, pred_shape):
+        return check_sparse_labels(y_true, pred_shape, type(self).__name__)
+
+    def _from_logits(self, ops, logits, labels):
+        return ops.sparse_softmax_cross_entropy(logits, ops.asarray(labels))
+
+    def _from_probabilities(self, ops, probs, labels):
+        xp = ops.xp
+        labels = ops.asarray(labels)
+        rows = xp.arange(probs.shape[0])
+        picked = xp.clip(probs[rows, labels], _PROB_EPSILON, 1.0)
+        grad = xp.zeros_like(probs)
+        grad[rows, labels] = -1 / picked
+        return -xp.log(picked), grad
+
+
+class CategoricalCrossentropy(Loss):
+    """Cross-entropy with one-hot (or soft) targets of shape (N, K)."""
+
+    name = "categorical_crossentropy"
+
+    def _targets(self, y_true, pred_shape):
+        t = np.asarray(_as_host(y_true))
+        if t.shape != tuple(pred_shape):
+            raise ValueError(f"{type(self).__name__}: expected one-hot targets of shape "
+                             f"{tuple(pred_shape)}, got {t.shape}")
+        if not np.all(np.isfinite(t)) or (t < 0).any():
+            raise ValueError(f"{type(self).__name__}: targets must be finite and non-negative")
+        return t
+
+    def _from_logits(self, ops, logits, targets):
+        return ops.softmax_cross_entropy(logits, ops.asarray(targets, dtype=logits.dtype))
+
+    def _from_probabilities(self, ops, probs, targets):
+        xp = ops.xp
+        t = ops.asarray(targets, dtype=probs.dtype)
+        p = xp.clip(probs, _PROB_EPSILON, 1.0)
+        return -(t * xp.log(p)).sum(axis=-1), -t / p
+
+
+def check_sparse_labels(y, pred_shape, owner):
+    """Integer labels (N,) within [0, K); (N, 1) is accepted and flattened."""
+    y = np.asarray(_as_host(y))
+    n, k = pred_shape
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(f"{owner}: expected integer labels of shape ({n},), got {y.shape}")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise ValueError(f"{owner}: labels must be whole numbers (class indices)")
+    elif y.dtype.kind not in "iub":
+        raise ValueError(f"{owner}: labels must be integers, got dtype {y.dtype}")
+    y = y.astype(np.int64)
+    if y.size and (y.min() < 0 or y.max() >= k):
+        raise ValueError(f"{owner}: labels must lie in [0, {k}) for {k} classes, "
+                         f"got values from {y.min()} to {y.max()}")
+    return y
+
+
+LOSSES = {
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+}
+
+
+def get(identifier, from_logits=False):
+    """A Loss from its name or an instance."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in LOSSES:
+        return LOSSES[identifier.lower()](from_logits=from_logits)
+    raise ValueError(f"unknown loss {identifier!r}; expected one of {sorted(LOSSES)} or a Loss object")

@@ -1,0 +1,134 @@
+"""Model files: one .npz holding JSON (architecture, compile settings, random
+states) and the arrays (weights, BatchNorm state, optimizer slots).
+
+Loaded with allow_pickle=False, so opening a model file never runs code. Saving
+writes a temporary file beside the target and renames it over the target only when
+complete, so a failed save leaves the previous file intact.
+"""
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+FORMAT_NAME = "convnet-model"
+FORMAT_VERSION = 1
+
+
+def _rng_state(rng):
+    return None if rng is None else rng.bit_generator.state
+
+
+def _set_rng_state(rng, state):
+    if rng is not None and state is not None:
+        rng.bit_generator.state = state
+
+
+def save_model(model, path):
+    """Write `model` to `path` (.npz) atomically."""
+    from . import optimizers
+    from .layers.base import ops_to_numpy
+
+    if not model.built:
+        raise ValueError(f"{model.describe()}: cannot save a model that is not built yet")
+    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "model": model.get_config()}
+    arrays = {}
+    for i, layer in enumerate(model.layers):
+        for kind, store in (("param", layer.params), ("state", layer.state)):
+            for key, value in store.items():
+                arrays[f"{kind}/{i}/{key}"] = ops_to_numpy(value)
+    meta["rng"] = {"model": _rng_state(model._rng), "shuffle": _rng_state(model._shuffle_rng),
+                   "layers": [_rng_state(layer.rng) for layer in model.layers]}
+    if model.compiled:
+        iterations, slots = model.optimizer.get_state()
+        meta["compile"] = {
+            "optimizer": optimizers.serialize(model.optimizer),
+            "iterations": iterations,
+            "loss": {"class_name": type(model.loss).__name__, "config": model.loss.get_config(),
+                     "given_as_name": model._loss_given_as_name,
+                     "name": model.loss.name},
+            "metrics": [name for name, _ in model.metric_fns],
+        }
+        for key, value in slots.items():
+            arrays[f"optimizer/{key}"] = value
+    arrays["__meta__"] = np.array(json.dumps(meta))
+
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_model(path, compile=True):
+    """Rebuild a Sequential model (and its optimizer state) from a .npz file."""
+    from . import losses, optimizers
+    from .layers import deserialize
+    from .models import Sequential
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"load_model: no such file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"load_model: {path} is not a readable convnet model file ({exc})") from exc
+    if "__meta__" not in arrays:
+        raise ValueError(f"load_model: {path} has no '__meta__' entry; not a convnet model file")
+    try:
+        meta = json.loads(str(arrays.pop("__meta__")))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"load_model: {path} has corrupt metadata ({exc})") from exc
+    if meta.get("format") != FORMAT_NAME:
+        raise ValueError(f"load_model: {path} is not a convnet model file (format {meta.get('format')!r})")
+    if meta.get("version") != FORMAT_VERSION:
+        raise ValueError(f"load_model: {path} has format version {meta.get('version')!r}; this "
+                         f"convnet reads version {FORMAT_VERSION}")
+    try:
+        config = meta["model"]
+        layers = [deserialize(spec) for spec in config["layers"]]
+        model = Sequential(layers, input_shape=config["input_shape"], name=config["name"],
+                           seed=config.get("seed"))
+        for i, layer in enumerate(model.layers):
+            for kind, store in (("param", layer.params), ("state", layer.state)):
+                for key in store:
+                    name = f"{kind}/{i}/{key}"
+                    if name not in arrays:
+                        raise ValueError(f"load_model: {path} is missing array {name!r}")
+                    value = arrays[name]
+                    if value.shape != tuple(store[key].shape):
+                        raise ValueError(f"load_model: {path}: array {name!r} has shape {value.shape}, "
+                                         f"expected {tuple(store[key].shape)}")
+                    store[key][...] = value
+        rng = meta.get("rng") or {}
+        _set_rng_state(model._rng, rng.get("model"))
+        _set_rng_state(model._shuffle_rng, rng.get("shuffle"))
+        for layer, state in zip(model.layers, rng.get("layers") or []):
+            _set_rng_state(layer.rng, state)
+        if compile and "compile" in meta:
+            comp = meta["compile"]
+            loss_spec = comp["loss"]
+            if loss_spec.get("given_as_name"):
+                loss = loss_spec["name"]
+            else:
+                loss = getattr(losses, loss_spec["class_name"])(**loss_spec["config"])
+            model.compile(optimizer=optimizers.get(comp["optimizer"]), loss=loss,
+                          metrics=comp["metrics"])
+            slots = {key[len("optimizer/"):]: value for key, value in arrays.items()
+                     if key.startswith("optimizer/")}
+            model.optimizer.set_state(comp["iterations"], slots)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"load_model: {path} has missing or malformed metadata ({exc!r})") from exc
+    return model
