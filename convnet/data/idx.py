@@ -25,7 +25,7 @@ import numpy as np
 
 from ._files import atomic_write
 
-__all__ = ["read_idx", "write_idx", "IDX_DTYPES"]
+__all__ = ["IDX_DTYPES", "read_idx", "write_idx"]
 
 #: IDX dtype code -> numpy dtype (native byte order; the file is big-endian).
 IDX_DTYPES = {
@@ -184,7 +184,7 @@ def write_idx(path, array, compress=None):
             # filename= is given explicitly: otherwise GzipFile would record
             # the temporary file's name in the gzip header.
             inner = os.path.basename(path)
-            inner = inner[:-3] if inner.endswith(".gz") else inner
+            inner = inner.removesuffix(".gz")
             with gzip.GzipFile(filename=inner, mode="wb", fileobj=f, mtime=0) as gz:
                 gz.write(header)
                 gz.write(payload)

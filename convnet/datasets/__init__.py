@@ -7,4 +7,4 @@
 from . import fashion_mnist, mnist
 from ._common import ChecksumError, DownloadError, cache_dir
 
-__all__ = ["fashion_mnist", "mnist", "DownloadError", "ChecksumError", "cache_dir"]
+__all__ = ["ChecksumError", "DownloadError", "cache_dir", "fashion_mnist", "mnist"]

@@ -70,7 +70,7 @@ class RemoteFile:
     @property
     def names(self):
         """Accepted names on disk: compressed first, then decompressed."""
-        stem = self.filename[:-3] if self.filename.endswith(".gz") else self.filename
+        stem = self.filename.removesuffix(".gz")
         return (self.filename, stem)
 
 

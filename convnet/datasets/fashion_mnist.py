@@ -13,7 +13,7 @@ package (:data:`SYSTEM_DIRS`), then a verified download into the cache.
 from . import _common
 from ._common import DatasetSpec, RemoteFile
 
-__all__ = ["load_data", "find_files", "CLASS_NAMES", "SPEC", "SYSTEM_DIRS"]
+__all__ = ["CLASS_NAMES", "SPEC", "SYSTEM_DIRS", "find_files", "load_data"]
 
 CLASS_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

@@ -14,7 +14,7 @@ verified download into the cache.  (Debian ships no MNIST package, so
 from . import _common
 from ._common import DatasetSpec, RemoteFile
 
-__all__ = ["load_data", "find_files", "SPEC", "SYSTEM_DIRS"]
+__all__ = ["SPEC", "SYSTEM_DIRS", "find_files", "load_data"]
 
 SYSTEM_DIRS = ()
 

@@ -1,0 +1,30 @@
+"""Data: IDX files, image folders, augmentation and batching.
+
+- :func:`read_idx` / :func:`write_idx`: the IDX format of MNIST and Fashion-MNIST.
+- :func:`image_dataset_from_directory`: class-folder trees, decoded per batch.
+- :class:`ImageDataGenerator`: Keras-style random augmentation, vectorised.
+- :class:`ArrayBatches`: mini-batches of in-memory arrays, converted per batch.
+
+Every batch source follows one protocol (see :mod:`convnet.data.batching`):
+``len(ds)`` batches per epoch, each ``iter(ds)`` a new epoch of ``(x, y)``.
+
+Ready-made datasets live in :mod:`convnet.datasets`.
+"""
+
+from .augmentation import ImageDataGenerator, NumpyArrayIterator
+from .batching import ArrayBatches, BatchDataset, MappedDataset
+from .idx import read_idx, write_idx
+from .image_folder import ImageFolderDataset, image_dataset_from_directory, load_image
+
+__all__ = [
+    "ArrayBatches",
+    "BatchDataset",
+    "ImageDataGenerator",
+    "ImageFolderDataset",
+    "MappedDataset",
+    "NumpyArrayIterator",
+    "image_dataset_from_directory",
+    "load_image",
+    "read_idx",
+    "write_idx",
+]
