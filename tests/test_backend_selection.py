@@ -1,0 +1,64 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+import convnet as cn
+
+
+def test_set_get_and_context_manager():
+    before = cn.get_backend()
+    with cn.use_backend("numpy") as ops:
+        assert cn.get_backend() == "numpy" and ops.name == "numpy"
+    assert cn.get_backend() == before
+    cn.set_backend("numpy")
+    try:
+        assert cn.get_backend() == "numpy"
+    finally:
+        cn.set_backend(before)
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown backend 'tpu'"):
+        cn.set_backend("tpu")
+
+
+def test_cupy_without_gpu_names_what_is_missing():
+    try:
+        import cupy  # noqa: F401
+        cupy.cuda.runtime.getDeviceCount()
+        pytest.skip("a GPU is present")
+    except Exception:
+        pass
+    with pytest.raises(ValueError, match="backend 'cupy'.*(CuPy is not installed|no CUDA)"):
+        cn.set_backend("cupy")
+
+
+def run_python(code, **env):
+    full_env = {**os.environ, **env}
+    return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_env_var_selects_backend():
+    out = run_python("import convnet; print(convnet.get_backend())", CONVNET_BACKEND="numpy")
+    assert out.stdout.strip() == "numpy", out.stderr
+
+
+def test_default_is_numba_where_it_imports_else_numpy():
+    env = {k: v for k, v in os.environ.items() if k != "CONVNET_BACKEND"}
+    code = ("import importlib.util, convnet\n"
+            "has = importlib.util.find_spec('numba') is not None\n"
+            "print(convnet.get_backend(), has)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    name, has_numba = out.stdout.split()
+    assert name == ("numba" if has_numba == "True" else "numpy"), out.stderr
+
+
+def test_import_survives_without_numba():
+    code = ("import sys; sys.modules['numba'] = None\n"
+            "import convnet; print(convnet.get_backend())")
+    env = {k: v for k, v in os.environ.items() if k != "CONVNET_BACKEND"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "numpy", out.stderr

@@ -1,0 +1,70 @@
+"""Optimizer updates against the formulas written out by hand."""
+
+import numpy as np
+import pytest
+
+import convnet as cn
+
+
+def run(optimizer, grads, p0):
+    p = p0.copy()
+    for g in grads:
+        optimizer.apply_gradients([("p", p, g)])
+    return p
+
+
+def test_adam_matches_algorithm_1(backend, rng):
+    lr, b1, b2, eps = 0.01, 0.8, 0.95, 1e-7
+    p0 = rng.standard_normal(5)
+    grads = [rng.standard_normal(5) for _ in range(4)]
+    m = np.zeros(5)
+    v = np.zeros(5)
+    expected = p0.copy()
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        expected -= lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    p = run(cn.optimizers.Adam(lr, beta_1=b1, beta_2=b2, epsilon=eps), grads, backend.asarray(p0))
+    np.testing.assert_allclose(backend.to_numpy(p), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("momentum,nesterov,wd", [(0.0, False, 0.0), (0.9, False, 0.0),
+                                                  (0.9, True, 0.0), (0.5, True, 0.01), (0.0, False, 0.1)])
+def test_sgd_matches_heavy_ball(backend, rng, momentum, nesterov, wd):
+    lr = 0.1
+    p0 = rng.standard_normal(4)
+    grads = [rng.standard_normal(4) for _ in range(3)]
+    v = np.zeros(4)
+    expected = p0.copy()
+    for g in grads:
+        g = g + wd * expected
+        v = momentum * v + g
+        expected -= lr * ((g + momentum * v) if nesterov else v)
+    opt = cn.optimizers.SGD(lr, momentum=momentum, nesterov=nesterov, weight_decay=wd)
+    p = run(opt, grads, backend.asarray(p0))
+    np.testing.assert_allclose(backend.to_numpy(p), expected, rtol=1e-12)
+
+
+def test_adam_matches_torch_when_available(rng):
+    torch = pytest.importorskip("torch")
+    p0 = rng.standard_normal(6)
+    grads = [rng.standard_normal(6) for _ in range(5)]
+    tp = torch.tensor(p0, requires_grad=True)
+    topt = torch.optim.Adam([tp], lr=0.01, eps=1e-7)
+    for g in grads:
+        tp.grad = torch.tensor(g)
+        topt.step()
+    with cn.use_backend("numpy"):
+        p = run(cn.optimizers.Adam(0.01), grads, p0)
+    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-10)
+
+
+def test_optimizer_lookup_and_errors():
+    assert isinstance(cn.optimizers.get("adam"), cn.optimizers.Adam)
+    assert isinstance(cn.optimizers.get("SGD"), cn.optimizers.SGD)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        cn.optimizers.get("adagrad2")
+    with pytest.raises(ValueError, match="learning_rate must be a positive"):
+        cn.optimizers.Adam(learning_rate=-1)
+    with pytest.raises(ValueError, match="nesterov=True needs momentum"):
+        cn.optimizers.SGD(nesterov=True)
