@@ -101,6 +101,7 @@ def load_model(path, compile=True):
         layers = [deserialize(spec) for spec in config["layers"]]
         model = Sequential(layers, input_shape=config["input_shape"], name=config["name"],
                            seed=config.get("seed"))
+        model.class_names = config.get("class_names")
         for i, layer in enumerate(model.layers):
             for kind, store in (("param", layer.params), ("state", layer.state)):
                 for key in store:
