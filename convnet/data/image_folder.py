@@ -13,7 +13,8 @@ time, so a folder far larger than memory can be trained on.
 What counts as an image, and what happens to other files:
 
 - Files ending in .png, .jpg, .jpeg, .bmp or .gif (any case) are images; class
-  folders are searched recursively.  Names starting with "." (``.DS_Store``,
+  folders are searched recursively (a folder's own files, sorted by name, come
+  before those of its sub-folders).  Names starting with "." (``.DS_Store``,
   ``.ipynb_checkpoints/``) are ignored silently.
 - Any other file, and any image file whose header Pillow cannot read, is
   **skipped with one warning** listing the skipped files.  (Only the header is

@@ -1,0 +1,225 @@
+"""ImageDataGenerator: geometry checked on known images, seeding, shapes, flow()."""
+
+import numpy as np
+import pytest
+
+from convnet.data import ImageDataGenerator
+from convnet.data.augmentation import affine_sample
+
+
+def batch(n=6, h=9, w=11, c=3, seed=0, dtype=np.uint8):
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, c)).astype(dtype)
+
+
+def dot(h=7, w=7, row=1, col=5, value=200.0):
+    """One image ``(1, h, w, 1)``, zero but for one pixel."""
+    x = np.zeros((1, h, w, 1), np.float32)
+    x[0, row, col, 0] = value
+    return x
+
+
+FULL = {"rotation_range": 30, "width_shift_range": 0.2, "height_shift_range": 0.2, "shear_range": 10,
+            "zoom_range": 0.2, "horizontal_flip": True, "vertical_flip": True}
+
+
+# -- exact geometry --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_horizontal_flip_really_flips(interpolation):
+    x = batch()
+    gen = ImageDataGenerator(interpolation=interpolation)
+    out = gen.apply_transform(x, {"flip_horizontal": np.array([True, False] * 3)})
+    np.testing.assert_array_equal(out[0::2], x[0::2, :, ::-1, :])
+    np.testing.assert_array_equal(out[1::2], x[1::2])
+
+
+def test_vertical_flip():
+    x = batch()
+    out = ImageDataGenerator().apply_transform(x, {"flip_vertical": True})
+    np.testing.assert_array_equal(out, x[:, ::-1])
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_shift_moves_a_pixel_by_the_known_amount(interpolation):
+    gen = ImageDataGenerator(interpolation=interpolation, fill_mode="constant")
+    out = gen.apply_transform(dot(row=1, col=5), {"shift_x": -3, "shift_y": 2})
+    expected = dot(row=3, col=2)  # right is +x, down is +y
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_random_horizontal_flip_flips_about_half_and_only_flips():
+    x = batch(n=200, w=5, c=1)
+    out = ImageDataGenerator(horizontal_flip=True, seed=0).random_transform_batch(x)
+    flipped = np.all(out == x[:, :, ::-1], axis=(1, 2, 3))
+    same = np.all(out == x, axis=(1, 2, 3))
+    assert np.all(flipped | same)
+    assert 70 < flipped.sum() < 130
+
+
+def test_rotation_by_90_degrees_is_counter_clockwise():
+    x = batch(n=2, h=5, w=5, c=2).astype(np.float32)
+    out = ImageDataGenerator(interpolation="bilinear").apply_transform(x, {"theta": 90})
+    np.testing.assert_allclose(out, np.rot90(x, k=1, axes=(1, 2)), atol=1e-3)
+
+
+def test_zoom_factor_below_one_magnifies():
+    # A centred 3x3 square: zoom 0.5 samples half the area, so the square doubles.
+    x = np.zeros((1, 13, 13, 1), np.float32)
+    x[0, 5:8, 5:8] = 1
+    out = ImageDataGenerator(interpolation="nearest").apply_transform(
+        x, {"zoom_x": 0.5, "zoom_y": 0.5})
+    assert out.sum() > 4 * x.sum() - 10
+    assert out[0, 6, 6, 0] == 1 and out[0, 0, 0, 0] == 0
+
+
+def test_bilinear_half_pixel_shift_averages_neighbours():
+    x = np.zeros((1, 1, 4, 1), np.float32)
+    x[0, 0, :, 0] = [0, 10, 20, 30]
+    out = ImageDataGenerator().apply_transform(x, {"shift_x": 0.5})
+    np.testing.assert_allclose(out[0, 0, :, 0], [0, 5, 15, 25])  # nearest fill at the edge
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("nearest", [1, 1, 1, 2, 3]),  # aaa|abc
+    ("constant", [-1, -1, 1, 2, 3]),
+    ("wrap", [4, 5, 1, 2, 3]),
+    ("reflect", [2, 1, 1, 2, 3]),  # ba|abc: edge repeated
+])
+def test_fill_modes(mode, expected):
+    x = np.array([1, 2, 3, 4, 5], np.float32).reshape(1, 1, 5, 1)
+    gen = ImageDataGenerator(fill_mode=mode, cval=-1, interpolation="nearest")
+    out = gen.apply_transform(x, {"shift_x": 2})
+    np.testing.assert_array_equal(out[0, 0, :, 0], expected)
+
+
+def test_affine_sample_identity_is_exact_for_uint8():
+    x = batch()
+    eye = np.tile(np.array([[1.0, 0, 0], [0, 1, 0]]), (len(x), 1, 1))
+    np.testing.assert_array_equal(affine_sample(x, eye), x.astype(np.float32))
+
+
+# -- shapes, dtypes, seeds -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(4, 28, 28, 1), (3, 16, 24, 3), (1, 5, 7, 4)])
+def test_keeps_shape_and_gives_float32(shape):
+    x = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    out = ImageDataGenerator(**FULL, seed=1).apply(x)
+    assert out.shape == shape and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 255
+
+
+def test_input_is_not_modified():
+    x = batch().astype(np.float32)
+    copy = x.copy()
+    ImageDataGenerator(**FULL, rescale=0.5, seed=0).apply(x)
+    ImageDataGenerator(rescale=0.5).apply(x)  # no geometry: only the rescale path
+    np.testing.assert_array_equal(x, copy)
+
+
+def test_rescale_after_transform():
+    x = batch()
+    out = ImageDataGenerator(rescale=1 / 255.0).apply(x)
+    np.testing.assert_allclose(out, x / 255.0, rtol=1e-6)
+
+
+def test_reproducible_under_seed_and_different_across_seeds():
+    x = batch()
+    a = ImageDataGenerator(**FULL, seed=3).apply(x)
+    b = ImageDataGenerator(**FULL, seed=3).apply(x)
+    c = ImageDataGenerator(**FULL, seed=4).apply(x)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    assert not np.allclose(a, x)  # it really transformed something
+
+
+def test_each_image_gets_its_own_transform():
+    x = np.repeat(batch(n=1), 8, axis=0)  # 8 copies of one image
+    out = ImageDataGenerator(rotation_range=40, seed=0).apply(x)
+    assert len({out[i].tobytes() for i in range(8)}) == 8
+
+
+def test_shift_ranges_fraction_pixels_and_int():
+    gen = ImageDataGenerator()
+    rng = np.random.default_rng(0)
+    frac = gen._draw_shift(0.25, 100, 1000, rng)
+    assert frac.min() >= -25 and frac.max() <= 25 and frac.max() > 20
+    pixels = gen._draw_shift(3.0, 100, 1000, rng)
+    assert pixels.min() >= -3 and pixels.max() <= 3
+    ints = gen._draw_shift(2, 100, 1000, rng)
+    assert set(ints) == {-2, -1, 0, 1, 2}
+    listed = gen._draw_shift([-0.1, 0.1], 50, 100, rng)
+    assert set(listed) == {-5, 5}
+
+
+def test_grayscale_batch_needs_channel_axis():
+    with pytest.raises(ValueError, match=r"\(N, H, W, C\).*x\[\.\.\., None\]"):
+        ImageDataGenerator().apply(np.zeros((2, 28, 28)))
+
+
+@pytest.mark.parametrize("kwargs", [{"fill_mode": "mirror"}, {"interpolation": "cubic"},
+                                    {"zoom_range": -0.1}, {"width_shift_range": -1},
+                                    {"zoom_range": (1.5, 0.5)}])
+def test_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        ImageDataGenerator(**kwargs)
+
+
+def test_call_form_fits_dataset_map():
+    x, y = batch(), np.arange(6)
+    gen = ImageDataGenerator(rescale=2.0)
+    out_x, out_y = gen(x, y)
+    assert out_y is y
+    np.testing.assert_array_equal(out_x, x * 2.0)
+    np.testing.assert_array_equal(gen(x), x * 2.0)
+
+
+# -- flow ------------------------------------------------------------------------------------
+
+
+def test_flow_protocol_shapes_and_labels():
+    x = batch(n=10, c=1)
+    y = np.arange(10)
+    it = ImageDataGenerator(horizontal_flip=True, rescale=1 / 255.0).flow(
+        x, y, batch_size=4, seed=0)
+    assert len(it) == 3
+    batches = list(it)
+    assert [len(b[0]) for b in batches] == [4, 4, 2]
+    seen = np.concatenate([b[1] for b in batches])
+    assert sorted(seen) == list(range(10))  # each example once per epoch
+    for xb, yb in batches:
+        assert xb.dtype == np.float32 and xb.shape[1:] == x.shape[1:]
+        for img, label in zip(xb, yb):  # labels stay with their (maybe flipped) image
+            original = x[label] / 255.0
+            assert np.allclose(img, original) or np.allclose(img, original[:, ::-1])
+
+
+def test_flow_epochs_differ_and_replay_under_seed():
+    x = batch(n=12)
+    y = np.arange(12)
+
+    def run(seed):
+        it = ImageDataGenerator(**FULL).flow(x, y, batch_size=5, seed=seed)
+        return [np.concatenate([xb for xb, _ in it]) for _ in range(2)]
+
+    e1, e2 = run(7)
+    r1, r2 = run(7)
+    np.testing.assert_array_equal(e1, r1)
+    np.testing.assert_array_equal(e2, r2)
+    assert not np.allclose(e1, e2)
+    assert not np.allclose(run(8)[0], e1)
+
+
+def test_flow_without_labels_yields_images_only():
+    it = ImageDataGenerator().flow(batch(n=5), batch_size=2, shuffle=False)
+    batches = list(it)
+    assert all(isinstance(b, np.ndarray) for b in batches)
+    np.testing.assert_array_equal(np.concatenate(batches), batch(n=5).astype(np.float32))
+
+
+def test_flow_uses_generator_seed_when_none_given():
+    x = batch(n=8)
+    a = np.concatenate([b for b, _ in ImageDataGenerator(**FULL, seed=5).flow(x, np.arange(8))])
+    b = np.concatenate([b for b, _ in ImageDataGenerator(**FULL, seed=5).flow(x, np.arange(8))])
+    np.testing.assert_array_equal(a, b)
