@@ -396,5 +396,5 @@ def test_debian_files_match_the_recorded_content_hashes():
     for remote in fashion_mnist.SPEC.files.values():
         path = os.path.join(DEBIAN, remote.filename)
         with gzip.open(path, "rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
+            digest = hashlib.sha256(f.read()).hexdigest()
         assert digest == remote.raw_sha256, path
