@@ -15,7 +15,6 @@ log(softmax) taken separately underflows to log(0) for confident predictions.
 """
 
 import math
-import sys
 
 import numpy as np
 
@@ -47,6 +46,7 @@ class Sequential:
         self.compiled = False
         self.stop_training = False
         self.history = None
+        self.class_names = None      # labels of the outputs, kept in model files
         self._rng = np.random.default_rng(seed)
         self._shuffle_rng = self._rng.spawn(1)[0]
         for layer in layers or []:
@@ -214,8 +214,13 @@ class Sequential:
         val = self._validation_source(x, y, validation_data, validation_split, batch_size)
 
         history = callbacks_module.History()
+        progbar = callbacks_module.progress_callback(verbose)   # verbose 0 / 1 (bar) / 2 (lines)
+        # History and the progress display run after the user's callbacks, so they see
+        # what those add to the logs (e.g. "learning_rate"), as in Keras
         cbs = callbacks_module.CallbackList(
-            [history] + [callbacks_module.get(c) for c in (callbacks or [])], self)
+            [callbacks_module.get(c) for c in (callbacks or [])] + [history]
+            + ([progbar] if progbar else []), self)
+        cbs.set_params({"epochs": epochs, "steps": n_train, "verbose": verbose})
         self.stop_training = False
         self.history = history
         cbs.on_train_begin()
@@ -225,9 +230,6 @@ class Sequential:
             if val is not None:
                 val_logs = self._evaluate_batches(val(), validation_steps)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            if verbose:
-                text = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-                print(f"Epoch {epoch + 1}/{epochs} - {text}", file=sys.stdout, flush=True)
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
@@ -289,11 +291,7 @@ class Sequential:
         return None
 
     def _run_epoch(self, batches, cbs, epoch, epochs, verbose, total):
-        bar = None
-        if verbose == 1:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=total, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch",
-                       leave=False, file=sys.stdout, dynamic_ncols=True)
+        # the progress bar is callbacks.ProgbarLogger, fed by on_batch_end
         loss_sum, count = 0.0, 0
         y_parts, p_parts = [], []
         for step, (bx, by) in enumerate(batches):
@@ -305,12 +303,7 @@ class Sequential:
             if self.metric_fns:
                 y_parts.append(by)
                 p_parts.append(probs)
-            cbs.on_batch_end(step, {"loss": loss})
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / count:.4f}", refresh=False)
-        if bar is not None:
-            bar.close()
+            cbs.on_batch_end(step, {"loss": loss, "size": n})
         if count == 0:
             raise ValueError(f"{self.describe()}.fit: the training data yielded no batches")
         logs = {"loss": loss_sum / count}
@@ -451,7 +444,8 @@ class Sequential:
     def get_config(self):
         from .layers import serialize
         return {"name": self.name, "input_shape": list(self.input_shape) if self.input_shape else None,
-                "seed": self.seed, "layers": [serialize(layer) for layer in self.layers]}
+                "seed": self.seed, "class_names": self.class_names,
+                "layers": [serialize(layer) for layer in self.layers]}
 
 
 def _len_or_none(obj):
