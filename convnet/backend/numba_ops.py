@@ -1,0 +1,487 @@
+"""NumbaOps: the hot kernel pairs of NumpyOps, jitted for the CPU with Numba.
+
+Each method here computes the same function as the NumpyOps method of the same
+name (convnet/backend/numpy_ops.py, the readable reference; read that first) and
+says so in its docstring. tests/test_backend_numba.py checks every override
+against the reference in float32 and float64 over a grid of shapes.
+
+How the kernels differ from the reference, and why:
+- No padded copies. The reference pads x with np.pad and slices sub-grids; here
+  each kernel tests the bounds of every window tap and reads zero (or -inf for
+  max pooling) outside the image, so no padded array is ever allocated.
+- Gather instead of scatter. col2im and the pooling backward passes compute each
+  input pixel's gradient by visiting the windows that cover it, in the same
+  (dy, dx) order the reference adds them in. Each output element is then written
+  by one thread only, so rows of the batch can be processed in parallel with no
+  races, and the sums are added in the reference's order.
+- Parallel loops (prange) run over batch rows (n, output row); the matrix
+  products stay with numpy's BLAS (np.dot on contiguous arrays), which is far
+  faster than any loop nest written here.
+- fastmath is used only where reassociation cannot move a result beyond float
+  rounding (elementwise updates); reductions that tests compare exactly do not
+  use it.
+
+Thread settings (threading layer, Numba threads vs OpenBLAS threads) are chosen
+in convnet/backend/threads.py before the first parallel kernel runs.
+"""
+
+import math
+
+import numpy as np
+
+from . import threads as _threads
+
+_threads.configure()
+
+from numba import njit, prange  # noqa: E402  (threads.configure() must run first)
+
+from .numpy_ops import NumpyOps, output_size  # noqa: E402
+
+# Kernels are compiled on first use for each dtype and cached on disk
+# (cache=True), so a new process pays only the cache load.
+_jit = dict(cache=True, nogil=True)
+_pjit = dict(cache=True, nogil=True, parallel=True)
+
+
+# ---------------------------------------------------------------------- im2col
+@njit(**_pjit)
+def _im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, cols):
+    n, h, w, c = x.shape
+    for r in prange(n * oh):
+        b = r // oh
+        i = r - b * oh
+        for j in range(ow):
+            row = (r * ow + j)
+            for dy in range(kh):
+                yy = i * sh + dy - pt
+                for dx in range(kw):
+                    xx = j * sw + dx - pl
+                    base = (dy * kw + dx) * c
+                    if 0 <= yy < h and 0 <= xx < w:
+                        for ch in range(c):
+                            cols[row, base + ch] = x[b, yy, xx, ch]
+                    else:
+                        for ch in range(c):
+                            cols[row, base + ch] = 0
+
+
+@njit(**_pjit)
+def _col2im(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out):
+    # out[b, yy, xx, :] = sum over windows (i, j) and taps (dy, dx) with
+    # i*sh + dy - pt == yy and j*sw + dx - pl == xx of cols[(b, i, j), (dy, dx, :)],
+    # visited in (dy, dx) order like the reference's loop of += over offsets.
+    for r in prange(n * h):
+        b = r // h
+        yy = r - b * h
+        for xx in range(w):
+            for ch in range(c):
+                out[b, yy, xx, ch] = 0
+            for dy in range(kh):
+                t = yy + pt - dy
+                if t < 0 or t % sh != 0:
+                    continue
+                i = t // sh
+                if i >= oh:
+                    continue
+                for dx in range(kw):
+                    u = xx + pl - dx
+                    if u < 0 or u % sw != 0:
+                        continue
+                    j = u // sw
+                    if j >= ow:
+                        continue
+                    row = (b * oh + i) * ow + j
+                    base = (dy * kw + dx) * c
+                    for ch in range(c):
+                        out[b, yy, xx, ch] += cols[row, base + ch]
+
+
+# --------------------------------------------------------------------- pooling
+@njit(**_pjit)
+def _maxpool(x, ph, pw, sh, sw, pt, pl, oh, ow, y, argmax):
+    n, h, w, c = x.shape
+    neg_inf = -np.inf
+    for r in prange(n * oh):
+        b = r // oh
+        i = r - b * oh
+        for j in range(ow):
+            for ch in range(c):
+                best = neg_inf
+                arg = 0
+                for dy in range(ph):
+                    yy = i * sh + dy - pt
+                    for dx in range(pw):
+                        xx = j * sw + dx - pl
+                        if 0 <= yy < h and 0 <= xx < w:
+                            v = x[b, yy, xx, ch]
+                        else:
+                            v = neg_inf
+                        if v > best:     # strict: the first maximum wins, as in the reference
+                            best = v
+                            arg = dy * pw + dx
+                y[b, i, j, ch] = best
+                argmax[b, i, j, ch] = arg
+
+
+@njit(**_pjit)
+def _maxpool2x2(x, oh, ow, y, argmax):
+    # The common case (2x2 windows, stride 2, no padding, no overlap): four
+    # loads per output, unrolled; the same strict-greater rule picks the first max.
+    n, h, w, c = x.shape
+    for r in prange(n * oh):
+        b = r // oh
+        i = r - b * oh
+        y0 = 2 * i
+        for j in range(ow):
+            x0 = 2 * j
+            for ch in range(c):
+                best = x[b, y0, x0, ch]
+                arg = 0
+                if not (best > -np.inf):     # -inf or NaN: the reference keeps -inf, arg 0
+                    best = -np.inf
+                v = x[b, y0, x0 + 1, ch]
+                if v > best:
+                    best = v
+                    arg = 1
+                v = x[b, y0 + 1, x0, ch]
+                if v > best:
+                    best = v
+                    arg = 2
+                v = x[b, y0 + 1, x0 + 1, ch]
+                if v > best:
+                    best = v
+                    arg = 3
+                y[b, i, j, ch] = best
+                argmax[b, i, j, ch] = arg
+
+
+@njit(**_pjit)
+def _maxpool_backward(dy, argmax, ph, pw, sh, sw, pt, pl, out):
+    # Gather: input pixel (yy, xx) collects dy of every window whose argmax points
+    # at it, visiting windows in the reference's (tap dy, tap dx) order.
+    n, h, w, c = out.shape
+    oh, ow = dy.shape[1], dy.shape[2]
+    for r in prange(n * h):
+        b = r // h
+        yy = r - b * h
+        for xx in range(w):
+            for ch in range(c):
+                out[b, yy, xx, ch] = 0
+            for ty in range(ph):
+                t = yy + pt - ty
+                if t < 0 or t % sh != 0:
+                    continue
+                i = t // sh
+                if i >= oh:
+                    continue
+                for tx in range(pw):
+                    u = xx + pl - tx
+                    if u < 0 or u % sw != 0:
+                        continue
+                    j = u // sw
+                    if j >= ow:
+                        continue
+                    tap = ty * pw + tx
+                    for ch in range(c):
+                        if argmax[b, i, j, ch] == tap:
+                            out[b, yy, xx, ch] += dy[b, i, j, ch]
+
+
+@njit(**_pjit)
+def _maxpool2x2_backward(dy, argmax, out):
+    # No overlap: each input gets either its window's dy or zero.
+    n, h, w, c = out.shape
+    oh, ow = dy.shape[1], dy.shape[2]
+    for r in prange(n * h):
+        b = r // h
+        yy = r - b * h
+        i = yy // 2
+        for xx in range(w):
+            j = xx // 2
+            if i >= oh or j >= ow:
+                for ch in range(c):
+                    out[b, yy, xx, ch] = 0
+                continue
+            tap = (yy - 2 * i) * 2 + (xx - 2 * j)
+            for ch in range(c):
+                if argmax[b, i, j, ch] == tap:
+                    out[b, yy, xx, ch] = dy[b, i, j, ch]
+                else:
+                    out[b, yy, xx, ch] = 0
+
+
+@njit(**_pjit)
+def _avgpool(x, ph, pw, sh, sw, pt, pl, oh, ow, count, y):
+    n, h, w, c = x.shape
+    for r in prange(n * oh):
+        b = r // oh
+        i = r - b * oh
+        for j in range(ow):
+            for ch in range(c):
+                y[b, i, j, ch] = 0
+            for dy in range(ph):
+                yy = i * sh + dy - pt
+                if yy < 0 or yy >= h:
+                    continue
+                for dx in range(pw):
+                    xx = j * sw + dx - pl
+                    if xx < 0 or xx >= w:
+                        continue
+                    for ch in range(c):
+                        y[b, i, j, ch] += x[b, yy, xx, ch]
+            cnt = count[i, j, 0]
+            for ch in range(c):
+                y[b, i, j, ch] = y[b, i, j, ch] / cnt
+
+
+@njit(**_pjit)
+def _avgpool_backward(dy, count, ph, pw, sh, sw, pt, pl, out):
+    n, h, w, c = out.shape
+    oh, ow = dy.shape[1], dy.shape[2]
+    for r in prange(n * h):
+        b = r // h
+        yy = r - b * h
+        for xx in range(w):
+            for ch in range(c):
+                out[b, yy, xx, ch] = 0
+            for ty in range(ph):
+                t = yy + pt - ty
+                if t < 0 or t % sh != 0:
+                    continue
+                i = t // sh
+                if i >= oh:
+                    continue
+                for tx in range(pw):
+                    u = xx + pl - tx
+                    if u < 0 or u % sw != 0:
+                        continue
+                    j = u // sw
+                    if j >= ow:
+                        continue
+                    cnt = count[i, j, 0]
+                    for ch in range(c):
+                        out[b, yy, xx, ch] += dy[b, i, j, ch] / cnt
+
+
+# ------------------------------------------------------------------ elementwise
+@njit(**_pjit)
+def _relu(x, out):
+    a = x.reshape(-1)
+    o = out.reshape(-1)
+    zero = 0
+    for k in prange(a.size):
+        v = a[k]
+        # max(v, 0) that keeps NaN, as np.maximum does
+        o[k] = v if (v > zero or v != v) else zero
+
+
+@njit(**_pjit)
+def _relu_backward(dy, y, out):
+    d = dy.reshape(-1)
+    a = y.reshape(-1)
+    o = out.reshape(-1)
+    for k in prange(d.size):
+        o[k] = d[k] if a[k] > 0 else d[k] * 0   # d*0 keeps the reference's NaN/-0 rules
+
+
+@njit(**_jit)
+def _sparse_softmax_xent(z, labels, losses, grad):
+    n, k = z.shape
+    for r in range(n):
+        m = z[r, 0]
+        for q in range(1, k):
+            if z[r, q] > m:
+                m = z[r, q]
+        s = 0.0
+        for q in range(k):
+            s += math.exp(z[r, q] - m)
+        lse = math.log(s)
+        for q in range(k):
+            grad[r, q] = math.exp((z[r, q] - m) - lse)
+        lab = labels[r]
+        losses[r] = -((z[r, lab] - m) - lse)
+        grad[r, lab] -= 1
+
+
+@njit(**_pjit, fastmath=True)
+def _adam(p, g, m, v, lr, b1, b2, ob1, ob2, c1, c2, eps):
+    # ob1 = 1 - b1, ob2 = 1 - b2; c1 = 1 - b1**t, c2 = 1 - b2**t: Kingma & Ba's
+    # bias corrections. All scalars arrive in p's dtype, so float32 stays float32.
+    pf = p.reshape(-1)
+    gf = g.reshape(-1)
+    mf = m.reshape(-1)
+    vf = v.reshape(-1)
+    for k in prange(pf.size):
+        gk = gf[k]
+        mk = b1 * mf[k] + ob1 * gk
+        vk = b2 * vf[k] + ob2 * (gk * gk)
+        mf[k] = mk
+        vf[k] = vk
+        pf[k] -= lr * (mk / c1) / (math.sqrt(vk / c2) + eps)
+
+
+@njit(**_pjit, fastmath=True)
+def _sgd(p, g, vel, lr, momentum, nesterov, wd, has_velocity):
+    pf = p.reshape(-1)
+    gf = g.reshape(-1)
+    vf = vel.reshape(-1)
+    for k in prange(pf.size):
+        gk = gf[k] + wd * pf[k]
+        if has_velocity:
+            vk = momentum * vf[k] + gk
+            vf[k] = vk
+            step = gk + momentum * vk if nesterov else vk
+        else:
+            step = gk
+        pf[k] -= lr * step
+
+
+def _contig(a):
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+class NumbaOps(NumpyOps):
+    """NumpyOps with the hot kernels jitted by Numba (parallel over the batch)."""
+
+    name = "numba"
+
+    # ------------------------------------------------------------------ im2col
+    def im2col(self, x, kh, kw, sh, sw, pads):
+        """Same as NumpyOps.im2col: x (N, H, W, C) -> cols (N*OH*OW, kh*kw*C),
+        rows (n, i, j), columns (dy, dx, c); taps outside the image read zero."""
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x.shape
+        oh = output_size(h, kh, sh, pt, pb)
+        ow = output_size(w, kw, sw, pl, pr)
+        x = _contig(x)
+        if kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == pb == pl == pr == 0:
+            return x.reshape(n * h * w, c)      # a 1x1 convolution needs no unfolding
+        cols = np.empty((n * oh * ow, kh * kw * c), dtype=x.dtype)
+        _im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, cols)
+        return cols
+
+    def col2im(self, cols, x_shape, kh, kw, sh, sw, pads):
+        """Same as NumpyOps.col2im (the adjoint of im2col): cols (N*OH*OW, kh*kw*C)
+        -> dx (N, H, W, C), each pixel the sum of the entries of the windows that
+        cover it, added in the reference's (dy, dx) order."""
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x_shape
+        oh = output_size(h, kh, sh, pt, pb)
+        ow = output_size(w, kw, sw, pl, pr)
+        cols = _contig(cols).reshape(n * oh * ow, kh * kw * c)
+        out = np.empty((n, h, w, c), dtype=cols.dtype)
+        _col2im(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out)
+        return out
+
+    # ----------------------------------------------------------------- pooling
+    def maxpool(self, x, ph, pw, sh, sw, pads):
+        """Same as NumpyOps.maxpool: (y, argmax) with argmax = dy*pw + dx of the
+        first maximum of each window (int32); padding is -inf and never wins."""
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x.shape
+        oh = output_size(h, ph, sh, pt, pb)
+        ow = output_size(w, pw, sw, pl, pr)
+        x = _contig(x)
+        y = np.empty((n, oh, ow, c), dtype=x.dtype)
+        argmax = np.empty((n, oh, ow, c), dtype=np.int32)
+        if (ph, pw, sh, sw) == (2, 2, 2, 2) and pt == pl == 0 and 2 * oh <= h and 2 * ow <= w:
+            _maxpool2x2(x, oh, ow, y, argmax)
+        else:
+            _maxpool(x, ph, pw, sh, sw, pt, pl, oh, ow, y, argmax)
+        return y, argmax
+
+    def maxpool_backward(self, dy, argmax, x_shape, ph, pw, sh, sw, pads):
+        """Same as NumpyOps.maxpool_backward: each window's dy goes to the input its
+        argmax names; overlapping windows add up (in the reference's order)."""
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x_shape
+        dy = _contig(dy)
+        argmax = _contig(argmax)
+        out = np.empty((n, h, w, c), dtype=dy.dtype)
+        if (ph, pw, sh, sw) == (2, 2, 2, 2) and pt == pl == 0:
+            _maxpool2x2_backward(dy, argmax, out)
+        else:
+            _maxpool_backward(dy, argmax, ph, pw, sh, sw, pt, pl, out)
+        return out
+
+    def avgpool(self, x, ph, pw, sh, sw, pads):
+        """Same as NumpyOps.avgpool: (y, count), the mean over the real pixels of
+        each window; count (OH, OW, 1) is computed by the reference code (tiny)."""
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x.shape
+        oh = output_size(h, ph, sh, pt, pb)
+        ow = output_size(w, pw, sw, pl, pr)
+        count = _window_counts(h, w, ph, pw, sh, sw, pt, pb, pl, pr, oh, ow, x.dtype)
+        y = np.empty((n, oh, ow, c), dtype=x.dtype)
+        _avgpool(_contig(x), ph, pw, sh, sw, pt, pl, oh, ow, count, y)
+        return y, count
+
+    def avgpool_backward(self, dy, count, x_shape, ph, pw, sh, sw, pads):
+        """Same as NumpyOps.avgpool_backward: each input gets dy / count of every
+        window that covers it."""
+        (pt, pb), (pl, pr) = pads
+        out = np.empty(tuple(x_shape), dtype=dy.dtype)
+        _avgpool_backward(_contig(dy), _contig(count), ph, pw, sh, sw, pt, pl, out)
+        return out
+
+    # ------------------------------------------------------------- activations
+    def relu(self, x, out=None):
+        """Same as NumpyOps.relu: max(x, 0) (NaN stays NaN), into `out` when given."""
+        if not x.flags.c_contiguous or x.dtype.kind != "f" or (
+                out is not None and (not out.flags.c_contiguous or out.shape != x.shape
+                                     or out.dtype != x.dtype)):
+            return super().relu(x, out=out)
+        if out is None:
+            out = np.empty_like(x)
+        _relu(x, out)
+        return out
+
+    def relu_backward(self, dy, y):
+        """Same as NumpyOps.relu_backward: dy where y > 0, else 0."""
+        if dy.shape != y.shape or dy.dtype != y.dtype or dy.dtype.kind != "f":
+            return super().relu_backward(dy, y)
+        dy, y = _contig(dy), _contig(y)
+        out = np.empty_like(dy)
+        _relu_backward(dy, y, out)
+        return out
+
+    # ----------------------------------------------------------------- softmax
+    def sparse_softmax_cross_entropy(self, logits, labels):
+        """Same as NumpyOps.sparse_softmax_cross_entropy: per-sample losses (N,)
+        and dlogits = softmax(z) - onehot(y) (N, K), stable via log-sum-exp."""
+        labels = np.asarray(labels)
+        if logits.ndim != 2 or logits.dtype.kind != "f" or labels.dtype.kind not in "iu":
+            return super().sparse_softmax_cross_entropy(logits, labels)
+        z = _contig(logits)
+        losses = np.empty(z.shape[0], dtype=z.dtype)
+        grad = np.empty_like(z)
+        _sparse_softmax_xent(z, _contig(labels.astype(np.int64, copy=False)), losses, grad)
+        return losses, grad
+
+    # -------------------------------------------------------------- optimizers
+    def adam_update(self, p, g, m, v, lr, beta_1, beta_2, epsilon, t):
+        """Same as NumpyOps.adam_update (Kingma & Ba, Algorithm 1), in place, one
+        fused pass over p, g, m and v instead of about ten numpy passes."""
+        arrays = (p, g, m, v)
+        if not all(a.flags.c_contiguous and a.dtype == p.dtype for a in arrays) or p.dtype.kind != "f":
+            return super().adam_update(p, g, m, v, lr, beta_1, beta_2, epsilon, t)
+        s = p.dtype.type
+        _adam(p, g, m, v, s(lr), s(beta_1), s(beta_2), s(1 - beta_1), s(1 - beta_2), s(1 - beta_1 ** t), s(1 - beta_2 ** t),
+              s(epsilon))
+
+    def sgd_update(self, p, g, velocity, lr, momentum, nesterov, weight_decay):
+        """Same as NumpyOps.sgd_update: heavy-ball momentum (optionally Nesterov)
+        with L2 weight decay, in place, one fused pass."""
+        vel = velocity if velocity is not None else p
+        if not all(a.flags.c_contiguous and a.dtype == p.dtype for a in (p, g, vel)) \
+                or p.dtype.kind != "f" or (velocity is None and momentum):
+            return super().sgd_update(p, g, velocity, lr, momentum, nesterov, weight_decay)
+        s = p.dtype.type
+        _sgd(p, g, vel, s(lr), s(momentum), bool(nesterov), s(weight_decay), velocity is not None)
+
+
+def _window_counts(h, w, ph, pw, sh, sw, pt, pb, pl, pr, oh, ow, dtype):
+    """How many real (unpadded) pixels each pooling window covers: (OH, OW, 1)."""
+    rows = np.array([min(i * sh - pt + ph, h) - max(i * sh - pt, 0) for i in range(oh)], dtype=dtype)
+    cols = np.array([min(j * sw - pl + pw, w) - max(j * sw - pl, 0) for j in range(ow)], dtype=dtype)
+    return (rows[:, None] * cols[None, :])[:, :, None]

@@ -1,0 +1,260 @@
+"""NumbaOps against the NumpyOps reference: every overridden kernel computes the
+same function (float32 and float64) over the shape grid of the core tests, and
+every layer passes the float64 gradient check on the numba backend.
+
+Shapes are small on purpose: the kernels are compiled once per dtype (and cached
+on disk), so the whole module stays fast.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+import convnet as cn  # noqa: E402
+from convnet import layers as L  # noqa: E402
+from convnet.backend import get_ops  # noqa: E402
+from convnet.layers.padding import window_geometry  # noqa: E402
+
+REF = get_ops("numpy")
+NB = get_ops("numba")
+DTYPES = [np.float32, np.float64]
+
+SHAPES = [(1, 7, 7, 1), (2, 6, 8, 3), (2, 9, 6, 2), (3, 8, 8, 4)]
+# (kernel, stride, padding, shape): kernel 1/2/3/5, stride 1/2/3, valid/same/int,
+# odd and even sizes, batch 1 and > 1, one and several channels
+GRID = [
+    (k, s, p, shape)
+    for (k, s, p), shape in zip(itertools.product([1, 2, 3, 5], [1, 2, 3], ["valid", "same", 1, 2]),
+                                itertools.cycle(SHAPES))
+    if not (p == "valid" and k > min(shape[1:3]))
+]
+POOL_GRID = [(k, s, p, shape) for (k, s, p, shape) in GRID
+             if not (isinstance(p, int) and p >= k)]   # pooling: int padding < pool size
+
+
+def _pads(shape, k, s, p):
+    (oh, ow), pads = window_geometry(shape[1], shape[2], (k, k), (s, s), p)
+    return oh, ow, pads
+
+
+def _data(rng, shape, dtype, ties=False):
+    x = rng.standard_normal(shape)
+    if ties:
+        x = np.round(x)            # many equal values: the first maximum must win
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_im2col_col2im_match_reference(dtype):
+    rng = np.random.default_rng(0)
+    for k, s, p, shape in GRID:
+        x = _data(rng, shape, dtype)
+        _, _, pads = _pads(shape, k, s, p)
+        cols = NB.im2col(x, k, k, s, s, pads)
+        ref_cols = REF.im2col(x, k, k, s, s, pads)
+        assert cols.dtype == dtype
+        np.testing.assert_array_equal(cols, ref_cols, err_msg=f"im2col k={k} s={s} p={p} {shape}")
+        c = _data(rng, cols.shape, dtype)
+        dx = NB.col2im(c, shape, k, k, s, s, pads)
+        assert dx.dtype == dtype and dx.shape == shape
+        np.testing.assert_array_equal(dx, REF.col2im(c, shape, k, k, s, s, pads),
+                                      err_msg=f"col2im k={k} s={s} p={p} {shape}")
+        # the adjoint identity <im2col(x), c> == <x, col2im(c)>
+        lhs = float(np.sum(cols.astype(np.float64) * c))
+        rhs = float(np.sum(x.astype(np.float64) * dx))
+        assert lhs == pytest.approx(rhs, rel=1e-4 if dtype == np.float32 else 1e-12, abs=1e-4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_im2col_noncontiguous_and_rectangular(dtype):
+    rng = np.random.default_rng(1)
+    x = _data(rng, (2, 9, 7, 6), dtype)[:, ::-1, :, ::2]      # a strided view
+    (oh, ow), pads = window_geometry(9, 7, (2, 3), (2, 1), "same")
+    np.testing.assert_array_equal(NB.im2col(x, 2, 3, 2, 1, pads), REF.im2col(x, 2, 3, 2, 1, pads))
+    c = _data(rng, (2 * oh * ow, 2 * 3 * 3), dtype)
+    np.testing.assert_array_equal(NB.col2im(c, x.shape, 2, 3, 2, 1, pads),
+                                  REF.col2im(c, x.shape, 2, 3, 2, 1, pads))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_maxpool_matches_reference(dtype):
+    rng = np.random.default_rng(2)
+    grid = POOL_GRID + [(2, 2, "valid", (2, 7, 9, 3)), (2, 2, "same", (1, 7, 5, 2)),
+                        (2, 2, "valid", (1, 8, 8, 1))]
+    for (k, s, p, shape), ties in itertools.product(grid, [False, True]):
+        x = _data(rng, shape, dtype, ties=ties)
+        _, _, pads = _pads(shape, k, s, p)
+        y, arg = NB.maxpool(x, k, k, s, s, pads)
+        ref_y, ref_arg = REF.maxpool(x, k, k, s, s, pads)
+        msg = f"maxpool k={k} s={s} p={p} {shape} ties={ties}"
+        assert y.dtype == dtype and arg.dtype == ref_arg.dtype
+        np.testing.assert_array_equal(y, ref_y, err_msg=msg)
+        np.testing.assert_array_equal(arg, ref_arg, err_msg=msg)
+        dy = _data(rng, y.shape, dtype)
+        np.testing.assert_array_equal(NB.maxpool_backward(dy, arg, shape, k, k, s, s, pads),
+                                      REF.maxpool_backward(dy, arg, shape, k, k, s, s, pads),
+                                      err_msg=msg)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_maxpool_special_values(dtype):
+    # -inf and NaN inputs follow the reference's strict ">" rule exactly
+    x = np.array([[-np.inf, -np.inf, 1, np.nan], [-np.inf, -np.inf, np.nan, 2]], dtype=dtype)
+    x = x.reshape(1, 2, 4, 1)
+    pads = ((0, 0), (0, 0))
+    for k, s in [(2, 2), (2, 1)]:
+        y, arg = NB.maxpool(x, k, k, s, s, pads)
+        ref_y, ref_arg = REF.maxpool(x, k, k, s, s, pads)
+        np.testing.assert_array_equal(y, ref_y)
+        np.testing.assert_array_equal(arg, ref_arg)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_avgpool_matches_reference(dtype):
+    rng = np.random.default_rng(3)
+    for k, s, p, shape in POOL_GRID:
+        x = _data(rng, shape, dtype)
+        _, _, pads = _pads(shape, k, s, p)
+        y, count = NB.avgpool(x, k, k, s, s, pads)
+        ref_y, ref_count = REF.avgpool(x, k, k, s, s, pads)
+        msg = f"avgpool k={k} s={s} p={p} {shape}"
+        np.testing.assert_array_equal(count, ref_count, err_msg=msg)
+        np.testing.assert_allclose(y, ref_y, rtol=1e-6, atol=1e-6, err_msg=msg)
+        assert y.dtype == dtype
+        dy = _data(rng, y.shape, dtype)
+        np.testing.assert_allclose(NB.avgpool_backward(dy, count, shape, k, k, s, s, pads),
+                                   REF.avgpool_backward(dy, ref_count, shape, k, k, s, s, pads),
+                                   rtol=1e-6, atol=1e-6, err_msg=msg)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_pair_matches_reference(dtype):
+    rng = np.random.default_rng(4)
+    x = _data(rng, (3, 5, 4, 2), dtype)
+    x.flat[:4] = [np.nan, -0.0, 0.0, np.inf]
+    np.testing.assert_array_equal(NB.relu(x), REF.relu(x))
+    out = x.copy()
+    assert NB.relu(out, out=out) is out
+    np.testing.assert_array_equal(out, REF.relu(x))
+    dy = _data(rng, x.shape, dtype)
+    y = REF.relu(x)
+    got = NB.relu_backward(dy, y)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, REF.relu_backward(dy, y))
+    # non-contiguous input falls back to (or matches) the reference
+    np.testing.assert_array_equal(NB.relu(x[:, ::2]), REF.relu(x[:, ::2]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sparse_softmax_cross_entropy_matches_reference(dtype):
+    rng = np.random.default_rng(5)
+    for n, k in [(1, 2), (7, 10), (4, 3)]:
+        z = (rng.standard_normal((n, k)) * 5).astype(dtype)
+        z[0, 0] = 1e4                       # large logits stay finite
+        labels = rng.integers(0, k, n)
+        losses, grad = NB.sparse_softmax_cross_entropy(z, labels)
+        ref_losses, ref_grad = REF.sparse_softmax_cross_entropy(z, labels)
+        assert losses.dtype == dtype and grad.dtype == dtype
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(losses, ref_losses, rtol=tol, atol=tol)
+        np.testing.assert_allclose(grad, ref_grad, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_optimizer_updates_match_reference(dtype):
+    rng = np.random.default_rng(6)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    shape = (5, 3, 4)
+    p0 = _data(rng, shape, dtype)
+    # Adam: three steps with changing gradients
+    ps, ms, vs = [p0.copy() for _ in range(2)], [np.zeros(shape, dtype) for _ in range(2)], \
+        [np.zeros(shape, dtype) for _ in range(2)]
+    for t in range(1, 4):
+        g = _data(rng, shape, dtype)
+        for ops, p, m, v in zip((NB, REF), ps, ms, vs):
+            ops.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-7, t)
+    for a, b in ((ps[0], ps[1]), (ms[0], ms[1]), (vs[0], vs[1])):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, **tol)
+    # SGD: plain, momentum, Nesterov, weight decay
+    for momentum, nesterov, wd in [(0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 1e-2),
+                                   (0.0, False, 1e-2)]:
+        ps = [p0.copy() for _ in range(2)]
+        vel = [np.zeros(shape, dtype) if momentum else None for _ in range(2)]
+        for _ in range(3):
+            g = _data(rng, shape, dtype)
+            for ops, p, v in zip((NB, REF), ps, vel):
+                ops.sgd_update(p, g, v, 0.1, momentum, nesterov, wd)
+        np.testing.assert_allclose(ps[0], ps[1], **tol)
+
+
+# ------------------------------------------------------------ gradient checks
+def _check(layer, x, **kwargs):
+    with cn.use_backend("numba"):
+        report = cn.gradcheck(layer, x, **kwargs)
+    assert report.passed, str(report)
+    assert set(report.errors) == {"input", *layer.params}
+
+
+@pytest.mark.parametrize("kernel,stride,padding,shape", [g for g in GRID if g[0] in (1, 3, 5)][::2])
+def test_conv2d_gradcheck_numba(kernel, stride, padding, shape):
+    rng = np.random.default_rng(7)
+    layer = L.Conv2D(2, kernel, strides=stride, padding=padding, activation="relu",
+                     dtype="float64", seed=1)
+    layer.build(shape[1:])
+    # a non-zero bias keeps padded border outputs (= b) away from relu's kink at 0
+    layer.params["b"][...] = rng.uniform(0.5, 1.0, 2) * rng.choice([-1, 1], 2)
+    _check(layer, rng.standard_normal(shape), max_checks=40)
+
+
+@pytest.mark.parametrize("pool,stride,padding", [(2, 2, "valid"), (2, 2, "same"), (3, 2, 1),
+                                                 (3, 1, "same"), (2, 3, "valid")])
+def test_pooling_gradcheck_numba(pool, stride, padding):
+    rng = np.random.default_rng(8)
+    shape = (2, 7, 6, 3)
+    x = rng.permutation(np.prod(shape)).reshape(shape) / 7.0     # no ties
+    _check(L.MaxPooling2D(pool, strides=stride, padding=padding, dtype="float64"), x, max_checks=60)
+    _check(L.AveragePooling2D(pool, strides=stride, padding=padding, dtype="float64"), x,
+           max_checks=60)
+
+
+def test_other_layers_gradcheck_numba():
+    rng = np.random.default_rng(9)
+    x4 = rng.standard_normal((2, 5, 4, 3))
+    x2 = rng.standard_normal((3, 6))
+    _check(L.Dense(4, activation="relu", dtype="float64", seed=0), x2)
+    _check(L.Dense(4, activation="tanh", dtype="float64", seed=0), x2)
+    _check(L.Flatten(dtype="float64"), x4)
+    _check(L.GlobalAveragePooling2D(dtype="float64"), x4)
+    _check(L.ReLU(dtype="float64"), x4)
+    _check(L.Dropout(0.3, dtype="float64", seed=0), x2)
+    if hasattr(L, "BatchNormalization"):
+        _check(L.BatchNormalization(dtype="float64"), x4)
+
+
+def test_model_gradcheck_and_training_match_numpy():
+    """A small CNN: the model gradient check passes on numba, and one training run
+    gives the same losses on numba and numpy (float32, to float tolerance)."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((4, 8, 8, 1)).astype(np.float32)
+    y = rng.integers(0, 3, 4)
+
+    def build():
+        model = cn.Sequential([L.Conv2D(3, 3, padding="same", activation="relu"),
+                               L.MaxPooling2D(2), L.Flatten(), L.Dense(3)],
+                              input_shape=(8, 8, 1), seed=0)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return model
+
+    with cn.use_backend("numba"):
+        model = build()
+        report = cn.gradcheck(model, x, y)
+        assert report.passed, str(report)
+        numba_losses = [model.train_step(x, y) for _ in range(5)]
+    with cn.use_backend("numpy"):
+        model = build()
+        numpy_losses = [model.train_step(x, y) for _ in range(5)]
+    np.testing.assert_allclose(numba_losses, numpy_losses, rtol=1e-4)
