@@ -1,0 +1,96 @@
+"""The convnet command end to end on a tiny generated folder of PNG images."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convnet import cli
+from convnet.synthetic import CLASS_NAMES, make_shapes
+
+
+@pytest.fixture(scope="module")
+def shapes_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    x, y = make_shapes(240, size=16, seed=0, noise=0.05)
+    for i, (img, label) in enumerate(zip(x, y)):
+        folder = root / CLASS_NAMES[label]
+        folder.mkdir(exist_ok=True)
+        Image.fromarray((img[:, :, 0] * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained_run(shapes_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    code = cli.main(["train", str(shapes_folder), "--model", "fmnist-cnn", "--image-size", "16", "16",
+                     "--color-mode", "grayscale", "--epochs", "6", "--batch-size", "16",
+                     "--learning-rate", "3e-3", "--validation-split", "0.25", "--seed", "1",
+                     "--output-dir", str(out), "--verbose", "0", "--backend", "numpy"])
+    assert code == 0
+    (run,) = out.iterdir()
+    return run
+
+
+def test_train_writes_a_run_directory(trained_run, capsys):
+    files = set(os.listdir(trained_run))
+    assert {"model.npz", "history.json", "history.csv", "metrics.json", "summary.txt"} <= files
+    history = json.loads((trained_run / "history.json").read_text())
+    assert len(history["loss"]) == 6 and history["loss"][-1] < history["loss"][0]
+    rows = (trained_run / "history.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,loss") and len(rows) == 7
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["validation_accuracy"] >= 0.8
+    assert metrics["epochs_run"] == 6
+
+
+def test_evaluate_prints_metrics_and_report(trained_run, shapes_folder, capsys):
+    assert cli.main(["evaluate", str(trained_run / "model.npz"), str(shapes_folder)]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(out.split("accuracy:")[1].split()[0])
+    assert accuracy >= 0.8
+    for name in CLASS_NAMES:
+        assert name in out
+
+
+def test_predict_prints_class_and_probability(trained_run, shapes_folder, capsys):
+    images = sorted((shapes_folder / "circle").iterdir())[:3]
+    assert cli.main(["predict", str(trained_run / "model.npz"), *map(str, images), "--top", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    for line, path in zip(lines, images):
+        assert line.startswith(f"{path}: ")
+        probs = [float(part.split()[-1]) for part in line.split(": ", 1)[1].split(", ")]
+        assert len(probs) == 2 and probs[0] >= probs[1] and 0 <= probs[1] <= probs[0] <= 1
+    assert sum("circle" in line.split(": ", 1)[1].split(",")[0] for line in lines) >= 2
+
+
+def test_train_on_synthetic_arrays(tmp_path, capsys):
+    assert cli.main(["train", "synthetic", "--epochs", "1", "--limit", "200", "--output-dir",
+                     str(tmp_path), "--verbose", "0", "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy:" in out and "run saved in" in out
+
+
+def test_gradcheck_command(capsys):
+    assert cli.main(["gradcheck", "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert "Conv2D" in out and "all passed" in out and "FAIL" not in out
+
+
+def test_errors_are_reported_not_raised(tmp_path, capsys):
+    assert cli.main(["train", str(tmp_path / "nowhere"), "--verbose", "0"]) == 2
+    assert "convnet train: error:" in capsys.readouterr().err
+    assert cli.main(["predict", str(tmp_path / "missing.npz"), "x.png"]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["gradcheck"], ["inspect"]])
+def test_help(command):
+    out = subprocess.run([sys.executable, "-m", "convnet", *command, "--help"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and "usage: convnet" in out.stdout
