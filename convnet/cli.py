@@ -106,6 +106,7 @@ def save_plots(run_dir, history, y_true, y_prob, class_names):
 
 def build_model(args, input_shape, num_classes):
     import convnet as cn
+
     from . import presets
     if args.model.endswith(".npz"):
         model = cn.load_model(args.model)
@@ -123,6 +124,7 @@ def build_model(args, input_shape, num_classes):
 
 def cmd_train(args):
     import convnet as cn
+
     from . import optimizers
     if args.backend:
         cn.set_backend(args.backend)
@@ -244,6 +246,7 @@ def cmd_evaluate(args):
 
 def cmd_predict(args):
     import convnet as cn
+
     from .data import load_image
     model = cn.load_model(args.model)
     h, w, c = model.input_shape

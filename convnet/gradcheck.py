@@ -170,7 +170,7 @@ def check_model(model, x, y, *, h=1e-6, max_checks=50, seed=0, tolerance=1e-6):
     twin._backward(twin.loss.backward(), logits=skip)
     rng = np.random.default_rng(seed)
     rows = {}
-    for i, layer in enumerate(twin.layers):
+    for layer in twin.layers:
         analytic = {key: np.asarray(ops.to_numpy(g)) for key, g in layer.grads.items()}
         for key in list(layer.params):
             host = np.array(ops.to_numpy(layer.params[key]))

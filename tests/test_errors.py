@@ -17,7 +17,8 @@ def model(**kw):
 
 def test_conv_wrong_rank():
     layer = L.Conv2D(2, 3, name="c1")
-    with pytest.raises(ValueError, match=r"Conv2D 'c1': expected input of rank 4 \(N, H, W, C\), got shape \(8, 8, 1\)"):
+    expected = r"Conv2D 'c1': expected input of rank 4 \(N, H, W, C\), got shape \(8, 8, 1\)"
+    with pytest.raises(ValueError, match=expected):
         layer.forward(np.zeros((8, 8, 1)))
 
 
@@ -45,7 +46,8 @@ def test_empty_batch():
 
 
 def test_dense_after_conv_without_flatten():
-    with pytest.raises(ValueError, match=r"Dense 'd2': expected inputs of rank 2 .*Flatten.*got input shape \(N, 6, 6, 2\)"):
+    expected = r"Dense 'd2': expected inputs of rank 2 .*Flatten.*got input shape \(N, 6, 6, 2\)"
+    with pytest.raises(ValueError, match=expected):
         cn.Sequential([L.Conv2D(2, 3), L.Dense(3, name="d2")], input_shape=(8, 8, 1))
 
 
@@ -71,16 +73,19 @@ def test_fit_mismatched_lengths():
 
 
 def test_fit_labels_out_of_range():
-    with pytest.raises(ValueError, match=r"Sequential 'net'.fit: labels must lie in \[0, 3\) for 3 classes, got values from 0 to 7"):
+    expected = r"Sequential 'net'.fit: labels must lie in \[0, 3\) for 3 classes, got values from 0 to 7"
+    with pytest.raises(ValueError, match=expected):
         model().fit(np.zeros((4, 8, 8, 1)), np.array([0, 1, 2, 7]), verbose=0)
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
         model().fit(np.zeros((4, 8, 8, 1)), np.array([0, -1, 2, 1]), verbose=0)
 
 
 def test_fit_wrong_input_shape_and_rank():
-    with pytest.raises(ValueError, match=r"Sequential 'net'.fit: expected input shape \(N, 8, 8, 1\), got \(4, 8, 8, 3\)"):
+    expected = r"Sequential 'net'.fit: expected input shape \(N, 8, 8, 1\), got \(4, 8, 8, 3\)"
+    with pytest.raises(ValueError, match=expected):
         model().fit(np.zeros((4, 8, 8, 3)), np.zeros(4, dtype=int), verbose=0)
-    with pytest.raises(ValueError, match=r"Sequential 'net'.predict: expected input shape \(N, 8, 8, 1\), got \(4, 8, 8\)"):
+    expected = r"Sequential 'net'.predict: expected input shape \(N, 8, 8, 1\), got \(4, 8, 8\)"
+    with pytest.raises(ValueError, match=expected):
         model().predict(np.zeros((4, 8, 8)))
     with pytest.raises(ValueError, match="expected a batch of inputs"):
         model().predict(np.zeros(4))

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..backend import get_ops
 from ..config import resolve_dtype
-from .activations import activation_backward, activation_forward, check_activation
+from .activations import activation_backward, activation_forward
 
 _name_counts = {}
 

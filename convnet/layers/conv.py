@@ -26,9 +26,9 @@ import numpy as np
 
 from .. import initializers
 from ..backend import get_ops
-from .base import Layer
 from .activations import check_activation
-from .padding import normalize_pair, normalize_padding, window_geometry
+from .base import Layer
+from .padding import normalize_padding, normalize_pair, window_geometry
 
 
 def conv2d_naive(x, W, b=None, strides=(1, 1), padding="valid"):

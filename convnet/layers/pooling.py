@@ -9,7 +9,7 @@ live in the backend (ops.maxpool / ops.maxpool_backward, ops.avgpool / ...).
 
 from ..backend import get_ops
 from .base import Layer
-from .padding import normalize_pair, normalize_padding, window_geometry
+from .padding import normalize_padding, normalize_pair, window_geometry
 
 
 class _Pooling2D(Layer):
