@@ -63,9 +63,9 @@ class Sequential:
             raise TypeError(f"Sequential.add: expected a Layer, got {type(layer).__name__}")
         if any(existing is layer for existing in self.layers):
             raise ValueError(f"Sequential.add: layer {layer.name!r} is already in the model")
-        self.layers.append(layer)
         if self.built:
             layer.build(self.output_shape, rng=self._rng.spawn(1)[0])
+        self.layers.append(layer)
 
     def build(self, input_shape):
         """Build every layer in turn, each from the previous one's output shape."""

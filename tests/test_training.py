@@ -168,3 +168,12 @@ def test_params_assignment_is_used_and_grads_are_overwritten(numpy_backend, rng)
     layer.forward(x)
     layer.backward(np.ones((3, 2)))
     np.testing.assert_allclose(layer.grads["W"], first)   # not accumulated
+
+
+def test_add_to_a_built_model_builds_the_new_layer():
+    model = cn.Sequential([L.Dense(4)], input_shape=(3,))
+    model.add(L.Dense(2))
+    assert model.output_shape == (2,)
+    assert model.layers[-1].params["W"].shape == (4, 2)
+    with pytest.raises(ValueError, match="already in the model"):
+        model.add(model.layers[0])
