@@ -9,7 +9,7 @@ complete, so a failed save leaves the previous file intact.
 import json
 import os
 import tempfile
-import zipfile
+import warnings
 
 import numpy as np
 
@@ -24,6 +24,23 @@ def _rng_state(rng):
 def _set_rng_state(rng, state):
     if rng is not None and state is not None:
         rng.bit_generator.state = state
+
+
+def _known_metrics(names, path):
+    """Metric names that convnet.metrics knows; a custom function's name is dropped
+    with a warning (its code is not in the file: pass it to compile() again)."""
+    from . import metrics
+
+    known = []
+    for name in names:
+        try:
+            metrics.get(name)
+        except ValueError:
+            warnings.warn(f"load_model: {path}: metric {name!r} is not a built-in metric and "
+                          "was left out; compile the model again to use it", stacklevel=3)
+            continue
+        known.append(name)
+    return known
 
 
 def save_model(model, path):
@@ -83,14 +100,20 @@ def load_model(path, compile=True):
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"load_model: {path} is not a readable convnet model file ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - zipfile/npy/tokenize raise many kinds on bad bytes
+        # a truncated or damaged file fails in zipfile (BadZipFile, CRC, NotImplementedError
+        # for garbled headers), in numpy's .npy header parser, or as EOFError
+        raise ValueError(f"load_model: {path} is not a readable convnet model file "
+                         f"({type(exc).__name__}: {exc})") from exc
     if "__meta__" not in arrays:
         raise ValueError(f"load_model: {path} has no '__meta__' entry; not a convnet model file")
     try:
         meta = json.loads(str(arrays.pop("__meta__")))
     except json.JSONDecodeError as exc:
         raise ValueError(f"load_model: {path} has corrupt metadata ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"load_model: {path} has malformed metadata (a JSON "
+                         f"{type(meta).__name__}, expected an object)")
     if meta.get("format") != FORMAT_NAME:
         raise ValueError(f"load_model: {path} is not a convnet model file (format {meta.get('format')!r})")
     if meta.get("version") != FORMAT_VERSION:
@@ -124,12 +147,17 @@ def load_model(path, compile=True):
             if loss_spec.get("given_as_name"):
                 loss = loss_spec["name"]
             else:
-                loss = getattr(losses, loss_spec["class_name"])(**loss_spec["config"])
+                loss_cls = {cls.__name__: cls for cls in losses.LOSSES.values()}.get(
+                    loss_spec["class_name"])
+                if loss_cls is None:
+                    raise ValueError(f"load_model: {path} names an unknown loss class "
+                                     f"{loss_spec['class_name']!r}")
+                loss = loss_cls(**loss_spec["config"])
             model.compile(optimizer=optimizers.get(comp["optimizer"]), loss=loss,
-                          metrics=comp["metrics"])
+                          metrics=_known_metrics(comp["metrics"], path))
             slots = {key[len("optimizer/"):]: value for key, value in arrays.items()
                      if key.startswith("optimizer/")}
             model.optimizer.set_state(comp["iterations"], slots)
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"load_model: {path} has missing or malformed metadata ({exc!r})") from exc
     return model
