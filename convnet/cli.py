@@ -5,6 +5,7 @@
     convnet evaluate runs/<run>/model.npz fashion_mnist
     convnet predict runs/<run>/model.npz shirt.png boot.png
     convnet gradcheck
+    convnet profile --model cifar-vgg --batch-size 128
     convnet inspect runs/<run>/model.npz image.png --output-dir maps/
 
 Every training run writes a run directory with the model file (model.npz), the
@@ -297,6 +298,27 @@ def cmd_gradcheck(args):
     return 1 if failed else 0
 
 
+def cmd_profile(args):
+    import convnet as cn
+
+    from . import presets
+    from .profile import profile_model
+    if args.backend:
+        cn.set_backend(args.backend)
+    if args.model.endswith(".npz"):
+        model = cn.load_model(args.model)
+    else:
+        model = presets.build(args.model, seed=args.seed)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(args.seed)
+    x = rng.random((args.batch_size, *model.input_shape), dtype=np.float32)
+    y = None if args.inference else rng.integers(0, model.output_shape[-1], args.batch_size)
+    print(f"{'inference' if args.inference else 'training step'} of {model.name}, batch "
+          f"{args.batch_size}, backend {cn.get_backend()}")
+    profile_model(model, x, y, repeats=args.repeats)
+    return 0
+
+
 def cmd_inspect(args):
     from . import viz
     written = viz.inspect(args.model, args.image, args.output_dir)
@@ -351,6 +373,15 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", action="store_true", help="print the per-tensor table")
     p.set_defaults(func=cmd_gradcheck)
+
+    p = sub.add_parser("profile", help="time and GFLOP/s of each layer's forward and backward pass")
+    p.add_argument("--model", default="fmnist-cnn", help="preset fmnist-cnn | cifar-vgg | galaxy, or a model file")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--inference", action="store_true", help="time the forward pass only")
+    p.add_argument("--backend", choices=["numpy", "numba", "cupy"], default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("inspect", help="draw first-layer filters and every conv layer's feature maps")
     p.add_argument("model", help="model file (.npz)")

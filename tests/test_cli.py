@@ -89,8 +89,15 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["gradcheck"], ["inspect"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["gradcheck"], ["profile"], ["inspect"]])
 def test_help(command):
     out = subprocess.run([sys.executable, "-m", "convnet", *command, "--help"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0 and "usage: convnet" in out.stdout
+
+
+def test_profile_command(capsys):
+    assert cli.main(["profile", "--model", "galaxy", "--batch-size", "2", "--repeats", "1",
+                     "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert "conv2d" in out and "optimizer" in out and "img/s" in out
