@@ -24,6 +24,7 @@ import os
 import sys
 import time
 
+
 class Callback:
     """Base class; every hook does nothing."""
 

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 import convnet as cn
-from convnet.callbacks import (Callback, CSVLogger, EarlyStopping, LearningRateScheduler,
-                               ModelCheckpoint, ProgbarLogger, ReduceLROnPlateau)
+from convnet.callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ProgbarLogger,
+    ReduceLROnPlateau,
+)
 
 
 @pytest.fixture(autouse=True)
