@@ -118,9 +118,16 @@ class Sequential:
 
     def _backward(self, grad, logits):
         last = self.layers[-1]
-        grad = last.backward_logits(grad) if logits else last.backward(grad)
-        for layer in reversed(self.layers[:-1]):
-            grad = layer.backward(grad)
+        # Nothing uses the gradient w.r.t. the model's input: a first layer that can
+        # skip computing it (Conv2D: dcols and col2im) may return None.
+        first = self.layers[0]
+        first.skip_input_grad = True
+        try:
+            grad = last.backward_logits(grad) if logits else last.backward(grad)
+            for layer in reversed(self.layers[:-1]):
+                grad = layer.backward(grad)
+        finally:
+            first.skip_input_grad = False
         return grad
 
     def _loss_on_logits(self):

@@ -22,7 +22,7 @@ REF = get_ops("numpy")
 NB = get_ops("numba")
 DTYPES = [np.float32, np.float64]
 
-SHAPES = [(1, 7, 7, 1), (2, 6, 8, 3), (2, 9, 6, 2), (3, 8, 8, 4)]
+SHAPES = [(1, 7, 7, 1), (2, 6, 8, 3), (2, 9, 6, 2), (3, 8, 8, 4), (2, 6, 5, 8)]
 # (kernel, stride, padding, shape): kernel 1/2/3/5, stride 1/2/3, valid/same/int,
 # odd and even sizes, batch 1 and > 1, one and several channels
 GRID = [

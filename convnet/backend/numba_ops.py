@@ -45,7 +45,103 @@ _pjit = dict(cache=True, nogil=True, parallel=True)
 
 # ---------------------------------------------------------------------- im2col
 @njit(**_pjit)
+def _im2col_narrow(x, kh, kw, sh, sw, pt, pl, oh, ow, cols):
+    # Narrow channels (c < 8). Row (b, i, j) of cols, tap row dy: the kw*c values x[b, yy, xx0:xx0+kw, :]
+    # are contiguous in x (channels-last), so a window's tap row is one run of
+    # kw*c copies when it lies inside the image; only border windows test taps.
+    n, h, w, c = x.shape
+    span = kw * c
+    # windows j in [j_lo, j_hi) lie wholly inside the image horizontally
+    j_lo = min(ow, (pl + sw - 1) // sw)
+    j_hi = max(j_lo, min(ow, (w + pl - kw) // sw + 1))
+    for r in prange(n * oh):
+        b = r // oh
+        i = r - b * oh
+        for dy in range(kh):
+            yy = i * sh + dy - pt
+            col0 = dy * span
+            if yy < 0 or yy >= h:
+                for j in range(ow):
+                    row = r * ow + j
+                    for t in range(span):
+                        cols[row, col0 + t] = 0
+                continue
+            for j in range(ow):
+                row = r * ow + j
+                x0 = j * sw - pl
+                if j_lo <= j < j_hi:
+                    for dx in range(kw):
+                        for ch in range(c):
+                            cols[row, col0 + dx * c + ch] = x[b, yy, x0 + dx, ch]
+                else:
+                    for dx in range(kw):
+                        xx = x0 + dx
+                        if 0 <= xx < w:
+                            for ch in range(c):
+                                cols[row, col0 + dx * c + ch] = x[b, yy, xx, ch]
+                        else:
+                            for ch in range(c):
+                                cols[row, col0 + dx * c + ch] = 0
+
+
+@njit(**_pjit)
+def _zero(a):
+    f = a.reshape(-1)
+    for k in prange(f.size):
+        f[k] = 0
+
+
+@njit(**_pjit)
+def _col2im_tap_row(cols, n, h, w, c, kw, sh, sw, pt, pl, oh, ow, dy, out):
+    # Adds tap row dy of every window to out. For a fixed dy, windows of
+    # different output rows i land on different input rows yy = i*sh + dy - pt,
+    # so the (b, i) loop runs in parallel without races; taps are added in the
+    # reference's (dy, dx) order, so every pixel's sum is formed in the same order.
+    for r in prange(n * oh):
+        b = r // oh
+        i = r - b * oh
+        yy = i * sh + dy - pt
+        if yy < 0 or yy >= h:
+            continue
+        for dx in range(kw):
+            base = (dy * kw + dx) * c
+            for j in range(ow):
+                xx = j * sw + dx - pl
+                if 0 <= xx < w:
+                    row = r * ow + j
+                    for ch in range(c):
+                        out[b, yy, xx, ch] += cols[row, base + ch]
+
+
+def _col2im_narrow(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out):
+    """out (n, h, w, c) = col2im(cols): zero, then one parallel pass per tap row."""
+    _zero(out)
+    for dy in range(kh):
+        _col2im_tap_row(cols, n, h, w, c, kw, sh, sw, pt, pl, oh, ow, dy, out)
+
+
+# Which loop order wins depends on the channel count (measured: with c >= 8 the
+# per-tap runs are long enough, with few channels the per-tap-row layout wins).
+WIDE_CHANNELS = 8
+
+
 def _im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, cols):
+    """cols (N*OH*OW, kh*kw*C) = im2col(x), written into `cols`."""
+    kernel = _im2col_wide if x.shape[3] >= WIDE_CHANNELS else _im2col_narrow
+    kernel(x, kh, kw, sh, sw, pt, pl, oh, ow, cols)
+
+
+def _col2im(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out):
+    """out (n, h, w, c) = col2im(cols), the adjoint of _im2col."""
+    if c >= WIDE_CHANNELS:
+        _col2im_wide(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out)
+    else:
+        _col2im_narrow(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out)
+
+
+@njit(**_pjit)
+def _im2col_wide(x, kh, kw, sh, sw, pt, pl, oh, ow, cols):
+    # Wide channels: one window at a time, a run of c copies per tap.
     n, h, w, c = x.shape
     for r in prange(n * oh):
         b = r // oh
@@ -66,7 +162,8 @@ def _im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, cols):
 
 
 @njit(**_pjit)
-def _col2im(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out):
+def _col2im_wide(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out):
+    # Wide channels: gather, each input pixel from the windows that cover it.
     # out[b, yy, xx, :] = sum over windows (i, j) and taps (dy, dx) with
     # i*sh + dy - pt == yy and j*sw + dx - pl == xx of cols[(b, i, j), (dy, dx, :)],
     # visited in (dy, dx) order like the reference's loop of += over offsets.
@@ -94,6 +191,8 @@ def _col2im(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out):
                     base = (dy * kw + dx) * c
                     for ch in range(c):
                         out[b, yy, xx, ch] += cols[row, base + ch]
+
+
 
 
 # --------------------------------------------------------------------- pooling
@@ -373,6 +472,80 @@ class NumbaOps(NumpyOps):
         _col2im(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out)
         return out
 
+    # ------------------------------------------------------- whole convolution
+    fused_conv = True
+    #: bytes of im2col matrix per chunk: small enough to stay in the 32 MiB L3
+    #: (with the GEMM's output), large enough for an efficient GEMM
+    conv_chunk_bytes = 8 << 20
+
+    def _chunk_images(self, n, rows_per_image, k, itemsize):
+        per_image = max(rows_per_image * k * itemsize, 1)
+        return max(1, min(n, self.conv_chunk_bytes // per_image))
+
+    def conv2d_forward(self, x, W2, b, kh, kw, sh, sw, pads):
+        """Same as NumpyOps.conv2d_forward: y = im2col(x) @ W2 + b, (N*OH*OW, F).
+
+        The batch is processed in chunks of images: each chunk's im2col rows are
+        written to a cache-sized buffer and multiplied at once (numpy BLAS), so
+        the full im2col matrix never exists; nothing is saved for backward
+        (saved is None: backward recomputes the chunks from x).
+        """
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x.shape
+        oh = output_size(h, kh, sh, pt, pb)
+        ow = output_size(w, kw, sw, pl, pr)
+        k, f = W2.shape
+        x = _contig(x)
+        W2 = _contig(W2)
+        y = np.empty((n * oh * ow, f), dtype=np.result_type(x, W2))
+        step = self._chunk_images(n, oh * ow, k, x.itemsize)
+        rows = oh * ow
+        buf = np.empty((step * rows, k), dtype=x.dtype)
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            cols = buf[:(e - s) * rows]
+            _im2col(x[s:e], kh, kw, sh, sw, pt, pl, oh, ow, cols)
+            out = y[s * rows:e * rows]
+            np.matmul(cols, W2, out=out)
+            if b is not None:
+                out += b
+        return y, None
+
+    def conv2d_backward(self, dy2, x, saved, W2, kh, kw, sh, sw, pads, need_dx=True):
+        """Same as NumpyOps.conv2d_backward: (dx or None, dW2 = cols^T dy2,
+        db = sum of dy2 over rows), chunk by chunk of images: each chunk's im2col
+        rows are recomputed into a cache-sized buffer, used for its share of dW2,
+        and its dcols = dy2 @ W2^T is folded back by col2im while still in cache.
+        """
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x.shape
+        oh = output_size(h, kh, sh, pt, pb)
+        ow = output_size(w, kw, sw, pl, pr)
+        k, f = W2.shape
+        x = _contig(x)
+        dy2 = _contig(dy2)
+        rows = oh * ow
+        step = self._chunk_images(n, rows, k, x.itemsize)
+        buf = np.empty((step * rows, k), dtype=x.dtype)
+        dbuf = np.empty((step * rows, k), dtype=dy2.dtype) if need_dx else None
+        dx = np.empty((n, h, w, c), dtype=dy2.dtype) if need_dx else None
+        dW2 = np.zeros((k, f), dtype=dy2.dtype)
+        part = np.empty((k, f), dtype=dy2.dtype)
+        W2t = np.ascontiguousarray(W2.T)
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            cols = buf[:(e - s) * rows]
+            _im2col(x[s:e], kh, kw, sh, sw, pt, pl, oh, ow, cols)
+            d = dy2[s * rows:e * rows]
+            np.matmul(cols.T, d, out=part)
+            dW2 += part
+            if need_dx:
+                dcols = dbuf[:(e - s) * rows]
+                np.matmul(d, W2t, out=dcols)
+                _col2im(dcols, e - s, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, dx[s:e])
+        db = dy2.sum(axis=0)
+        return dx, dW2, db
+
     # ----------------------------------------------------------------- pooling
     def maxpool(self, x, ph, pw, sh, sw, pads):
         """Same as NumpyOps.maxpool: (y, argmax) with argmax = dy*pw + dx of the
@@ -466,8 +639,8 @@ class NumbaOps(NumpyOps):
         if not all(a.flags.c_contiguous and a.dtype == p.dtype for a in arrays) or p.dtype.kind != "f":
             return super().adam_update(p, g, m, v, lr, beta_1, beta_2, epsilon, t)
         s = p.dtype.type
-        _adam(p, g, m, v, s(lr), s(beta_1), s(beta_2), s(1 - beta_1), s(1 - beta_2), s(1 - beta_1 ** t), s(1 - beta_2 ** t),
-              s(epsilon))
+        _adam(p, g, m, v, s(lr), s(beta_1), s(beta_2), s(1 - beta_1), s(1 - beta_2),
+              s(1 - beta_1 ** t), s(1 - beta_2 ** t), s(epsilon))
 
     def sgd_update(self, p, g, velocity, lr, momentum, nesterov, weight_decay):
         """Same as NumpyOps.sgd_update: heavy-ball momentum (optionally Nesterov)

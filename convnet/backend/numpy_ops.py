@@ -87,6 +87,36 @@ class NumpyOps:
                 dxpad[:, dy:dy + sh * oh:sh, dx:dx + sw * ow:sw, :] += cols[:, :, :, dy, dx, :]
         return dxpad[:, pt:pt + h, pl:pl + w, :]
 
+    # ------------------------------------------------------- whole convolution
+    #: True on backends whose conv2d_forward/backward do better than the steps
+    #: Conv2D spells out itself (im2col, matmul, col2im); Conv2D then calls them.
+    fused_conv = False
+
+    def conv2d_forward(self, x, W2, b, kh, kw, sh, sw, pads):
+        """A whole convolution: y = im2col(x) @ W2 + b, as Conv2D writes it out.
+
+        x: (N, H, W, C), W2: (kh*kw*C, F), b: (F,) or None
+        -> (y: (N*OH*OW, F), saved), where `saved` is what conv2d_backward needs
+        (here the im2col matrix; a fast backend may keep less and recompute).
+        """
+        cols = self.im2col(x, kh, kw, sh, sw, pads)
+        y = self.matmul(cols, W2)
+        if b is not None:
+            y += b
+        return y, cols
+
+    def conv2d_backward(self, dy2, x, saved, W2, kh, kw, sh, sw, pads, need_dx=True):
+        """Gradients of y = im2col(x) @ W2 + b for dy2 = dL/dy: (N*OH*OW, F).
+
+        -> (dx: (N, H, W, C) or None when not need_dx, dW2: (kh*kw*C, F), db: (F,))
+        dW2 = cols^T @ dy2;  db = sum of dy2 over rows;  dx = col2im(dy2 @ W2^T).
+        """
+        cols = saved
+        dW2 = self.matmul(cols.T, dy2)
+        db = dy2.sum(axis=0)
+        dx = self.col2im(self.matmul(dy2, W2.T), x.shape, kh, kw, sh, sw, pads) if need_dx else None
+        return dx, dW2, db
+
     # ----------------------------------------------------------------- pooling
     def maxpool(self, x, ph, pw, sh, sw, pads):
         """Max over each (ph, pw) window; padding never wins (it is -inf).

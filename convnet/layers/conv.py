@@ -19,7 +19,11 @@ Backward follows from y = cols @ W2 + b with the chain rule:
     dx    = col2im(dcols)       (N, H, W, C)    the adjoint of im2col: scatter-add
 
 im2col and col2im are kernels of the active backend (convnet/backend/): NumpyOps
-writes them with a loop over the kh*kw kernel offsets; NumbaOps jits them.
+writes them with a loop over the kh*kw kernel offsets; NumbaOps jits them. A backend
+with `fused_conv` (NumbaOps) runs the whole product as ops.conv2d_forward/backward
+instead, the same numbers computed a batch chunk at a time so the im2col matrix
+stays in cache and is never stored for backward (NumpyOps.conv2d_forward spells
+out the steps below).
 """
 
 import numpy as np
@@ -65,6 +69,9 @@ class Conv2D(Layer):
     """
 
     input_rank = 4
+    #: set by Sequential while it back-propagates into its first layer, whose
+    #: input gradient nothing uses: backward may then return None (no col2im)
+    skip_input_grad = False
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -120,6 +127,8 @@ class Conv2D(Layer):
 
     def _forward(self, x, training):
         ops = get_ops()
+        if ops.fused_conv:
+            return self._fused_forward(ops, x)
         n, h, w, c = x.shape
         kh, kw = self.kernel_size
         sh, sw = self.strides
@@ -134,6 +143,8 @@ class Conv2D(Layer):
 
     def _backward(self, dy):
         ops = get_ops()
+        if ops.fused_conv:
+            return self._fused_backward(ops, dy)
         cols, x_shape, pads = self._cache
         kh, kw = self.kernel_size
         sh, sw = self.strides
@@ -145,6 +156,28 @@ class Conv2D(Layer):
             self.grads["b"] = dy2.sum(axis=0)
         dcols = ops.matmul(dy2, W2.T)                                  # (N*OH*OW, kh*kw*C)
         return ops.col2im(dcols, x_shape, kh, kw, sh, sw, pads)       # (N, H, W, C)
+
+    # The same two passes through a backend's whole-convolution kernels
+    # (ops.fused_conv; NumpyOps.conv2d_forward/backward show what they compute).
+    def _fused_forward(self, ops, x):
+        n, h, w, c = x.shape
+        kh, kw = self.kernel_size
+        (oh, ow), pads = self._geometry(h, w)
+        W2 = self.params["W"].reshape(kh * kw * c, self.filters)
+        y, saved = ops.conv2d_forward(x, W2, self.params.get("b"), kh, kw, *self.strides, pads)
+        self._cache = (saved, x, pads)
+        return y.reshape(n, oh, ow, self.filters)
+
+    def _fused_backward(self, ops, dy):
+        saved, x, pads = self._cache
+        kh, kw = self.kernel_size
+        W2 = self.params["W"].reshape(-1, self.filters)
+        dx, dW2, db = ops.conv2d_backward(dy.reshape(-1, self.filters), x, saved, W2, kh, kw,
+                                          *self.strides, pads, need_dx=not self.skip_input_grad)
+        self.grads["W"] = dW2.reshape(self.params["W"].shape)
+        if self.use_bias:
+            self.grads["b"] = db
+        return dx
 
     def flops_per_image(self):
         """Multiply-adds counted as 2 FLOPs, forward pass, one image."""

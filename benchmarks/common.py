@@ -1,0 +1,121 @@
+"""Shared helpers of the benchmark scripts: timing, machine description, environment."""
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+# These OpenBLAS settings (set on some machines here) force a slower kernel or
+# cache size; benchmark subprocesses run without them. Tests never touch them.
+BLAS_ENV_TO_DROP = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def bench_env(**extra):
+    """os.environ for a benchmark subprocess: without the OpenBLAS overrides."""
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_ENV_TO_DROP}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def throughput(step, images_per_step, min_time=0.4, windows=5, warmup=2):
+    """Median images/s over `windows` timing windows of at least `min_time` s each,
+    after `warmup` untimed calls of step()."""
+    for _ in range(warmup):
+        step()
+    rates = []
+    for _ in range(windows):
+        count = 0
+        t0 = time.perf_counter()
+        while True:
+            step()
+            count += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= min_time:
+                break
+        rates.append(count * images_per_step / elapsed)
+    return statistics.median(rates)
+
+
+def blas_info():
+    """The BLAS numpy uses (kernel/architecture and threads) via threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    parts = []
+    for pool in threadpool_info():
+        parts.append(f"{pool.get('internal_api')} {pool.get('version')} "
+                     f"{pool.get('architecture', '')} {pool.get('num_threads')} threads "
+                     f"({pool.get('user_api')}, {os.path.basename(pool.get('filepath', ''))})")
+    return "; ".join(parts)
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def has_avx512():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return "avx512f" in fh.read()
+    except OSError:
+        return False
+
+
+def versions():
+    import numpy
+    out = {"python": platform.python_version(), "numpy": numpy.__version__}
+    try:
+        import numba
+        out["numba"] = numba.__version__
+    except ImportError:
+        out["numba"] = "not installed"
+    try:
+        import torch
+        out["torch"] = torch.__version__
+    except ImportError:
+        out["torch"] = "not installed"
+    return out
+
+
+def machine_info():
+    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "avx512": has_avx512(),
+            "platform": platform.platform(), "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+            "load": os.getloadavg()}
+    try:
+        import psutil
+        info["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        pass
+    return info
+
+
+def emit(results, as_json):
+    """Print results (list of dicts) as one JSON line or as a table."""
+    if as_json:
+        print("JSON " + json.dumps(results))
+        return
+    for r in results:
+        print(f"{r['engine']:<14}{r['workload']:<4}{r['mode']:<7}batch {r['batch']:>4}"
+              f"{r['images_per_s']:>12,.0f} img/s")
+
+
+def parse_json_line(text):
+    for line in text.splitlines():
+        if line.startswith("JSON "):
+            return json.loads(line[5:])
+    raise ValueError("no JSON line in the output:\n" + text[-2000:])
