@@ -104,3 +104,23 @@ def test_an_example_runs_as_a_script(tmp_path):
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "gradcheck Conv2D" in result.stdout and "PASS" in result.stdout
+
+
+def test_how_it_works_snippets_print_what_the_guide_shows(capsys):
+    """Run every ```python block of docs/how-it-works.md in order, in one namespace;
+    a ```text block right after one is the output it must print."""
+    import re
+    text = (EXAMPLES.parent / "docs" / "how-it-works.md").read_text()
+    blocks = re.findall(r"```(python|text)\n(.*?)```", text, flags=re.S)
+    namespace = {}
+    checked = 0
+    for i, (kind, body) in enumerate(blocks):
+        if kind != "python":
+            continue
+        capsys.readouterr()
+        exec(compile(body, f"how-it-works.md block {i}", "exec"), namespace)
+        printed = capsys.readouterr().out
+        if i + 1 < len(blocks) and blocks[i + 1][0] == "text":
+            assert printed.strip() == blocks[i + 1][1].strip(), f"block {i}"
+            checked += 1
+    assert checked == 9
