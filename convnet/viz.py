@@ -103,13 +103,15 @@ def plot_history(history, path=None, metrics=None, title=None):
 
 
 # ---------------------------------------------------------- confusion matrix
-def plot_confusion_matrix(cm, class_names=None, path=None, normalize=False, y_pred=None,
+def plot_confusion_matrix(cm, y_pred=None, class_names=None, path=None, normalize=False,
                           title="Confusion matrix"):
     """Draw a confusion matrix (rows: true class, columns: predicted class).
 
-    cm: a (K, K) matrix from metrics.confusion_matrix, or y_true with y_pred=...
-    (labels or probabilities) to compute it here. normalize=True shows each row as
-    fractions of that class (the diagonal is then the per-class recall).
+    plot_confusion_matrix(cm, class_names=..., path=...) with a (K, K) matrix from
+    metrics.confusion_matrix, or plot_confusion_matrix(y_true, y_pred, ...) with
+    labels and predicted labels or probabilities, to compute it here.
+    normalize=True shows each row as fractions of that class (the diagonal is then
+    the per-class recall).
     """
     from .metrics import confusion_matrix
 
@@ -295,26 +297,18 @@ def plot_feature_maps(model, image, path=None, layers="conv", max_maps=16, colum
 def load_image(path, input_shape, rescale="auto", model=None):
     """Read an image file into the (H, W, C) float32 array a model takes.
 
-    Converted to grey (C == 1) or RGB (C == 3) and resized to (H, W) with Pillow.
-    rescale: a factor, or "auto": 1/255 unless the model's first layer is a
-    Rescaling layer (which then sees raw 0..255 values, as in training).
+    Decoded by convnet.data.load_image: grey (C == 1) or RGB (C == 3), resized to
+    (H, W). rescale: a factor, or "auto": 1/255 unless the model's first layer is
+    a Rescaling layer (which then sees raw 0..255 values, as in training).
     """
-    from PIL import Image
-
+    from .data import load_image as decode
     from .layers import Rescaling
 
     h, w, c = (int(d) for d in input_shape)
     if c not in (1, 3):
         raise ValueError(f"load_image: models with {c} input channels cannot read an image file "
                          "(1 or 3 channels expected)")
-    try:
-        with Image.open(path) as img:
-            img = img.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
-            x = np.asarray(img, dtype=np.float32)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"load_image: cannot read image {os.fspath(path)!r} ({exc})") from exc
-    if x.ndim == 2:
-        x = x[:, :, None]
+    x = decode(path, (h, w), "grayscale" if c == 1 else "rgb").astype(np.float32)
     if rescale == "auto":
         starts_rescaled = model is not None and model.layers and isinstance(model.layers[0], Rescaling)
         rescale = 1.0 if starts_rescaled else 1 / 255.0
@@ -324,21 +318,21 @@ def load_image(path, input_shape, rescale="auto", model=None):
 def inspect(model_path, image_path, out_dir, max_filters=64, max_maps=16):
     """Draw a saved model's first-layer filters and its feature maps for one image.
 
-    Writes <out_dir>/filters.png and <out_dir>/feature_maps.png and returns
-    {"filters": path, "feature_maps": path, "prediction": class probabilities (K,)}.
-    This is what `convnet inspect MODEL IMAGE --out DIR` runs.
+    Writes <out_dir>/filters.png and <out_dir>/feature_maps.png and returns their
+    paths [filters, feature_maps]. The image is read by load_image (grey or RGB,
+    resized to the model's input). This is what `convnet inspect MODEL IMAGE` runs.
     """
     from .saving import load_model
 
     model = load_model(model_path)
     x = load_image(image_path, model.input_shape, model=model)
+    out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    paths = {"filters": os.path.join(out_dir, "filters.png"),
-             "feature_maps": os.path.join(out_dir, "feature_maps.png")}
-    plot_filters(model, paths["filters"], max_filters=max_filters)
-    plot_feature_maps(model, x, paths["feature_maps"], max_maps=max_maps)
-    paths["prediction"] = model.predict(x[None])[0]
-    return paths
+    filters = os.path.join(out_dir, "filters.png")
+    maps = os.path.join(out_dir, "feature_maps.png")
+    plot_filters(model, filters, max_filters=max_filters)
+    plot_feature_maps(model, x, maps, max_maps=max_maps)
+    return [filters, maps]
 
 
 __all__ = ["plot_history", "plot_confusion_matrix", "plot_filters", "feature_maps",

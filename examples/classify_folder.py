@@ -158,7 +158,7 @@ def main(argv=None):
         pictures = {"history": os.path.join(args.out, "history.png"),
                     "confusion": os.path.join(args.out, "confusion.png")}
         viz.plot_history(history, pictures["history"])
-        viz.plot_confusion_matrix(cm, class_names, pictures["confusion"])
+        viz.plot_confusion_matrix(cm, class_names=class_names, path=pictures["confusion"])
         print("wrote", ", ".join(pictures.values()))
     except ImportError as exc:
         pictures = {}

@@ -136,7 +136,7 @@ def main(argv=None):
         viz.plot_history(history, pictures["history"], title="Fashion-MNIST CNN")
         pictures["confusion"] = os.path.join(args.out, "confusion.png")
         viz.plot_confusion_matrix(cn.metrics.confusion_matrix(y_test, probs, 10),
-                                  CLASS_NAMES, pictures["confusion"])
+                                  class_names=CLASS_NAMES, path=pictures["confusion"])
         print("wrote", ", ".join(pictures.values()))
     except ImportError as exc:
         pictures = {}
