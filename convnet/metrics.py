@@ -337,6 +337,9 @@ def _named(fn, name, **kwargs):
 
 METRICS = {
     "accuracy": accuracy,
+    # Keras' names for the same argmax accuracy, logged under the name given
+    "categorical_accuracy": _named(accuracy, "categorical_accuracy"),
+    "sparse_categorical_accuracy": _named(accuracy, "sparse_categorical_accuracy"),
     "top_k_categorical_accuracy": _named(top_k_categorical_accuracy, "top_k_categorical_accuracy"),
     "sparse_top_k_categorical_accuracy": _named(top_k_categorical_accuracy,
                                                 "sparse_top_k_categorical_accuracy"),

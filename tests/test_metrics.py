@@ -146,7 +146,8 @@ def test_get_names_and_compile(numpy_backend):
     for ident, name in [("accuracy", "accuracy"), ("acc", "accuracy"), ("AUC", "auc"),
                         ("f1", "f1"), ("f1_score", "f1"), ("precision", "precision"),
                         ("recall", "recall"), ("top_k_categorical_accuracy",
-                                               "top_k_categorical_accuracy")]:
+                                               "top_k_categorical_accuracy"),
+                        ("sparse_categorical_accuracy", "sparse_categorical_accuracy")]:
         assert M.get(ident)[0] == name
     fn = lambda y, p: 0.25   # noqa: E731
     assert M.get(fn) == ("<lambda>", fn)
@@ -163,3 +164,4 @@ def test_get_names_and_compile(numpy_backend):
     assert logs["auc"] == pytest.approx(M.roc_auc(y, probs))
     assert logs["f1"] == pytest.approx(M.f1_score(y, probs))
     assert logs["top2_accuracy"] == pytest.approx(M.top_k_categorical_accuracy(y, probs, k=2))
+    assert M.get("sparse_categorical_accuracy")[1](y, probs) == logs["accuracy"]
