@@ -13,7 +13,8 @@ median time of each layer's forward and backward pass with the rate it achieved:
 where a layer's forward FLOPs are `layer.flops_per_image() * N` (a multiply-add
 counts 2) and its backward FLOPs are twice that for Conv2D and Dense (one product
 for the weight gradient, one for the input gradient) and the same as forward for
-the other layers. Without labels `y` only the forward passes are timed
+the other layers (a first Conv2D computes only its weight gradient: Sequential
+never asks for the gradient of the model's input). Without labels `y` only the forward passes are timed
 (inference). The optimizer update is really applied: profile a copy of a model
 you care about, or accept that it takes `warmup + repeats` steps.
 """
@@ -34,8 +35,10 @@ def _sync(ops):
         sync()
 
 
-def _backward_flops(layer, forward_flops):
+def _backward_flops(layer, forward_flops, first):
     from .layers import Conv2D, Dense
+    if isinstance(layer, Conv2D) and first:
+        return forward_flops          # the first layer computes no input gradient
     return 2 * forward_flops if isinstance(layer, (Conv2D, Dense)) else forward_flops
 
 
@@ -117,7 +120,7 @@ def profile_model(model, x, y=None, repeats=5, warmup=1, print_fn=print):
     for i, layer in enumerate(layers):
         flops_fn = getattr(layer, "flops_per_image", None)
         flops = float(flops_fn()) * n if flops_fn else 0.0
-        bflops = _backward_flops(layer, flops) if training else 0.0
+        bflops = _backward_flops(layer, flops, i == 0) if training else 0.0
         rows.append({
             "name": layer.name, "type": type(layer).__name__,
             "output_shape": (n, *layer.output_shape),
