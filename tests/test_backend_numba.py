@@ -80,6 +80,51 @@ def test_im2col_noncontiguous_and_rectangular(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_whole_convolution_matches_reference(dtype):
+    # conv2d_forward/backward: the chunked GEMM path (many filters, long windows)
+    # and the direct small-convolution path (few filters or a short window)
+    rng = np.random.default_rng(11)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    for (k, s, p, shape), f in zip(GRID, itertools.cycle([3, 20, 1, 17])):
+        x = _data(rng, shape, dtype)
+        _, _, pads = _pads(shape, k, s, p)
+        W2 = _data(rng, (k * k * shape[3], f), dtype)
+        b = _data(rng, (f,), dtype)
+        y, saved = NB.conv2d_forward(x, W2, b, k, k, s, s, pads)
+        ref_y, ref_saved = REF.conv2d_forward(x, W2, b, k, k, s, s, pads)
+        msg = f"conv k={k} s={s} p={p} {shape} f={f}"
+        assert y.dtype == dtype
+        np.testing.assert_allclose(y, ref_y, err_msg=msg, **tol)
+        dy = _data(rng, y.shape, dtype)
+        for need_dx in (True, False):
+            got = NB.conv2d_backward(dy, x, saved, W2, k, k, s, s, pads, need_dx=need_dx)
+            ref = REF.conv2d_backward(dy, x, ref_saved, W2, k, k, s, s, pads, need_dx=need_dx)
+            for name, a, r in zip(("dx", "dW2", "db"), got, ref):
+                if r is None:
+                    assert a is None, msg
+                    continue
+                assert a.dtype == dtype, (name, msg)
+                np.testing.assert_allclose(a, r, err_msg=f"{name} {msg}", **tol)
+
+
+def test_conv_chunking_covers_the_batch():
+    # a tiny chunk size forces many chunks (and a short last one)
+    ops = type(NB)()
+    ops.conv_chunk_bytes = 1
+    rng = np.random.default_rng(12)
+    x = _data(rng, (5, 6, 7, 8), np.float64)
+    W2 = _data(rng, (3 * 3 * 8, 20), np.float64)
+    pads = ((1, 1), (1, 1))
+    y, saved = ops.conv2d_forward(x, W2, None, 3, 3, 1, 1, pads)
+    ref_y, ref_saved = REF.conv2d_forward(x, W2, None, 3, 3, 1, 1, pads)
+    np.testing.assert_allclose(y, ref_y, rtol=1e-12)
+    dy = _data(rng, y.shape, np.float64)
+    for a, r in zip(ops.conv2d_backward(dy, x, saved, W2, 3, 3, 1, 1, pads),
+                    REF.conv2d_backward(dy, x, ref_saved, W2, 3, 3, 1, 1, pads)):
+        np.testing.assert_allclose(a, r, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_maxpool_matches_reference(dtype):
     rng = np.random.default_rng(2)
     grid = POOL_GRID + [(2, 2, "valid", (2, 7, 9, 3)), (2, 2, "same", (1, 7, 5, 2)),

@@ -33,6 +33,7 @@ from . import threads as _threads
 
 _threads.configure()
 
+import numba  # noqa: E402
 from numba import njit, prange  # noqa: E402  (threads.configure() must run first)
 
 from .numpy_ops import NumpyOps, output_size  # noqa: E402
@@ -193,6 +194,104 @@ def _col2im_wide(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out):
                         out[b, yy, xx, ch] += cols[row, base + ch]
 
 
+
+
+# ------------------------------------------------- direct small convolutions
+# When a convolution has few filters or a short window (F <= 16 or kh*kw*C <= 32,
+# e.g. a first layer on 1 or 3 channels), a GEMM over the im2col matrix is
+# memory-bound: each long, thin row is used for only a few multiply-adds. These
+# kernels instead unfold one output row at a time into a small transposed buffer
+# colsT (K, OW) that stays in L1, and run the products with the long OW axis
+# innermost, where the vector units can work on it.
+@njit(**_jit)
+def _fill_colsT(x, r0, r1, oh, kh, kw, sh, sw, pt, pl, ow, colsT):
+    # colsT[k, (r - r0)*ow + j] = im2col row (r, j), column k, for output rows
+    # r in [r0, r1) of the (n*oh) grid: taps outside the image read zero.
+    n, h, w, c = x.shape
+    for r in range(r0, r1):
+        b = r // oh
+        i = r - b * oh
+        off = (r - r0) * ow
+        for dy in range(kh):
+            yy = i * sh + dy - pt
+            inside = 0 <= yy < h
+            for dx in range(kw):
+                # windows j in [lo, hi) read column xx = j*sw + dx - pl inside the image
+                lo = min(ow, max(0, (pl - dx + sw - 1) // sw))
+                hi = max(lo, min(ow, (w - 1 + pl - dx) // sw + 1))
+                for ch in range(c):
+                    k = (dy * kw + dx) * c + ch
+                    if not inside:
+                        for j in range(ow):
+                            colsT[k, off + j] = 0
+                        continue
+                    for j in range(lo):
+                        colsT[k, off + j] = 0
+                    for j in range(lo, hi):
+                        colsT[k, off + j] = x[b, yy, j * sw + dx - pl, ch]
+                    for j in range(hi, ow):
+                        colsT[k, off + j] = 0
+
+
+@njit(**_pjit, fastmath=True)
+def _conv_small_forward(x, W2T, bias, kh, kw, sh, sw, pt, pl, oh, ow, group, y):
+    # y[(r, j), f] = bias[f] + sum_k colsT[k, (r, j)] * W2T[f, k], `group` output
+    # rows at a time, so the innermost loops run over group*ow pixels
+    n = x.shape[0]
+    f_count, k_count = W2T.shape
+    rows = n * oh
+    ngroups = (rows + group - 1) // group
+    for g in prange(ngroups):
+        r0 = g * group
+        r1 = min(rows, r0 + group)
+        length = (r1 - r0) * ow
+        colsT = np.empty((k_count, group * ow), dtype=y.dtype)
+        acc = np.empty(group * ow, dtype=y.dtype)
+        _fill_colsT(x, r0, r1, oh, kh, kw, sh, sw, pt, pl, ow, colsT)
+        base = r0 * ow
+        for f in range(f_count):
+            bf = bias[f]
+            for p in range(length):
+                acc[p] = bf
+            for k in range(k_count):
+                wv = W2T[f, k]
+                for p in range(length):
+                    acc[p] += wv * colsT[k, p]
+            for p in range(length):
+                y[base + p, f] = acc[p]
+
+
+@njit(**_pjit, fastmath=True)
+def _conv_small_dw(x, dy2, kh, kw, sh, sw, pt, pl, oh, ow, group, parts):
+    # parts[t] = sum over thread t's row groups of colsT @ dyT (K, F); dW2 = parts.sum(0)
+    n = x.shape[0]
+    nparts, k_count, f_count = parts.shape
+    rows = n * oh
+    ngroups = (rows + group - 1) // group
+    for t in prange(nparts):
+        colsT = np.empty((k_count, group * ow), dtype=parts.dtype)
+        dyT = np.empty((f_count, group * ow), dtype=parts.dtype)
+        acc = parts[t]
+        acc[:, :] = 0
+        for g in range(t * ngroups // nparts, (t + 1) * ngroups // nparts):
+            r0 = g * group
+            r1 = min(rows, r0 + group)
+            length = (r1 - r0) * ow
+            base = r0 * ow
+            _fill_colsT(x, r0, r1, oh, kh, kw, sh, sw, pt, pl, ow, colsT)
+            for p in range(length):
+                for f in range(f_count):
+                    dyT[f, p] = dy2[base + p, f]
+            for k in range(k_count):
+                for f in range(f_count):
+                    s = 0.0
+                    for p in range(length):
+                        s += colsT[k, p] * dyT[f, p]
+                    acc[k, f] += s
+
+
+def _is_small_conv(k, f):
+    return f <= 16 or k <= 32
 
 
 # --------------------------------------------------------------------- pooling
@@ -478,6 +577,17 @@ class NumbaOps(NumpyOps):
     #: (with the GEMM's output), large enough for an efficient GEMM
     conv_chunk_bytes = 8 << 20
 
+    #: pixels per row group of the small-convolution kernels (buffers stay in L1/L2)
+    small_conv_pixels = 512
+
+    def _group(self, ow):
+        return max(1, self.small_conv_pixels // ow)
+
+    @staticmethod
+    def _blocks(rows):
+        # one partial weight gradient per thread
+        return max(1, min(rows, numba.get_num_threads()))
+
     def _chunk_images(self, n, rows_per_image, k, itemsize):
         per_image = max(rows_per_image * k * itemsize, 1)
         return max(1, min(n, self.conv_chunk_bytes // per_image))
@@ -498,6 +608,11 @@ class NumbaOps(NumpyOps):
         x = _contig(x)
         W2 = _contig(W2)
         y = np.empty((n * oh * ow, f), dtype=np.result_type(x, W2))
+        if _is_small_conv(k, f) and x.dtype == W2.dtype:
+            bias = _contig(b) if b is not None else np.zeros(f, dtype=x.dtype)
+            _conv_small_forward(x, np.ascontiguousarray(W2.T), bias.astype(x.dtype, copy=False),
+                                kh, kw, sh, sw, pt, pl, oh, ow, self._group(ow), y)
+            return y, None
         step = self._chunk_images(n, oh * ow, k, x.itemsize)
         rows = oh * ow
         buf = np.empty((step * rows, k), dtype=x.dtype)
@@ -526,19 +641,28 @@ class NumbaOps(NumpyOps):
         dy2 = _contig(dy2)
         rows = oh * ow
         step = self._chunk_images(n, rows, k, x.itemsize)
-        buf = np.empty((step * rows, k), dtype=x.dtype)
+        small = _is_small_conv(k, f) and x.dtype == dy2.dtype
+        buf = None if small else np.empty((step * rows, k), dtype=x.dtype)
         dbuf = np.empty((step * rows, k), dtype=dy2.dtype) if need_dx else None
         dx = np.empty((n, h, w, c), dtype=dy2.dtype) if need_dx else None
-        dW2 = np.zeros((k, f), dtype=dy2.dtype)
-        part = np.empty((k, f), dtype=dy2.dtype)
         W2t = np.ascontiguousarray(W2.T)
+        if small:
+            parts = np.empty((self._blocks(n * oh), k, f), dtype=dy2.dtype)
+            _conv_small_dw(x, dy2, kh, kw, sh, sw, pt, pl, oh, ow, self._group(ow), parts)
+            dW2 = parts.sum(axis=0)
+        else:
+            dW2 = np.zeros((k, f), dtype=dy2.dtype)
+            part = np.empty((k, f), dtype=dy2.dtype)
         for s in range(0, n, step):
             e = min(n, s + step)
-            cols = buf[:(e - s) * rows]
-            _im2col(x[s:e], kh, kw, sh, sw, pt, pl, oh, ow, cols)
             d = dy2[s * rows:e * rows]
-            np.matmul(cols.T, d, out=part)
-            dW2 += part
+            if not small:
+                cols = buf[:(e - s) * rows]
+                _im2col(x[s:e], kh, kw, sh, sw, pt, pl, oh, ow, cols)
+                np.matmul(cols.T, d, out=part)
+                dW2 += part
+            elif not need_dx:
+                break
             if need_dx:
                 dcols = dbuf[:(e - s) * rows]
                 np.matmul(d, W2t, out=dcols)

@@ -2,20 +2,27 @@
 
 On this kind of machine (2 cores) numpy's OpenBLAS and Numba's parallel kernels
 both want both cores, and a convolution alternates them (im2col, GEMM, col2im,
-GEMM, ...). With Numba's OpenMP layer the OpenMP workers spin-wait after each
-parallel region while OpenBLAS's threads do the same after each GEMM, so each
-pool steals the cores the other needs next (DESIGN.md saw a GEMM followed by a
-parallel kernel run 2.2x slower than the two apart).
+GEMM, ...). With Numba's default OpenMP layer the OpenMP workers spin-wait after
+each parallel region while OpenBLAS's threads do the same after each GEMM, so
+each pool steals the cores the other needs next (DESIGN.md saw a GEMM followed by
+a parallel kernel run 2.2x slower than the two apart; benchmarks/threads.py
+measured a whole W2 training step 3x slower with spinning OpenMP than without).
 
-Measured with benchmarks/threads.py (numbers in benchmarks/RESULTS.md): Numba's
-"workqueue" layer, whose workers sleep instead of spinning, removes the
-interference while keeping both cores for the Numba kernels; a single Numba
-thread also avoids it but halves the kernels' speed. So:
+Measured with benchmarks/threads.py (numbers in benchmarks/RESULTS.md):
+- "tbb" (Intel TBB; `pip install tbb`): no interference, and starting a parallel
+  kernel costs ~2 us, so tiny batch-1 kernels stay cheap. The best setting.
+- "workqueue" (always available): no interference either, but every parallel
+  launch costs ~60-80 us (it wakes sleeping workers), which dominates batch-1
+  inference. The fallback when TBB is missing.
+- "omp" with OMP_WAIT_POLICY=PASSIVE or one Numba thread removes most of the
+  spinning, but both were slower than tbb/workqueue on whole training steps.
 
-- the threading layer is "workqueue" unless the user chose one with
-  NUMBA_THREADING_LAYER (respected as is);
-- Numba and OpenBLAS each keep their default thread count (the core count):
-  they run one after the other, never at the same time.
+So: the layer is "tbb" when TBB loads, else "workqueue" (Numba's layer
+priority list); a user's NUMBA_THREADING_LAYER (or _PRIORITY, or
+CONVNET_THREADING_LAYER) is respected as is. Numba and
+OpenBLAS each keep their default thread count (the core count): they run one
+after the other, never at the same time, so splitting the cores would only idle
+them.
 
 configure() must run before the first parallel kernel is launched (the layer is
 fixed at that moment); convnet.backend.numba_ops calls it at import.
@@ -23,14 +30,23 @@ fixed at that moment); convnet.backend.numba_ops calls it at import.
 
 import os
 
-DEFAULT_LAYER = "workqueue"
+#: Numba tries these in order and takes the first that loads
+LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
 
 
 def configure():
-    """Select Numba's threading layer (NUMBA_THREADING_LAYER wins when set)."""
+    """Ask Numba for tbb, else workqueue (see the module docstring), unless the
+    user chose: NUMBA_THREADING_LAYER / NUMBA_THREADING_LAYER_PRIORITY are kept,
+    and CONVNET_THREADING_LAYER names a layer for convnet to use."""
     import numba
-    if not os.environ.get("NUMBA_THREADING_LAYER"):
-        numba.config.THREADING_LAYER = DEFAULT_LAYER
+    if os.environ.get("NUMBA_THREADING_LAYER") or os.environ.get("NUMBA_THREADING_LAYER_PRIORITY"):
+        return
+    requested = os.environ.get("CONVNET_THREADING_LAYER", "").strip()
+    if requested:
+        numba.config.THREADING_LAYER = requested
+        return
+    numba.config.THREADING_LAYER = "default"
+    numba.config.THREADING_LAYER_PRIORITY = list(LAYER_PRIORITY)
 
 
 def describe():
