@@ -290,6 +290,21 @@ def _conv_small_dw(x, dy2, kh, kw, sh, sw, pt, pl, oh, ow, group, parts):
                     acc[k, f] += s
 
 
+@njit(**_pjit)
+def _column_sums(a, parts):
+    # parts[t] = sum of the rows of thread t's block of a (M, F); sum(parts) = a.sum(0).
+    # numpy's a.sum(axis=0) on a tall, narrow array is several times slower.
+    m, f = a.shape
+    nparts = parts.shape[0]
+    for t in prange(nparts):
+        acc = parts[t]
+        for q in range(f):
+            acc[q] = 0
+        for r in range(t * m // nparts, (t + 1) * m // nparts):
+            for q in range(f):
+                acc[q] += a[r, q]
+
+
 def _is_small_conv(k, f):
     return f <= 16 or k <= 32
 
@@ -575,7 +590,7 @@ class NumbaOps(NumpyOps):
     fused_conv = True
     #: bytes of im2col matrix per chunk: small enough to stay in the 32 MiB L3
     #: (with the GEMM's output), large enough for an efficient GEMM
-    conv_chunk_bytes = 8 << 20
+    conv_chunk_bytes = 4 << 20
 
     #: pixels per row group of the small-convolution kernels (buffers stay in L1/L2)
     small_conv_pixels = 512
@@ -667,7 +682,9 @@ class NumbaOps(NumpyOps):
                 dcols = dbuf[:(e - s) * rows]
                 np.matmul(d, W2t, out=dcols)
                 _col2im(dcols, e - s, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, dx[s:e])
-        db = dy2.sum(axis=0)
+        parts = np.empty((self._blocks(dy2.shape[0]), f), dtype=dy2.dtype)
+        _column_sums(dy2, parts)
+        db = parts.sum(axis=0)
         return dx, dW2, db
 
     # ----------------------------------------------------------------- pooling
