@@ -249,11 +249,19 @@ def _conv_small_forward(x, W2T, bias, kh, kw, sh, sw, pt, pl, oh, ow, group, y):
         acc = np.empty(group * ow, dtype=y.dtype)
         _fill_colsT(x, r0, r1, oh, kh, kw, sh, sw, pt, pl, ow, colsT)
         base = r0 * ow
+        k3 = k_count - k_count % 3
         for f in range(f_count):
             bf = bias[f]
             for p in range(length):
                 acc[p] = bf
-            for k in range(k_count):
+            # three taps per pass: one load and store of acc per three multiply-adds
+            for k in range(0, k3, 3):
+                w0 = W2T[f, k]
+                w1 = W2T[f, k + 1]
+                w2 = W2T[f, k + 2]
+                for p in range(length):
+                    acc[p] += w0 * colsT[k, p] + w1 * colsT[k + 1, p] + w2 * colsT[k + 2, p]
+            for k in range(k3, k_count):
                 wv = W2T[f, k]
                 for p in range(length):
                     acc[p] += wv * colsT[k, p]
@@ -268,6 +276,7 @@ def _conv_small_dw(x, dy2, kh, kw, sh, sw, pt, pl, oh, ow, group, parts):
     nparts, k_count, f_count = parts.shape
     rows = n * oh
     ngroups = (rows + group - 1) // group
+    zero = np.zeros(1, dtype=parts.dtype)[0]     # sums in the array's dtype (float32 stays)
     for t in prange(nparts):
         colsT = np.empty((k_count, group * ow), dtype=parts.dtype)
         dyT = np.empty((f_count, group * ow), dtype=parts.dtype)
@@ -282,9 +291,26 @@ def _conv_small_dw(x, dy2, kh, kw, sh, sw, pt, pl, oh, ow, group, parts):
             for p in range(length):
                 for f in range(f_count):
                     dyT[f, p] = dy2[base + p, f]
+            f4 = f_count - f_count % 4
             for k in range(k_count):
-                for f in range(f_count):
-                    s = 0.0
+                # four filters per pass: each colsT load feeds four multiply-adds
+                for f in range(0, f4, 4):
+                    s0 = zero
+                    s1 = zero
+                    s2 = zero
+                    s3 = zero
+                    for p in range(length):
+                        c = colsT[k, p]
+                        s0 += c * dyT[f, p]
+                        s1 += c * dyT[f + 1, p]
+                        s2 += c * dyT[f + 2, p]
+                        s3 += c * dyT[f + 3, p]
+                    acc[k, f] += s0
+                    acc[k, f + 1] += s1
+                    acc[k, f + 2] += s2
+                    acc[k, f + 3] += s3
+                for f in range(f4, f_count):
+                    s = zero
                     for p in range(length):
                         s += colsT[k, p] * dyT[f, p]
                     acc[k, f] += s
