@@ -95,9 +95,12 @@ def test_whole_convolution_matches_reference(dtype):
         msg = f"conv k={k} s={s} p={p} {shape} f={f}"
         assert y.dtype == dtype
         np.testing.assert_allclose(y, ref_y, err_msg=msg, **tol)
+        y_inf, _ = NB.conv2d_forward(x, W2, b, k, k, s, s, pads, training=False)
+        np.testing.assert_allclose(y_inf, ref_y, err_msg=msg, **tol)
         dy = _data(rng, y.shape, dtype)
-        for need_dx in (True, False):
-            got = NB.conv2d_backward(dy, x, saved, W2, k, k, s, s, pads, need_dx=need_dx)
+        for need_dx, keep in ((True, True), (False, True), (True, False)):
+            got = NB.conv2d_backward(dy, x, saved if keep else None, W2, k, k, s, s, pads,
+                                     need_dx=need_dx)
             ref = REF.conv2d_backward(dy, x, ref_saved, W2, k, k, s, s, pads, need_dx=need_dx)
             for name, a, r in zip(("dx", "dW2", "db"), got, ref):
                 if r is None:

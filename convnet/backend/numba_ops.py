@@ -234,9 +234,11 @@ def _fill_colsT(x, r0, r1, oh, kh, kw, sh, sw, pt, pl, ow, colsT):
 
 
 @njit(**_pjit, fastmath=True)
-def _conv_small_forward(x, W2T, bias, kh, kw, sh, sw, pt, pl, oh, ow, group, y):
+def _conv_small_forward(x, W2T, bias, kh, kw, sh, sw, pt, pl, oh, ow, group, y, store):
     # y[(r, j), f] = bias[f] + sum_k colsT[k, (r, j)] * W2T[f, k], `group` output
-    # rows at a time, so the innermost loops run over group*ow pixels
+    # rows at a time, so the innermost loops run over group*ow pixels. When
+    # store has one (K, group*ow) block per group, the unfolded blocks are kept
+    # there for the weight gradient (training); with zero blocks they are not.
     n = x.shape[0]
     f_count, k_count = W2T.shape
     rows = n * oh
@@ -245,7 +247,10 @@ def _conv_small_forward(x, W2T, bias, kh, kw, sh, sw, pt, pl, oh, ow, group, y):
         r0 = g * group
         r1 = min(rows, r0 + group)
         length = (r1 - r0) * ow
-        colsT = np.empty((k_count, group * ow), dtype=y.dtype)
+        if store.shape[0] > 0:
+            colsT = store[g]
+        else:
+            colsT = np.empty((k_count, group * ow), dtype=y.dtype)
         acc = np.empty(group * ow, dtype=y.dtype)
         _fill_colsT(x, r0, r1, oh, kh, kw, sh, sw, pt, pl, ow, colsT)
         base = r0 * ow
@@ -270,15 +275,17 @@ def _conv_small_forward(x, W2T, bias, kh, kw, sh, sw, pt, pl, oh, ow, group, y):
 
 
 @njit(**_pjit, fastmath=True)
-def _conv_small_dw(x, dy2, kh, kw, sh, sw, pt, pl, oh, ow, group, parts):
-    # parts[t] = sum over thread t's row groups of colsT @ dyT (K, F); dW2 = parts.sum(0)
+def _conv_small_dw(x, dy2, kh, kw, sh, sw, pt, pl, oh, ow, group, parts, store):
+    # parts[t] = sum over thread t's row groups of colsT @ dyT (K, F); dW2 = parts.sum(0).
+    # The unfolded blocks come from the forward pass's store when it kept them.
     n = x.shape[0]
     nparts, k_count, f_count = parts.shape
     rows = n * oh
     ngroups = (rows + group - 1) // group
     zero = np.zeros(1, dtype=parts.dtype)[0]     # sums in the array's dtype (float32 stays)
+    kept = store.shape[0] > 0
     for t in prange(nparts):
-        colsT = np.empty((k_count, group * ow), dtype=parts.dtype)
+        local = np.empty((k_count, group * ow), dtype=parts.dtype)
         dyT = np.empty((f_count, group * ow), dtype=parts.dtype)
         acc = parts[t]
         acc[:, :] = 0
@@ -287,7 +294,11 @@ def _conv_small_dw(x, dy2, kh, kw, sh, sw, pt, pl, oh, ow, group, parts):
             r1 = min(rows, r0 + group)
             length = (r1 - r0) * ow
             base = r0 * ow
-            _fill_colsT(x, r0, r1, oh, kh, kw, sh, sw, pt, pl, ow, colsT)
+            if kept:
+                colsT = store[g]
+            else:
+                colsT = local
+                _fill_colsT(x, r0, r1, oh, kh, kw, sh, sw, pt, pl, ow, colsT)
             for p in range(length):
                 for f in range(f_count):
                     dyT[f, p] = dy2[base + p, f]
@@ -633,13 +644,15 @@ class NumbaOps(NumpyOps):
         per_image = max(rows_per_image * k * itemsize, 1)
         return max(1, min(n, self.conv_chunk_bytes // per_image))
 
-    def conv2d_forward(self, x, W2, b, kh, kw, sh, sw, pads):
+    def conv2d_forward(self, x, W2, b, kh, kw, sh, sw, pads, training=True):
         """Same as NumpyOps.conv2d_forward: y = im2col(x) @ W2 + b, (N*OH*OW, F).
 
         The batch is processed in chunks of images: each chunk's im2col rows are
         written to a cache-sized buffer and multiplied at once (numpy BLAS), so
         the full im2col matrix never exists; nothing is saved for backward
-        (saved is None: backward recomputes the chunks from x).
+        (saved is None: backward recomputes the chunks from x). Small convolutions
+        (few filters or a short window) run the direct kernels instead and, when
+        training, keep their unfolded blocks (K x N*OH*OW values) for dW.
         """
         (pt, pb), (pl, pr) = pads
         n, h, w, c = x.shape
@@ -651,9 +664,12 @@ class NumbaOps(NumpyOps):
         y = np.empty((n * oh * ow, f), dtype=np.result_type(x, W2))
         if _is_small_conv(k, f) and x.dtype == W2.dtype:
             bias = _contig(b) if b is not None else np.zeros(f, dtype=x.dtype)
+            group = self._group(ow)
+            ngroups = -(-(n * oh) // group) if training else 0
+            store = np.empty((ngroups, k, group * ow), dtype=x.dtype)
             _conv_small_forward(x, np.ascontiguousarray(W2.T), bias.astype(x.dtype, copy=False),
-                                kh, kw, sh, sw, pt, pl, oh, ow, self._group(ow), y)
-            return y, None
+                                kh, kw, sh, sw, pt, pl, oh, ow, group, y, store)
+            return y, (store if training else None)
         step = self._chunk_images(n, oh * ow, k, x.itemsize)
         rows = oh * ow
         buf = np.empty((step * rows, k), dtype=x.dtype)
@@ -689,7 +705,10 @@ class NumbaOps(NumpyOps):
         W2t = np.ascontiguousarray(W2.T)
         if small:
             parts = np.empty((self._blocks(n * oh), k, f), dtype=dy2.dtype)
-            _conv_small_dw(x, dy2, kh, kw, sh, sw, pt, pl, oh, ow, self._group(ow), parts)
+            group = self._group(ow)
+            store = saved if saved is not None and saved.shape[1:] == (k, group * ow) \
+                else np.empty((0, k, group * ow), dtype=dy2.dtype)
+            _conv_small_dw(x, dy2, kh, kw, sh, sw, pt, pl, oh, ow, group, parts, store)
             dW2 = parts.sum(axis=0)
         else:
             dW2 = np.zeros((k, f), dtype=dy2.dtype)

@@ -92,12 +92,13 @@ class NumpyOps:
     #: Conv2D spells out itself (im2col, matmul, col2im); Conv2D then calls them.
     fused_conv = False
 
-    def conv2d_forward(self, x, W2, b, kh, kw, sh, sw, pads):
+    def conv2d_forward(self, x, W2, b, kh, kw, sh, sw, pads, training=True):
         """A whole convolution: y = im2col(x) @ W2 + b, as Conv2D writes it out.
 
         x: (N, H, W, C), W2: (kh*kw*C, F), b: (F,) or None
         -> (y: (N*OH*OW, F), saved), where `saved` is what conv2d_backward needs
-        (here the im2col matrix; a fast backend may keep less and recompute).
+        (here the im2col matrix; a fast backend may keep less and recompute, and
+        need keep nothing when training is False: no backward will follow).
         """
         cols = self.im2col(x, kh, kw, sh, sw, pads)
         y = self.matmul(cols, W2)

@@ -128,7 +128,7 @@ class Conv2D(Layer):
     def _forward(self, x, training):
         ops = get_ops()
         if ops.fused_conv:
-            return self._fused_forward(ops, x)
+            return self._fused_forward(ops, x, training)
         n, h, w, c = x.shape
         kh, kw = self.kernel_size
         sh, sw = self.strides
@@ -159,12 +159,13 @@ class Conv2D(Layer):
 
     # The same two passes through a backend's whole-convolution kernels
     # (ops.fused_conv; NumpyOps.conv2d_forward/backward show what they compute).
-    def _fused_forward(self, ops, x):
+    def _fused_forward(self, ops, x, training):
         n, h, w, c = x.shape
         kh, kw = self.kernel_size
         (oh, ow), pads = self._geometry(h, w)
         W2 = self.params["W"].reshape(kh * kw * c, self.filters)
-        y, saved = ops.conv2d_forward(x, W2, self.params.get("b"), kh, kw, *self.strides, pads)
+        y, saved = ops.conv2d_forward(x, W2, self.params.get("b"), kh, kw, *self.strides, pads,
+                                      training=training)
         self._cache = (saved, x, pads)
         return y.reshape(n, oh, ow, self.filters)
 
