@@ -212,6 +212,18 @@ def test_sparse_softmax_cross_entropy_matches_reference(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_matches_reference(dtype):
+    rng = np.random.default_rng(13)
+    z = (rng.standard_normal((6, 10)) * 4).astype(dtype)
+    z[0, :3] = [1e4, -1e4, 0]
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    got = NB.softmax(z)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, REF.softmax(z), rtol=tol, atol=tol)
+    np.testing.assert_allclose(NB.softmax(z[:, ::2]), REF.softmax(z[:, ::2]), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_optimizer_updates_match_reference(dtype):
     rng = np.random.default_rng(6)
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
