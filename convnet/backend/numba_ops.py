@@ -607,6 +607,15 @@ def _contig(a):
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
+_JIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _jittable(*arrays):
+    """The kernels are compiled for float32 and float64; anything else (float16,
+    ints) takes the reference path."""
+    return all(a.dtype in _JIT_DTYPES for a in arrays)
+
+
 class NumbaOps(NumpyOps):
     """NumpyOps with the hot kernels jitted by Numba (parallel over the batch)."""
 
@@ -616,6 +625,8 @@ class NumbaOps(NumpyOps):
     def im2col(self, x, kh, kw, sh, sw, pads):
         """Same as NumpyOps.im2col: x (N, H, W, C) -> cols (N*OH*OW, kh*kw*C),
         rows (n, i, j), columns (dy, dx, c); taps outside the image read zero."""
+        if not _jittable(x):
+            return super().im2col(x, kh, kw, sh, sw, pads)
         (pt, pb), (pl, pr) = pads
         n, h, w, c = x.shape
         oh = output_size(h, kh, sh, pt, pb)
@@ -631,6 +642,8 @@ class NumbaOps(NumpyOps):
         """Same as NumpyOps.col2im (the adjoint of im2col): cols (N*OH*OW, kh*kw*C)
         -> dx (N, H, W, C), each pixel the sum of the entries of the windows that
         cover it, added in the reference's (dy, dx) order."""
+        if not _jittable(cols):
+            return super().col2im(cols, x_shape, kh, kw, sh, sw, pads)
         (pt, pb), (pl, pr) = pads
         n, h, w, c = x_shape
         oh = output_size(h, kh, sh, pt, pb)
@@ -671,6 +684,8 @@ class NumbaOps(NumpyOps):
         (few filters or a short window) run the direct kernels instead and, when
         training, keep their unfolded blocks (K x N*OH*OW values) for dW.
         """
+        if not _jittable(x, W2):
+            return super().conv2d_forward(x, W2, b, kh, kw, sh, sw, pads, training)
         (pt, pb), (pl, pr) = pads
         n, h, w, c = x.shape
         oh = output_size(h, kh, sh, pt, pb)
@@ -706,6 +721,8 @@ class NumbaOps(NumpyOps):
         rows are recomputed into a cache-sized buffer, used for its share of dW2,
         and its dcols = dy2 @ W2^T is folded back by col2im while still in cache.
         """
+        if not _jittable(dy2, x, W2):
+            return super().conv2d_backward(dy2, x, saved, W2, kh, kw, sh, sw, pads, need_dx)
         (pt, pb), (pl, pr) = pads
         n, h, w, c = x.shape
         oh = output_size(h, kh, sh, pt, pb)
@@ -753,6 +770,8 @@ class NumbaOps(NumpyOps):
     def maxpool(self, x, ph, pw, sh, sw, pads):
         """Same as NumpyOps.maxpool: (y, argmax) with argmax = dy*pw + dx of the
         first maximum of each window (int32); padding is -inf and never wins."""
+        if not _jittable(x):
+            return super().maxpool(x, ph, pw, sh, sw, pads)
         (pt, pb), (pl, pr) = pads
         n, h, w, c = x.shape
         oh = output_size(h, ph, sh, pt, pb)
@@ -769,6 +788,8 @@ class NumbaOps(NumpyOps):
     def maxpool_backward(self, dy, argmax, x_shape, ph, pw, sh, sw, pads):
         """Same as NumpyOps.maxpool_backward: each window's dy goes to the input its
         argmax names; overlapping windows add up (in the reference's order)."""
+        if not _jittable(dy):
+            return super().maxpool_backward(dy, argmax, x_shape, ph, pw, sh, sw, pads)
         (pt, pb), (pl, pr) = pads
         n, h, w, c = x_shape
         dy = _contig(dy)
@@ -783,6 +804,8 @@ class NumbaOps(NumpyOps):
     def avgpool(self, x, ph, pw, sh, sw, pads):
         """Same as NumpyOps.avgpool: (y, count), the mean over the real pixels of
         each window; count (OH, OW, 1) is computed by the reference code (tiny)."""
+        if not _jittable(x):
+            return super().avgpool(x, ph, pw, sh, sw, pads)
         (pt, pb), (pl, pr) = pads
         n, h, w, c = x.shape
         oh = output_size(h, ph, sh, pt, pb)
@@ -795,6 +818,8 @@ class NumbaOps(NumpyOps):
     def avgpool_backward(self, dy, count, x_shape, ph, pw, sh, sw, pads):
         """Same as NumpyOps.avgpool_backward: each input gets dy / count of every
         window that covers it."""
+        if not _jittable(dy):
+            return super().avgpool_backward(dy, count, x_shape, ph, pw, sh, sw, pads)
         (pt, pb), (pl, pr) = pads
         out = np.empty(tuple(x_shape), dtype=dy.dtype)
         _avgpool_backward(_contig(dy), _contig(count), ph, pw, sh, sw, pt, pl, out)
@@ -803,7 +828,7 @@ class NumbaOps(NumpyOps):
     # ------------------------------------------------------------- activations
     def relu(self, x, out=None):
         """Same as NumpyOps.relu: max(x, 0) (NaN stays NaN), into `out` when given."""
-        if not x.flags.c_contiguous or x.dtype.kind != "f" or (
+        if not x.flags.c_contiguous or not _jittable(x) or (
                 out is not None and (not out.flags.c_contiguous or out.shape != x.shape
                                      or out.dtype != x.dtype)):
             return super().relu(x, out=out)
@@ -814,7 +839,7 @@ class NumbaOps(NumpyOps):
 
     def relu_backward(self, dy, y):
         """Same as NumpyOps.relu_backward: dy where y > 0, else 0."""
-        if dy.shape != y.shape or dy.dtype != y.dtype or dy.dtype.kind != "f":
+        if dy.shape != y.shape or dy.dtype != y.dtype or not _jittable(dy):
             return super().relu_backward(dy, y)
         dy, y = _contig(dy), _contig(y)
         out = np.empty_like(dy)
@@ -825,7 +850,7 @@ class NumbaOps(NumpyOps):
     def softmax(self, z):
         """Same as NumpyOps.softmax: exp(log_softmax(z)) over the last axis, one
         pass per row instead of seven numpy calls (it shows at batch 1)."""
-        if z.ndim != 2 or z.dtype.kind != "f" or z.shape[1] == 0:
+        if z.ndim != 2 or not _jittable(z) or z.shape[1] == 0:
             return super().softmax(z)
         z = _contig(z)
         out = np.empty_like(z)
@@ -836,7 +861,7 @@ class NumbaOps(NumpyOps):
         """Same as NumpyOps.sparse_softmax_cross_entropy: per-sample losses (N,)
         and dlogits = softmax(z) - onehot(y) (N, K), stable via log-sum-exp."""
         labels = np.asarray(labels)
-        if logits.ndim != 2 or logits.dtype.kind != "f" or labels.dtype.kind not in "iu":
+        if logits.ndim != 2 or not _jittable(logits) or labels.dtype.kind not in "iu":
             return super().sparse_softmax_cross_entropy(logits, labels)
         z = _contig(logits)
         losses = np.empty(z.shape[0], dtype=z.dtype)
@@ -849,7 +874,7 @@ class NumbaOps(NumpyOps):
         """Same as NumpyOps.adam_update (Kingma & Ba, Algorithm 1), in place, one
         fused pass over p, g, m and v instead of about ten numpy passes."""
         arrays = (p, g, m, v)
-        if not all(a.flags.c_contiguous and a.dtype == p.dtype for a in arrays) or p.dtype.kind != "f":
+        if not all(a.flags.c_contiguous and a.dtype == p.dtype for a in arrays) or not _jittable(p):
             return super().adam_update(p, g, m, v, lr, beta_1, beta_2, epsilon, t)
         s = p.dtype.type
         _adam(p, g, m, v, s(lr), s(beta_1), s(beta_2), s(1 - beta_1), s(1 - beta_2),
@@ -860,7 +885,7 @@ class NumbaOps(NumpyOps):
         with L2 weight decay, in place, one fused pass."""
         vel = velocity if velocity is not None else p
         if not all(a.flags.c_contiguous and a.dtype == p.dtype for a in (p, g, vel)) \
-                or p.dtype.kind != "f" or (velocity is None and momentum):
+                or not _jittable(p) or (velocity is None and momentum):
             return super().sgd_update(p, g, velocity, lr, momentum, nesterov, weight_decay)
         s = p.dtype.type
         _sgd(p, g, vel, s(lr), s(momentum), bool(nesterov), s(weight_decay), velocity is not None)
