@@ -20,7 +20,8 @@ __all__ = ["Sequential", "load_model", "gradcheck", "GradcheckReport", "layers",
 
 def __getattr__(name):
     # data and datasets are imported on first use: they pull in Pillow and urllib
-    if name in ("data", "datasets", "viz"):
+    # (profile: convnet.profile.profile_model, the per-layer timing table)
+    if name in ("data", "datasets", "viz", "profile"):
         import importlib
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'convnet' has no attribute {name!r}")
