@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: install data demo test bench lint clean
 
 # Training settings of `make demo` (the default model on Fashion-MNIST)
-DEMO_ARGS ?= --model fmnist-cnn --epochs 10 --batch-size 64 --dropout 0.3 --learning-rate 2e-3 --lr-decay 0.75 --verbose 2
+DEMO_ARGS ?= --model fmnist-cnn --epochs 10 --batch-size 64 --dropout 0.3 --learning-rate 2e-3 --lr-decay 0.75
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
