@@ -8,10 +8,11 @@ complete, so a failed save leaves the previous file intact.
 
 import json
 import os
-import tempfile
 import warnings
 
 import numpy as np
+
+from ._files import atomic_write
 
 FORMAT_NAME = "convnet-model"
 FORMAT_VERSION = 1
@@ -75,17 +76,8 @@ def save_model(model, path):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 def load_model(path, compile=True):

@@ -192,3 +192,15 @@ def test_custom_metric_is_dropped_with_a_warning(tmp_path):
     logs = loaded.evaluate(x, y)
     ref = model.evaluate(x, y)
     assert {k: ref[k] for k in logs} == logs
+
+
+def test_saved_model_file_gets_ordinary_permissions(tmp_path):
+    model = cn.Sequential([cn.layers.Dense(2)], input_shape=(3,))
+    path = tmp_path / "m.npz"
+    umask = os.umask(0o022)
+    try:
+        model.save(path)
+    finally:
+        os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]   # no temporary left behind

@@ -23,7 +23,7 @@ import zlib
 
 import numpy as np
 
-from ._files import atomic_write
+from .._files import atomic_write
 
 __all__ = ["IDX_DTYPES", "read_idx", "write_idx"]
 

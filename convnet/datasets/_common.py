@@ -29,7 +29,7 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from ..data._files import atomic_write
+from .._files import atomic_write
 from ..data.idx import read_idx
 
 ROLES = ("x_train", "y_train", "x_test", "y_test")

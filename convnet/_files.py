@@ -1,4 +1,4 @@
-"""Atomic file writing shared by the IDX writer and the dataset downloader.
+"""Atomic file writing shared by model files, the IDX writer and the dataset downloader.
 
 A reader must never see half a file: a crash, a full disk or a failed checksum
 in the middle of writing leaves the destination either absent or as it was.
