@@ -386,7 +386,8 @@ def _format_logs(logs):
 class ProgbarLogger(Callback):
     """Progress display for fit, Keras' verbose levels.
 
-    verbose=1: a tqdm bar per epoch showing the running mean loss; at the epoch's
+    verbose=1: a tqdm bar per epoch showing the running mean loss (and accuracy,
+    when compiled with it); at the epoch's
     end the bar stays on screen with every log (loss, metrics, val_*).
     verbose=2: one line per epoch: "Epoch 3/10 - 1.2s - loss: ... - accuracy: ...".
     verbose=0: nothing (fit adds no ProgbarLogger then).
@@ -405,7 +406,7 @@ class ProgbarLogger(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
-        self._loss_sum = 0.0
+        self._sums = {}
         self._count = 0
         self._epoch_text = f"Epoch {epoch + 1}/{self.params.get('epochs', '?')}"
         if self.verbose == 1:
@@ -415,15 +416,20 @@ class ProgbarLogger(Callback):
 
     def on_batch_end(self, batch, logs=None):
         logs = logs or {}
-        if "loss" in logs:
-            size = logs.get("size", 1)
-            self._loss_sum += float(logs["loss"]) * size
-            self._count += size
+        size = logs.get("size", 1)
+        for key, value in logs.items():
+            if key != "size":
+                self._sums[key] = self._sums.get(key, 0.0) + float(value) * size
+        self._count += size
         if self._bar is None:
             return
         self._bar.update(1)
-        if self._count:
-            self._bar.set_postfix_str(f"loss: {self._loss_sum / self._count:.4f}", refresh=False)
+        if self._sums:
+            self._bar.set_postfix_str(_format_logs(self.running_logs()), refresh=False)
+
+    def running_logs(self):
+        """Means so far this epoch of the batch logs, weighted by batch size."""
+        return {key: total / self._count for key, total in self._sums.items()}
 
     def on_epoch_end(self, epoch, logs=None):
         text = _format_logs(logs or {})

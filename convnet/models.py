@@ -301,6 +301,7 @@ class Sequential:
         # the progress bar is callbacks.ProgbarLogger, fed by on_batch_end
         loss_sum, count = 0.0, 0
         y_parts, p_parts = [], []
+        batch_accuracy = dict(self.metric_fns).get("accuracy")
         for step, (bx, by) in enumerate(batches):
             cbs.on_batch_begin(step)
             loss, probs = self._train_batch(bx, by)
@@ -310,7 +311,10 @@ class Sequential:
             if self.metric_fns:
                 y_parts.append(by)
                 p_parts.append(probs)
-            cbs.on_batch_end(step, {"loss": loss, "size": n})
+            batch_logs = {"loss": loss, "size": n}
+            if batch_accuracy is not None:    # cheap, so the progress bar can show it
+                batch_logs["accuracy"] = batch_accuracy(by, probs)
+            cbs.on_batch_end(step, batch_logs)
         if count == 0:
             raise ValueError(f"{self.describe()}.fit: the training data yielded no batches")
         logs = {"loss": loss_sum / count}

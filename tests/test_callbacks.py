@@ -240,13 +240,27 @@ def test_verbose_levels(capsys):
         tiny_model().fit(x, y, epochs=1, verbose=3)
 
 
-def test_progbar_counts_running_mean_loss():
+def test_progbar_counts_running_means_weighted_by_batch_size():
     bar = ProgbarLogger(verbose=2)
     bar.set_params({"epochs": 1, "steps": 2})
     bar.on_epoch_begin(0)
-    bar.on_batch_end(0, {"loss": 1.0, "size": 3})
-    bar.on_batch_end(1, {"loss": 3.0, "size": 1})
-    assert bar._loss_sum / bar._count == pytest.approx(1.5)
+    bar.on_batch_end(0, {"loss": 1.0, "accuracy": 0.5, "size": 3})
+    bar.on_batch_end(1, {"loss": 3.0, "accuracy": 1.0, "size": 1})
+    assert bar.running_logs() == pytest.approx({"loss": 1.5, "accuracy": 0.625})
+
+
+def test_fit_passes_batch_accuracy_to_callbacks():
+    x, y = tiny_data()
+    seen = []
+
+    class Record(cn.callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            seen.append(dict(logs))
+
+    model = tiny_model()
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[Record()])
+    assert seen and all(set(logs) == {"loss", "size", "accuracy"} for logs in seen)
+    assert all(0.0 <= logs["accuracy"] <= 1.0 for logs in seen)
 
 
 def test_callback_names():
