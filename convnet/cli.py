@@ -174,7 +174,8 @@ def cmd_train(args):
     write_history(run_dir, history.history)
     metrics = {"data": args.data, "model": args.model, "backend": cn.get_backend(),
                "epochs_run": len(history.epoch), "batch_size": args.batch_size,
-               "learning_rate": args.learning_rate, "seed": args.seed,
+               "learning_rate": args.learning_rate, "lr_decay": args.lr_decay,
+               "dropout": args.dropout, "seed": args.seed,
                "train_seconds": round(train_seconds, 2), "load_seconds": round(load_seconds, 2)}
     if val is not None:
         if isinstance(val, tuple):
