@@ -104,6 +104,34 @@ def machine_info():
     return info
 
 
+def cpu_busy(interval=1.0):
+    """Fraction of all CPUs busy over `interval` seconds (from /proc/stat), or None."""
+    def sample():
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return idle, sum(fields)
+    try:
+        idle0, total0 = sample()
+        time.sleep(interval)
+        idle1, total1 = sample()
+    except (OSError, ValueError):
+        return None
+    total = total1 - total0
+    return 1.0 - (idle1 - idle0) / total if total > 0 else None
+
+
+def wait_for_quiet(threshold=0.25, max_wait=90.0):
+    """Wait (up to max_wait s) until other processes use < threshold of the CPUs,
+    so a benchmark process does not start in the middle of someone else's job.
+    Returns the busy fraction last seen."""
+    start = time.perf_counter()
+    busy = cpu_busy()
+    while busy is not None and busy >= threshold and time.perf_counter() - start < max_wait:
+        busy = cpu_busy()
+    return busy
+
+
 def emit(results, as_json):
     """Print results (list of dicts) as one JSON line or as a table."""
     if as_json:

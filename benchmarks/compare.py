@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, bench_env, blas_info, machine_info, parse_json_line, versions
+from common import ROOT, bench_env, blas_info, machine_info, parse_json_line, versions, wait_for_quiet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "RESULTS.md")
@@ -34,6 +34,7 @@ NOTES_MARK = "<!-- notes -->"
 
 TRAIN_BATCHES = [32, 128]
 INFER_BATCHES = [1, 32, 128]
+busy_log = []     # CPU busy fraction seen before each benchmark process started
 TARGETS = {("train", "W1"): 1.0, ("train", "W2"): 0.8, ("train", "W3"): 1.0,
            ("infer", "W1"): 1.0, ("infer", "W2"): 1.0, ("infer", "W3"): 1.0}
 
@@ -55,6 +56,7 @@ def torch_available():
 def throughput_rounds(rounds, workloads, min_time, with_torch, log):
     """{(engine_kind, mode, workload, batch): [images/s per round]}"""
     runs = {}
+    busy_log.clear()
     jobs = [("convnet", "train", "train.py", ["--batch", *TRAIN_BATCHES]),
             ("torch", "train", "torch_workloads.py", ["--mode", "train", "--batch", *TRAIN_BATCHES]),
             ("convnet", "infer", "infer.py", ["--batch", *INFER_BATCHES]),
@@ -64,7 +66,10 @@ def throughput_rounds(rounds, workloads, min_time, with_torch, log):
     for rnd in range(rounds):
         order = jobs if rnd % 2 == 0 else [jobs[i ^ 1] for i in range(len(jobs))]
         for kind, mode, name, args in order:
-            log(f"round {rnd + 1}/{rounds}: {kind} {mode} (load {os.getloadavg()[0]:.2f})")
+            busy = wait_for_quiet()
+            log(f"round {rnd + 1}/{rounds}: {kind} {mode} (CPU busy before start "
+                f"{'?' if busy is None else f'{100 * busy:.0f}%'})")
+            busy_log.append(busy)
             for r in script(name, *args, "--workload", *workloads, "--min-time", min_time):
                 runs.setdefault((kind, mode, r["workload"], r["batch"]), []).append(r["images_per_s"])
     return runs
@@ -89,6 +94,7 @@ def fmt_rate(v):
 def build_report(info, runs, mem, startup, layers, threads, rounds, command, load_before, load_after,
                  with_torch):
     med = {k: statistics.median(v) for k, v in runs.items()}
+    best = {k: max(v) for k, v in runs.items()}
     lines = ["# convnet benchmark results", "",
              f"Produced by `{command}` on {info['date']} "
              f"(load average {load_before:.2f} before, {load_after:.2f} after).", "",
@@ -103,11 +109,16 @@ def build_report(info, runs, mem, startup, layers, threads, rounds, command, loa
              f"- Each number is the median over {rounds} rounds; every round runs each engine in a fresh "
              "process, engines alternating (order flipped every round); inside a process, the median "
              "of 5 timing windows after 2 warm-up steps. float32, random data, Adam.",
+             "- The machine is shared: before each process starts, the script waits (up to 90 s) until "
+             "other processes use < 25% of the CPUs; busy fractions seen: "
+             + ", ".join("?" if b is None else f"{100 * b:.0f}%" for b in busy_log) + ". "
+             "'best' is the best round of each engine: the least disturbed one, for both engines.",
              ""]
 
     def table(mode, batches):
-        head = "| workload | batch | convnet (numba) img/s | PyTorch img/s | ratio | target | met |"
-        rows = [head, "|---|---|---|---|---|---|---|"]
+        head = ("| workload | batch | convnet (numba) img/s | PyTorch img/s | ratio | target | met "
+                "| best convnet | best PyTorch | ratio of bests |")
+        rows = [head, "|---|---|---|---|---|---|---|---|---|---|"]
         for w in ("W1", "W2", "W3"):
             for n in batches:
                 c = med.get(("convnet", mode, w, n))
@@ -117,8 +128,11 @@ def build_report(info, runs, mem, startup, layers, threads, rounds, command, loa
                 ratio = c / t if t else None
                 target = TARGETS[(mode, w)]
                 met = "" if ratio is None else ("yes" if ratio >= target else "**no**")
+                bc, bt = best.get(("convnet", mode, w, n)), best.get(("torch", mode, w, n))
+                best_ratio = f"{bc / bt:.2f}x" if bt else ""
                 rows.append(f"| {w} | {n} | {fmt_rate(c)} | {fmt_rate(t)} | "
-                            f"{'' if ratio is None else f'{ratio:.2f}x'} | >= {target:.1f}x | {met} |")
+                            f"{'' if ratio is None else f'{ratio:.2f}x'} | >= {target:.1f}x | {met} | "
+                            f"{fmt_rate(bc)} | {fmt_rate(bt) if bt else 'n/a'} | {best_ratio} |")
         return rows
 
     lines += ["## Training throughput (images/s, forward + loss + backward + Adam)", ""]
@@ -160,7 +174,8 @@ def build_report(info, runs, mem, startup, layers, threads, rounds, command, loa
     import layers as layers_mod
     square, lrows = layers
     lines += ["", "## Conv layers at batch 128 (training: forward + backward)", "",
-              "fwd+bwd GF/s = (forward + backward FLOPs) / (forward + backward time); the first layer's "
+              "fwd+bwd GF/s = (forward + backward FLOPs) / (forward + backward time), times the minimum "
+              "of 7 repeats; the first layer's "
               "backward computes only the weight gradient. Target: >= 60% of the measured numpy float32 "
               "GEMM rate.", ""]
     lines += layers_mod.format_rows(square, lrows).splitlines()
@@ -200,12 +215,15 @@ def main(argv=None):
     ).stdout.strip() or "numba not available"
 
     runs = throughput_rounds(args.rounds, args.workload, args.min_time, with_torch, log)
+    wait_for_quiet()
     log("memory")
     mem = memory_rounds(max(3, args.rounds // 2), with_torch)
     log("start-up")
     startup = (script("startup.py"), script("startup.py", "--cold", "--repeats", 1))
+    wait_for_quiet()
     log("layers")
     lay = script("layers.py", "--workload", *args.workload)
+    wait_for_quiet()
     log("threads")
     thr = script("threads.py", "--rounds", 3)
     load_after = os.getloadavg()[0]

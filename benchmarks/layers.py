@@ -5,6 +5,8 @@ batch (default 128) and prints the per-layer table; then, for the conv layers,
 compares the rate of their whole training work (forward + backward FLOPs over
 forward + backward time) with numpy's float32 GEMM rate measured on this
 machine (a large square product, and the layer's own forward GEMM shape).
+Layer times are the minimum over the repeats by default (--stat), the run least
+disturbed by other processes on a shared machine.
 
     python benchmarks/layers.py                       # numba, all workloads, batch 128
     python benchmarks/layers.py --backend numpy numba --workload W2
@@ -37,7 +39,7 @@ def gemm_rate(m, k, n, min_time=0.3, windows=5):
     return statistics.median(rates)
 
 
-def run(backends, workloads, batch, repeats, print_tables=True):
+def run(backends, workloads, batch, repeats, print_tables=True, stat="min"):
     import convnet as cn
     from convnet.layers import Conv2D
     from convnet.profile import profile_model
@@ -48,7 +50,7 @@ def run(backends, workloads, batch, repeats, print_tables=True):
             for w in workloads:
                 model = wl.build(w)
                 x, y = wl.batch(w, batch)
-                prof = profile_model(model, x, y, repeats=repeats, warmup=2,
+                prof = profile_model(model, x, y, repeats=repeats, warmup=2, stat=stat,
                                      print_fn=print if print_tables else None)
                 for i, (layer, r) in enumerate(zip(model.layers, prof)):
                     if not isinstance(layer, Conv2D):
@@ -87,9 +89,11 @@ def main(argv=None):
     parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3"])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--stat", choices=["min", "median"], default="min",
+                        help="per-layer time over the repeats (min: least disturbed by other processes)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    square, rows = run(args.backend, args.workload, args.batch, args.repeats, not args.json)
+    square, rows = run(args.backend, args.workload, args.batch, args.repeats, not args.json, args.stat)
     if args.json:
         print("JSON " + json.dumps({"square_gemm_gflops": square, "rows": rows}))
     else:
