@@ -117,17 +117,20 @@ class Sequential:
         return last.forward_logits(x, training) if logits else last.forward(x, training)
 
     def _backward(self, grad, logits):
-        last = self.layers[-1]
-        # Nothing uses the gradient w.r.t. the model's input: a first layer that can
-        # skip computing it (Conv2D: dcols and col2im) may return None.
-        first = self.layers[0]
-        first.skip_input_grad = True
+        # Nothing uses the gradient w.r.t. the model's input. So backpropagation stops
+        # at the first layer with parameters (those before it, e.g. Rescaling, have
+        # nothing to learn), and that layer may skip its own input gradient
+        # (Conv2D then computes neither dcols nor col2im) and return None.
+        first = next((i for i, layer in enumerate(self.layers) if layer.params), len(self.layers) - 1)
+        stop = self.layers[first]
+        stop.skip_input_grad = True
         try:
+            last = self.layers[-1]
             grad = last.backward_logits(grad) if logits else last.backward(grad)
-            for layer in reversed(self.layers[:-1]):
+            for layer in reversed(self.layers[first:-1]):
                 grad = layer.backward(grad)
         finally:
-            first.skip_input_grad = False
+            stop.skip_input_grad = False
         return grad
 
     def _loss_on_logits(self):

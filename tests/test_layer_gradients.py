@@ -134,3 +134,18 @@ def test_model_gradcheck(backend, rng):
     report = cn.gradcheck(model, x, y)
     assert report.passed, str(report)
     assert len(report.errors) == 6   # W, b of conv and dense; gamma, beta
+
+
+def test_model_gradcheck_when_backprop_stops_early(backend, rng):
+    """The first layers (Rescaling, Flatten) have no parameters, so backprop stops at
+    the first Conv2D/Dense and skips its input gradient; the weights' gradients
+    must still be exact."""
+    conv_first = [L.Rescaling(0.5), L.Conv2D(2, 3, padding="same", activation="relu"), L.Flatten(), L.Dense(3)]
+    dense_first = [L.Rescaling(0.5), L.Flatten(), L.Dense(3)]
+    for layers in (conv_first, dense_first):
+        model = cn.Sequential(layers, input_shape=(5, 5, 1), seed=1)
+        model.compile(loss="sparse_categorical_crossentropy")
+        report = cn.gradcheck(model, rng.standard_normal((3, 5, 5, 1)), np.array([0, 2, 1]))
+        assert report.passed, str(report)
+        out = model._forward(rng.standard_normal((3, 5, 5, 1)), training=True, logits=True)
+        assert model._backward(np.ones_like(out), logits=True) is None

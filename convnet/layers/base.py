@@ -45,6 +45,9 @@ class Layer:
 
     #: expected rank of an input including the batch axis (None: any rank >= 2)
     input_rank = None
+    #: set by Sequential while it back-propagates into its first layer with
+    #: parameters, whose input gradient nothing uses: backward may return None
+    skip_input_grad = False
 
     def __init__(self, name=None, dtype=None, input_shape=None, seed=None):
         self.name = name if name is not None else unique_name(_snake(type(self).__name__))

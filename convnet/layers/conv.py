@@ -69,9 +69,6 @@ class Conv2D(Layer):
     """
 
     input_rank = 4
-    #: set by Sequential while it back-propagates into its first layer, whose
-    #: input gradient nothing uses: backward may then return None (no col2im)
-    skip_input_grad = False
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -154,6 +151,8 @@ class Conv2D(Layer):
         self.grads["W"] = ops.matmul(cols.T, dy2).reshape(self.params["W"].shape)
         if self.use_bias:
             self.grads["b"] = dy2.sum(axis=0)
+        if self.skip_input_grad:       # first layer of a model: nobody needs dx
+            return None
         dcols = ops.matmul(dy2, W2.T)                                  # (N*OH*OW, kh*kw*C)
         return ops.col2im(dcols, x_shape, kh, kw, sh, sw, pads)       # (N, H, W, C)
 

@@ -55,6 +55,8 @@ class Dense(Layer):
         self.grads["W"] = ops.matmul(self._x.T, dy)
         if self.use_bias:
             self.grads["b"] = dy.sum(axis=0)
+        if self.skip_input_grad:       # first layer of a model: nobody needs dx
+            return None
         return ops.matmul(dy, self.params["W"].T)
 
     def flops_per_image(self):
