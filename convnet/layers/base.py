@@ -17,9 +17,10 @@ import re
 
 import numpy as np
 
+from .. import initializers
 from ..backend import get_ops
 from ..config import resolve_dtype
-from .activations import activation_backward, activation_forward
+from .activations import activation_backward, activation_forward, check_activation
 
 _name_counts = {}
 
@@ -217,6 +218,33 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r} output_shape={self.output_shape}>"
+
+
+class KernelLayer(Layer):
+    """What Conv2D and Dense share: a kernel W, an optional bias b (one per output
+    channel) and an optional activation applied after  z = x * W + b."""
+
+    def __init__(self, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        owner = self.describe()
+        self.activation = check_activation(activation, owner)
+        self.use_bias = bool(use_bias)
+        initializers.get(kernel_initializer, owner)
+        initializers.get(bias_initializer, owner)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+
+    def _make_params(self, kernel_shape):
+        """W of `kernel_shape` and, with use_bias, b with one entry per output (last axis)."""
+        self.params["W"] = initializers.get(self.kernel_initializer)(kernel_shape, self.rng, self.dtype)
+        if self.use_bias:
+            self.params["b"] = initializers.get(self.bias_initializer)((kernel_shape[-1],), self.rng, self.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation, "use_bias": self.use_bias,
+                "kernel_initializer": self.kernel_initializer,
+                "bias_initializer": self.bias_initializer}
 
 
 def ops_to_numpy(a):

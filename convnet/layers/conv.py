@@ -28,10 +28,8 @@ out the steps below).
 
 import numpy as np
 
-from .. import initializers
 from ..backend import get_ops
-from .activations import check_activation
-from .base import Layer
+from .base import KernelLayer
 from .padding import normalize_padding, normalize_pair, window_geometry
 
 
@@ -61,7 +59,7 @@ def conv2d_naive(x, W, b=None, strides=(1, 1), padding="valid"):
     return y
 
 
-class Conv2D(Layer):
+class Conv2D(KernelLayer):
     """2-D convolution layer (Keras' Conv2D).
 
     Input (N, H, W, C) -> output (N, OH, OW, filters).
@@ -73,7 +71,8 @@ class Conv2D(Layer):
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  name=None, dtype=None, input_shape=None, seed=None):
-        super().__init__(name=name, dtype=dtype, input_shape=input_shape, seed=seed)
+        super().__init__(activation, use_bias, kernel_initializer, bias_initializer,
+                         name=name, dtype=dtype, input_shape=input_shape, seed=seed)
         owner = self.describe()
         if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
             raise ValueError(f"{owner}: filters must be a positive int, got {filters!r}")
@@ -81,12 +80,6 @@ class Conv2D(Layer):
         self.kernel_size = normalize_pair(kernel_size, "kernel_size", owner)
         self.strides = normalize_pair(strides, "strides", owner)
         self.padding = normalize_padding(padding, owner)
-        self.activation = check_activation(activation, owner)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        initializers.get(kernel_initializer, owner)
-        initializers.get(bias_initializer, owner)
 
     def _rank_hint(self):
         return "(N, H, W, C)"
@@ -109,10 +102,7 @@ class Conv2D(Layer):
         h, w, c = input_shape
         self._check_spatial((None, h, w, c))
         kh, kw = self.kernel_size
-        shape = (kh, kw, c, self.filters)
-        self.params["W"] = initializers.get(self.kernel_initializer)(shape, self.rng, self.dtype)
-        if self.use_bias:
-            self.params["b"] = initializers.get(self.bias_initializer)((self.filters,), self.rng, self.dtype)
+        self._make_params((kh, kw, c, self.filters))
 
     def input_spec(self):
         return (None, None, self.input_shape[2])
@@ -188,6 +178,4 @@ class Conv2D(Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": list(self.kernel_size), "strides": list(self.strides),
-                "padding": self.padding, "activation": self.activation,
-                "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
-                "bias_initializer": self.bias_initializer}
+                "padding": self.padding}

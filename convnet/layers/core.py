@@ -2,13 +2,12 @@
 
 import numpy as np
 
-from .. import initializers
 from ..backend import get_ops
 from .activations import check_activation
-from .base import Layer
+from .base import KernelLayer, Layer
 
 
-class Dense(Layer):
+class Dense(KernelLayer):
     """Fully connected layer: y = x @ W + b.
 
     Input (N, in) -> output (N, units). Params: W (in, units), b (units,).
@@ -19,26 +18,18 @@ class Dense(Layer):
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", name=None, dtype=None, input_shape=None, seed=None):
-        super().__init__(name=name, dtype=dtype, input_shape=input_shape, seed=seed)
-        owner = self.describe()
+        super().__init__(activation, use_bias, kernel_initializer, bias_initializer,
+                         name=name, dtype=dtype, input_shape=input_shape, seed=seed)
         if not isinstance(units, int) or isinstance(units, bool) or units < 1:
-            raise ValueError(f"{owner}: units must be a positive int, got {units!r}")
+            raise ValueError(f"{self.describe()}: units must be a positive int, got {units!r}")
         self.units = units
-        self.activation = check_activation(activation, owner)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        initializers.get(kernel_initializer, owner)
-        initializers.get(bias_initializer, owner)
 
     def _rank_hint(self):
         return "(N, features); add a Flatten() before Dense to flatten images"
 
     def _build(self, input_shape):
         (fan_in,) = input_shape
-        self.params["W"] = initializers.get(self.kernel_initializer)((fan_in, self.units), self.rng, self.dtype)
-        if self.use_bias:
-            self.params["b"] = initializers.get(self.bias_initializer)((self.units,), self.rng, self.dtype)
+        self._make_params((fan_in, self.units))
 
     def compute_output_shape(self, input_shape):
         return (self.units,)
@@ -63,9 +54,7 @@ class Dense(Layer):
         return 2 * self.input_shape[0] * self.units
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "activation": self.activation,
-                "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
-                "bias_initializer": self.bias_initializer}
+        return {**super().get_config(), "units": self.units}
 
 
 class Flatten(Layer):
