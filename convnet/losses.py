@@ -17,14 +17,10 @@ returns the mean loss.
 
 import numpy as np
 
+from .arrays import class_indices, to_host
 from .backend import get_ops
 
 _PROB_EPSILON = 1e-7
-
-
-def _as_host(a):
-    get = getattr(a, "get", None)
-    return get() if get is not None else np.asarray(a)
 
 
 class Loss:
@@ -97,7 +93,7 @@ class CategoricalCrossentropy(Loss):
     name = "categorical_crossentropy"
 
     def _targets(self, y_true, pred_shape):
-        t = np.asarray(_as_host(y_true))
+        t = np.asarray(to_host(y_true))
         if t.shape != tuple(pred_shape):
             raise ValueError(f"{type(self).__name__}: expected one-hot targets of shape "
                              f"{tuple(pred_shape)}, got {t.shape}")
@@ -117,18 +113,10 @@ class CategoricalCrossentropy(Loss):
 
 def check_sparse_labels(y, pred_shape, owner):
     """Integer labels (N,) within [0, K); (N, 1) is accepted and flattened."""
-    y = np.asarray(_as_host(y))
     n, k = pred_shape
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1 or y.shape[0] != n:
+    y = class_indices(y, owner, shape_text=f"({n},)")
+    if y.shape[0] != n:
         raise ValueError(f"{owner}: expected integer labels of shape ({n},), got {y.shape}")
-    if y.dtype.kind == "f":
-        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-            raise ValueError(f"{owner}: labels must be whole numbers (class indices)")
-    elif y.dtype.kind not in "iub":
-        raise ValueError(f"{owner}: labels must be integers, got dtype {y.dtype}")
-    y = y.astype(np.int64)
     if y.size and (y.min() < 0 or y.max() >= k):
         raise ValueError(f"{owner}: labels must lie in [0, {k}) for {k} classes, "
                          f"got values from {y.min()} to {y.max()}")

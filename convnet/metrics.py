@@ -22,35 +22,23 @@ import re
 
 import numpy as np
 
+from .arrays import class_indices, to_host
+
 
 # ----------------------------------------------------------------- helpers
-def _host(a):
-    get = getattr(a, "get", None)      # cupy arrays
-    return get() if get is not None else np.asarray(a)
-
-
 def _labels(y_true, owner="metric"):
     """Integer labels (N,) from labels (N,), (N, 1) or one-hot (N, K)."""
-    y = _host(y_true)
+    y = to_host(y_true)
     if y.ndim == 2 and y.shape[1] > 1:
         return y.argmax(axis=1)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"{owner}: expected labels of shape (N,) or one-hot (N, K), got {y.shape}")
-    if y.dtype.kind == "f":
-        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-            raise ValueError(f"{owner}: labels must be whole numbers (class indices)")
-    elif y.dtype.kind not in "iub":
-        raise ValueError(f"{owner}: labels must be integers, got dtype {y.dtype}")
-    y = y.astype(np.int64)
+    y = class_indices(y, owner, shape_text="(N,) or one-hot (N, K)")
     if y.size and y.min() < 0:
         raise ValueError(f"{owner}: labels must be >= 0, got {y.min()}")
     return y
 
 
 def _check_lengths(y_true, y_pred, owner):
-    y_pred = _host(y_pred)
+    y_pred = to_host(y_pred)
     if y_pred.ndim == 0:
         raise ValueError(f"{owner}: y_pred must be an array of predictions, got a scalar")
     if len(y_true) != len(y_pred):

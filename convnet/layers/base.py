@@ -18,6 +18,7 @@ import re
 import numpy as np
 
 from .. import initializers
+from ..arrays import to_host as ops_to_numpy
 from ..backend import get_ops
 from ..config import resolve_dtype
 from .activations import activation_backward, activation_forward, check_activation
@@ -245,11 +246,3 @@ class KernelLayer(Layer):
         return {**super().get_config(), "activation": self.activation, "use_bias": self.use_bias,
                 "kernel_initializer": self.kernel_initializer,
                 "bias_initializer": self.bias_initializer}
-
-
-def ops_to_numpy(a):
-    """A host numpy copy of an array from any backend."""
-    if isinstance(a, np.ndarray):
-        return a
-    get = getattr(a, "get", None)   # cupy arrays
-    return get() if get is not None else np.asarray(a)
