@@ -147,3 +147,19 @@ def parse_json_line(text):
         if line.startswith("JSON "):
             return json.loads(line[5:])
     raise ValueError("no JSON line in the output:\n" + text[-2000:])
+
+
+def convnet_main(run, description, default_batches, argv=None):
+    """Command line shared by train.py and infer.py: parse, run convnet, print or emit JSON."""
+    import argparse
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--backend", default=None, help="numpy or numba (default: the default backend)")
+    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3"])
+    parser.add_argument("--batch", nargs="+", type=int, default=default_batches)
+    parser.add_argument("--min-time", type=float, default=0.4)
+    parser.add_argument("--windows", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    import convnet as cn
+    backend = args.backend or cn.get_backend()
+    emit(run(backend, args.workload, args.batch, args.min_time, args.windows), args.json)

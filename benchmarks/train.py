@@ -7,10 +7,8 @@ One step = forward + softmax cross-entropy + backward + Adam update
     python benchmarks/train.py --backend numpy --workload W1 --batch 32 128
 """
 
-import argparse
-
 import workloads as wl
-from common import emit, throughput
+from common import convnet_main, throughput
 
 
 def run(backend, workloads, batches, min_time=0.4, windows=5):
@@ -28,17 +26,7 @@ def run(backend, workloads, batches, min_time=0.4, windows=5):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default=None, help="numpy or numba (default: the default backend)")
-    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3"])
-    parser.add_argument("--batch", nargs="+", type=int, default=[32, 128])
-    parser.add_argument("--min-time", type=float, default=0.4)
-    parser.add_argument("--windows", type=int, default=5)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    import convnet as cn
-    backend = args.backend or cn.get_backend()
-    emit(run(backend, args.workload, args.batch, args.min_time, args.windows), args.json)
+    convnet_main(run, __doc__.splitlines()[0], [32, 128], argv)
 
 
 if __name__ == "__main__":
