@@ -18,6 +18,10 @@ import statistics
 import time
 
 import common  # noqa: F401  (puts the repository on sys.path)
+
+import convnet  # noqa: F401  (before numpy: it sets OpenBLAS's thread timeout)
+
+# isort: split
 import numpy as np
 import workloads as wl
 

@@ -13,8 +13,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import numpy as np  # noqa: E402
-
 WORKLOADS = {
     "W1": {"name": "fmnist-cnn", "input_shape": (28, 28, 1), "classes": 10},
     "W2": {"name": "cifar-vgg", "input_shape": (32, 32, 3), "classes": 10},
@@ -51,6 +49,10 @@ def build(workload, seed=0):
 
 def batch(workload, n, seed=0):
     """A random float32 batch (x, y) with the workload's shapes."""
+    # numpy is imported here, not at the top: convnet must load first (build()),
+    # since it sets OpenBLAS's thread timeout before numpy loads OpenBLAS
+    # (convnet/_openblas_env.py), and the PyTorch side imports only WORKLOADS
+    import numpy as np
     rng = np.random.default_rng(seed)
     spec = WORKLOADS[workload]
     x = rng.random((n, *spec["input_shape"]), dtype=np.float32)

@@ -4,6 +4,7 @@ Hand-written forward and backward passes, checked against finite differences;
 Numba kernels on the CPU and CuPy on the GPU behind one Ops interface; the Keras API.
 """
 
+from . import _openblas_env  # noqa: F401, I001  (must run before numpy is imported)
 from . import callbacks, initializers, layers, losses, metrics, optimizers
 from .backend import available_backends, get_backend, get_ops, set_backend, use_backend
 from .config import get_floatx, set_floatx

@@ -62,3 +62,16 @@ def test_import_survives_without_numba():
     env = {k: v for k, v in os.environ.items() if k != "CONVNET_BACKEND"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "numpy", out.stderr
+
+
+def test_openblas_thread_timeout_is_set_before_numpy_loads():
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    code = "import convnet, os; print(os.environ['OPENBLAS_THREAD_TIMEOUT'], convnet._openblas_env.applied)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["4", "True"], out.stderr
+    late = "import numpy, convnet; print(convnet._openblas_env.applied)"
+    out = subprocess.run([sys.executable, "-c", late], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OPENBLAS_THREAD_TIMEOUT": "20"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["20", "True"], out.stderr
