@@ -24,6 +24,10 @@ OpenBLAS each keep their default thread count (the core count): they run one
 after the other, never at the same time, so splitting the cores would only idle
 them.
 
+OpenBLAS's own workers also spin (about 0.1 s) after every GEMM; convnet sets
+OPENBLAS_THREAD_TIMEOUT=4 before numpy loads, so they sleep at once instead
+(convnet/_openblas_env.py; about 1.3x on whole training steps here).
+
 configure() must run before the first parallel kernel is launched (the layer is
 fixed at that moment); convnet.backend.numba_ops calls it at import.
 """
