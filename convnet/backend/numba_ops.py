@@ -162,6 +162,16 @@ def _im2col_wide(x, kh, kw, sh, sw, pt, pl, oh, ow, cols):
                             cols[row, base + ch] = 0
 
 
+@njit(cache=True, inline="always")
+def _covering_window(pos, stride, n_windows):
+    """Index of the window whose tap reaches padded position `pos` along one axis
+    (pos = window * stride + tap), or -1 when no window starts there."""
+    if pos < 0 or pos % stride != 0:
+        return -1
+    i = pos // stride
+    return i if i < n_windows else -1
+
+
 @njit(**_pjit)
 def _col2im_wide(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out):
     # Wide channels: gather, each input pixel from the windows that cover it.
@@ -175,25 +185,17 @@ def _col2im_wide(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out):
             for ch in range(c):
                 out[b, yy, xx, ch] = 0
             for dy in range(kh):
-                t = yy + pt - dy
-                if t < 0 or t % sh != 0:
-                    continue
-                i = t // sh
-                if i >= oh:
+                i = _covering_window(yy + pt - dy, sh, oh)
+                if i < 0:
                     continue
                 for dx in range(kw):
-                    u = xx + pl - dx
-                    if u < 0 or u % sw != 0:
-                        continue
-                    j = u // sw
-                    if j >= ow:
+                    j = _covering_window(xx + pl - dx, sw, ow)
+                    if j < 0:
                         continue
                     row = (b * oh + i) * ow + j
                     base = (dy * kw + dx) * c
                     for ch in range(c):
                         out[b, yy, xx, ch] += cols[row, base + ch]
-
-
 
 
 # ------------------------------------------------- direct small convolutions
@@ -418,18 +420,12 @@ def _maxpool_backward(dy, argmax, ph, pw, sh, sw, pt, pl, out):
             for ch in range(c):
                 out[b, yy, xx, ch] = 0
             for ty in range(ph):
-                t = yy + pt - ty
-                if t < 0 or t % sh != 0:
-                    continue
-                i = t // sh
-                if i >= oh:
+                i = _covering_window(yy + pt - ty, sh, oh)
+                if i < 0:
                     continue
                 for tx in range(pw):
-                    u = xx + pl - tx
-                    if u < 0 or u % sw != 0:
-                        continue
-                    j = u // sw
-                    if j >= ow:
+                    j = _covering_window(xx + pl - tx, sw, ow)
+                    if j < 0:
                         continue
                     tap = ty * pw + tx
                     for ch in range(c):
@@ -495,18 +491,12 @@ def _avgpool_backward(dy, count, ph, pw, sh, sw, pt, pl, out):
             for ch in range(c):
                 out[b, yy, xx, ch] = 0
             for ty in range(ph):
-                t = yy + pt - ty
-                if t < 0 or t % sh != 0:
-                    continue
-                i = t // sh
-                if i >= oh:
+                i = _covering_window(yy + pt - ty, sh, oh)
+                if i < 0:
                     continue
                 for tx in range(pw):
-                    u = xx + pl - tx
-                    if u < 0 or u % sw != 0:
-                        continue
-                    j = u // sw
-                    if j >= ow:
+                    j = _covering_window(xx + pl - tx, sw, ow)
+                    if j < 0:
                         continue
                     cnt = count[i, j, 0]
                     for ch in range(c):
