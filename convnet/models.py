@@ -236,7 +236,7 @@ class Sequential:
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
-            logs = self._run_epoch(train_batches(), cbs, epoch, epochs, verbose, n_train)
+            logs = self._run_epoch(train_batches(), cbs)
             if val is not None:
                 val_logs = self._evaluate_batches(val(), validation_steps)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
@@ -300,7 +300,7 @@ class Sequential:
             return lambda: _array_batches(x[start:], y[start:], batch_size)
         return None
 
-    def _run_epoch(self, batches, cbs, epoch, epochs, verbose, total):
+    def _run_epoch(self, batches, cbs):
         # the progress bar is callbacks.ProgbarLogger, fed by on_batch_end
         loss_sum, count = 0.0, 0
         y_parts, p_parts = [], []
