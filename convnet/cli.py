@@ -24,7 +24,8 @@ import time
 
 import numpy as np
 
-from .callbacks import Callback
+from .callbacks import LearningRateScheduler
+from .metrics import classification_report
 
 NAMED_DATASETS = ("fashion_mnist", "mnist", "synthetic")
 
@@ -90,6 +91,19 @@ def write_history(run_dir, history):
         writer.writerow(["epoch", *keys])
         for epoch in range(len(history[keys[0]]) if keys else 0):
             writer.writerow([epoch + 1, *(history[k][epoch] for k in keys)])
+
+
+def labels_and_probabilities(model, source, batch_size=256):
+    """(y_true (N,), y_prob (N, K)) from arrays (x, y) or a batch dataset, in one pass:
+    a dataset may reshuffle on every pass, so its labels must come from the same
+    pass as the predictions."""
+    if isinstance(source, tuple):
+        return source[1], model.predict(source[0], batch_size=batch_size)
+    labels, probs = [], []
+    for bx, by in source:
+        labels.append(by)
+        probs.append(model.predict(bx, batch_size=len(bx)))
+    return np.concatenate(labels), np.concatenate(probs)
 
 
 def save_plots(run_dir, history, y_true, y_prob, class_names):
@@ -159,8 +173,8 @@ def cmd_train(args):
         model.summary()
     run_dir = make_run_dir(args.output_dir, os.path.basename(args.model).replace(".npz", ""))
     cbs = []
-    if args.lr_decay:
-        cbs.append(EpochDecay(args.lr_decay))
+    if args.lr_decay:   # lr of epoch e = learning_rate * lr_decay**e
+        cbs.append(LearningRateScheduler(lambda epoch, lr: lr * args.lr_decay if epoch else lr))
     start = time.perf_counter()
     if isinstance(train, tuple):
         history = model.fit(train[0], train[1], epochs=args.epochs, batch_size=args.batch_size,
@@ -178,13 +192,8 @@ def cmd_train(args):
                "dropout": args.dropout, "seed": args.seed,
                "train_seconds": round(train_seconds, 2), "load_seconds": round(load_seconds, 2)}
     if val is not None:
-        if isinstance(val, tuple):
-            final = model.evaluate(val[0], val[1], batch_size=256)
-            y_true, y_prob = val[1], model.predict(val[0], batch_size=256)
-        else:
-            final = model.evaluate(val)
-            y_true = np.concatenate([by for _, by in val])
-            y_prob = model.predict(val)
+        final = model.evaluate(val[0], val[1], batch_size=256) if isinstance(val, tuple) else model.evaluate(val)
+        y_true, y_prob = labels_and_probabilities(model, val)
         split = "test" if isinstance(val, tuple) else "validation"
         metrics.update({f"{split}_{k}": v for k, v in final.items()})
         save_plots(run_dir, history.history, y_true, y_prob, class_names)
@@ -201,17 +210,6 @@ def cmd_train(args):
     return 0
 
 
-class EpochDecay(Callback):
-    """Multiply the learning rate by `factor` after every epoch."""
-
-    def __init__(self, factor):
-        super().__init__()
-        self.factor = factor
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.model.optimizer.learning_rate *= self.factor
-
-
 # ------------------------------------------------------------ evaluate/predict
 def cmd_evaluate(args):
     import convnet as cn
@@ -224,7 +222,7 @@ def cmd_evaluate(args):
     if is_named_dataset(args.data):
         x, y, names = load_arrays(args.data, "test", args.limit)
         result = model.evaluate(x, y, batch_size=args.batch_size)
-        y_prob = model.predict(x, batch_size=args.batch_size)
+        y, y_prob = labels_and_probabilities(model, (x, y), args.batch_size)
     else:
         h, w, c = model.input_shape
         from .data import image_dataset_from_directory
@@ -234,15 +232,10 @@ def cmd_evaluate(args):
                                           class_names=class_names)
         names = list(ds.class_names)
         result = model.evaluate(ds)
-        y = np.concatenate([by for _, by in ds])
-        y_prob = model.predict(ds)
+        y, y_prob = labels_and_probabilities(model, ds)
     for key, value in result.items():
         print(f"{key}: {value:.4f}")
-    try:
-        from .metrics import classification_report
-        print(classification_report(y, y_prob, class_names=class_names or names))
-    except ImportError:
-        pass
+    print(classification_report(y, y_prob, class_names=class_names or names))
     return 0
 
 

@@ -101,3 +101,29 @@ def test_profile_command(capsys):
                      "--backend", "numpy"]) == 0
     out = capsys.readouterr().out
     assert "conv2d" in out and "optimizer" in out and "img/s" in out
+
+
+def test_labels_line_up_with_predictions_on_a_reshuffling_dataset(trained_run, shapes_folder):
+    """The validation subset reshuffles on every pass; labels and probabilities must
+    come from the same pass, or the confusion matrix and report pair wrong rows."""
+    import convnet as cn
+    from convnet.data import image_dataset_from_directory
+    model = cn.load_model(trained_run / "model.npz")
+    _, val = image_dataset_from_directory(shapes_folder, image_size=(16, 16), color_mode="grayscale",
+                                          validation_split=0.5, subset="both", seed=3, batch_size=8,
+                                          class_names=model.class_names)
+    first = np.concatenate([by for _, by in val])
+    assert not np.array_equal(first, np.concatenate([by for _, by in val]))   # it does reshuffle
+    y_true, y_prob = cli.labels_and_probabilities(model, val)
+    accuracy = float((y_prob.argmax(axis=1) == y_true).mean())
+    assert accuracy == pytest.approx(model.evaluate(val)["accuracy"])
+    assert accuracy >= 0.8
+
+
+def test_lr_decay_multiplies_the_rate_every_epoch(tmp_path):
+    assert cli.main(["train", "synthetic", "--epochs", "3", "--limit", "100", "--learning-rate", "2e-3",
+                     "--lr-decay", "0.5", "--output-dir", str(tmp_path), "--verbose", "0",
+                     "--backend", "numpy"]) == 0
+    (run,) = tmp_path.iterdir()
+    history = json.loads((run / "history.json").read_text())
+    assert history["learning_rate"] == pytest.approx([2e-3, 1e-3, 5e-4])
