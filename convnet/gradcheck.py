@@ -14,9 +14,9 @@ gives about 1e-9 to 1e-11 here, a wrong one 1e-2 or more.
 
 import numpy as np
 
+from .arrays import to_host
 from .backend import get_ops
 from .layers import Layer
-from .layers.base import ops_to_numpy
 from .losses import Loss
 
 
@@ -89,7 +89,7 @@ def _float64_copy(layer, input_shape):
     twin.build(input_shape, rng=np.random.default_rng(0))
     for store, src in ((twin.params, layer.params), (twin.state, layer.state)):
         for key in store:
-            store[key][...] = np.asarray(ops_to_numpy(src[key]), dtype=np.float64)
+            store[key][...] = np.asarray(to_host(src[key]), dtype=np.float64)
     return twin
 
 
@@ -100,7 +100,7 @@ def check_layer(layer, x, *, h=1e-6, training=True, max_checks=200, seed=0, tole
     checked. At most `max_checks` random entries per tensor are perturbed.
     """
     rng = np.random.default_rng(seed)
-    x = np.array(ops_to_numpy(x), dtype=np.float64)
+    x = np.array(to_host(x), dtype=np.float64)
     if not layer.built:
         layer.build(x.shape[1:])
     twin = _float64_copy(layer, layer.input_shape)
@@ -138,9 +138,9 @@ def check_layer(layer, x, *, h=1e-6, training=True, max_checks=200, seed=0, tole
 
 def check_loss(loss, logits, targets, *, h=1e-6, tolerance=1e-6):
     """Gradient check of loss.forward(logits, targets) against loss.backward()."""
-    z = np.array(ops_to_numpy(logits), dtype=np.float64)
+    z = np.array(to_host(logits), dtype=np.float64)
     loss.forward(z, targets)
-    analytic = np.asarray(ops_to_numpy(loss.backward()))
+    analytic = np.asarray(to_host(loss.backward()))
     numeric = _numeric_grad(lambda: loss.forward(z, targets), z, np.arange(z.size), h)
     rel, abs_err = _compare(analytic.reshape(-1), numeric)
     return GradcheckReport(type(loss).__name__, {"logits": (rel, abs_err, z.size)}, tolerance)
@@ -155,7 +155,7 @@ def check_model(model, x, y, *, h=1e-6, max_checks=50, seed=0, tolerance=1e-6):
                       input_shape=model.input_shape, seed=seed)
     twin.compile(optimizer="sgd", loss=model.loss, metrics=[])
     twin._loss_given_as_name = model._loss_given_as_name
-    x = np.asarray(ops_to_numpy(x), dtype=np.float64)
+    x = np.asarray(to_host(x), dtype=np.float64)
     states = [layer.rng.bit_generator.state for layer in twin.layers]
     on_logits, skip = twin._loss_on_logits(), twin._ends_in_softmax()
     ops = get_ops()

@@ -22,9 +22,10 @@ from . import callbacks as callbacks_module
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
+from .arrays import to_host
 from .backend import get_ops
 from .layers import Layer
-from .layers.base import ops_to_numpy, shape_str, unique_name
+from .layers.base import shape_str, unique_name
 
 
 class Sequential:
@@ -187,7 +188,7 @@ class Sequential:
     def _check_y(self, y, n, where):
         if y is None:
             raise ValueError(f"{self.describe()}.{where}: labels y are required")
-        y = np.asarray(ops_to_numpy(y))
+        y = np.asarray(to_host(y))
         if y.shape[0:1] != (n,):
             raise ValueError(f"{self.describe()}.{where}: x has {n} samples but y has "
                              f"{y.shape[0] if y.ndim else 'no'} (shape {y.shape})")
@@ -327,7 +328,7 @@ class Sequential:
     def _metric_logs(self, y_parts, p_parts):
         if not self.metric_fns or not y_parts:
             return {}
-        y_all = np.concatenate([np.asarray(ops_to_numpy(part)) for part in y_parts])
+        y_all = np.concatenate([np.asarray(to_host(part)) for part in y_parts])
         p_all = np.concatenate(p_parts)
         return {name: float(fn(y_all, p_all)) for name, fn in self.metric_fns}
 
@@ -392,7 +393,7 @@ class Sequential:
     # -------------------------------------------------------------- weights
     def get_weights(self):
         """Copies of every parameter and state array, in layer order (host numpy)."""
-        return [np.array(ops_to_numpy(store[key])) for layer in self.layers
+        return [np.array(to_host(store[key])) for layer in self.layers
                 for store in (layer.params, layer.state) for key in store]
 
     def set_weights(self, weights):

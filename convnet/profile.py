@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 
+from .arrays import to_host
 from .backend import get_ops
-from .layers.base import ops_to_numpy
 
 __all__ = ["profile_model", "format_profile"]
 
@@ -113,7 +113,7 @@ def profile_model(model, x, y=None, repeats=5, warmup=1, print_fn=print, stat="m
             _sync(ops)
             t_opt = time.perf_counter() - t0
         else:
-            ops_to_numpy(h)
+            to_host(h)
         if rep >= 0:
             fwd[rep], bwd[rep], loss_t[rep], opt_t[rep] = row_f, row_b, t_loss, t_opt
 

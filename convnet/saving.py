@@ -47,7 +47,7 @@ def _known_metrics(names, path):
 def save_model(model, path):
     """Write `model` to `path` (.npz) atomically."""
     from . import optimizers
-    from .layers.base import ops_to_numpy
+    from .arrays import to_host
 
     if not model.built:
         raise ValueError(f"{model.describe()}: cannot save a model that is not built yet")
@@ -56,7 +56,7 @@ def save_model(model, path):
     for i, layer in enumerate(model.layers):
         for kind, store in (("param", layer.params), ("state", layer.state)):
             for key, value in store.items():
-                arrays[f"{kind}/{i}/{key}"] = ops_to_numpy(value)
+                arrays[f"{kind}/{i}/{key}"] = to_host(value)
     meta["rng"] = {"model": _rng_state(model._rng), "shuffle": _rng_state(model._shuffle_rng),
                    "layers": [_rng_state(layer.rng) for layer in model.layers]}
     if model.compiled:

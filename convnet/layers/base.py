@@ -18,7 +18,7 @@ import re
 import numpy as np
 
 from .. import initializers
-from ..arrays import to_host as ops_to_numpy
+from ..arrays import to_host
 from ..backend import get_ops
 from ..config import resolve_dtype
 from .activations import activation_backward, activation_forward, check_activation
@@ -203,7 +203,7 @@ class Layer:
         for store in (self.params, self.grads, self.state):
             for key, value in store.items():
                 if not ops.is_native(value):
-                    store[key] = ops.asarray(ops_to_numpy(value), dtype=self.dtype)
+                    store[key] = ops.asarray(to_host(value), dtype=self.dtype)
 
     # --------------------------------------------------------- serialisation
     def get_config(self):
