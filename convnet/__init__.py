@@ -5,6 +5,7 @@ Numba kernels on the CPU and CuPy on the GPU behind one Ops interface; the Keras
 """
 
 from . import _openblas_env  # noqa: F401, I001  (must run before numpy is imported)
+from . import _malloc_env  # noqa: F401, I001  (large arrays stay mapped between steps)
 from . import callbacks, initializers, layers, losses, metrics, optimizers
 from .backend import available_backends, get_backend, get_ops, set_backend, use_backend
 from .config import get_floatx, set_floatx

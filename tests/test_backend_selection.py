@@ -1,4 +1,5 @@
 import os
+import platform
 import subprocess
 import sys
 
@@ -75,3 +76,30 @@ def test_openblas_thread_timeout_is_set_before_numpy_loads():
     out = subprocess.run([sys.executable, "-c", code], env={**env, "OPENBLAS_THREAD_TIMEOUT": "20"},
                          capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["20", "True"], out.stderr
+
+
+# a 40 MiB array allocated, written and freed ten times: with glibc's defaults
+# each round maps fresh pages, and the kernel zeroes them on first touch (page faults)
+_REUSE = """
+import resource, convnet, numpy as np
+np.ones(10 << 20, np.float32)                      # first use maps the pages
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    np.ones(10 << 20, np.float32)
+print(convnet._malloc_env.applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="the malloc thresholds are a glibc setting")
+def test_large_arrays_reuse_mapped_memory_and_the_setting_can_be_turned_off():
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CONVNET_MALLOC_TUNING", "GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_")}
+    out = subprocess.run([sys.executable, "-c", _REUSE], env=env, capture_output=True, text=True, timeout=120)
+    applied, tuned_faults = out.stdout.split()
+    assert applied == "True", out.stdout + out.stderr
+    out = subprocess.run([sys.executable, "-c", _REUSE], env={**env, "CONVNET_MALLOC_TUNING": "0"},
+                         capture_output=True, text=True, timeout=120)
+    applied, default_faults = out.stdout.split()
+    assert applied == "False", out.stdout + out.stderr
+    assert int(default_faults) >= 100 and int(tuned_faults) * 10 < int(default_faults), (tuned_faults, default_faults)
