@@ -110,6 +110,33 @@ def test_whole_convolution_matches_reference(dtype):
                 np.testing.assert_allclose(a, r, err_msg=f"{name} {msg}", **tol)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_small_convolution_rectangular_windows_and_filter_counts(dtype):
+    # the phase-split kernels with kh != kw, sh != sw, a stride larger than the
+    # kernel (unused phases), K not a multiple of 3 and F not a multiple of 2 or 4
+    # (the remainder loops), on images too narrow for one block of rows
+    rng = np.random.default_rng(13)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    cases = [((3, 2), (2, 1), "same", (2, 9, 7, 3), 5), ((2, 3), (3, 2), "valid", (1, 8, 11, 2), 1),
+             ((1, 3), (1, 3), 1, (2, 5, 13, 1), 7), ((5, 1), (1, 1), "same", (3, 6, 4, 2), 16),
+             ((2, 2), (3, 3), "same", (1, 10, 10, 3), 2), ((3, 3), (2, 2), "valid", (2, 17, 15, 4), 8)]
+    for (kh, kw), (sh, sw), padding, shape, f in cases:
+        msg = f"conv {kh}x{kw} stride {sh}x{sw} {padding} {shape} f={f}"
+        (oh, ow), pads = window_geometry(shape[1], shape[2], (kh, kw), (sh, sw), padding)
+        x = _data(rng, shape, dtype)
+        W2 = _data(rng, (kh * kw * shape[3], f), dtype)
+        b = _data(rng, (f,), dtype)
+        y, saved = NB.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads)
+        ref_y, ref_saved = REF.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads)
+        np.testing.assert_allclose(y, ref_y, err_msg=msg, **tol)
+        dy = _data(rng, y.shape, dtype)
+        for keep in (True, False):
+            got = NB.conv2d_backward(dy, x, saved if keep else None, W2, kh, kw, sh, sw, pads)
+            ref = REF.conv2d_backward(dy, x, ref_saved, W2, kh, kw, sh, sw, pads)
+            for name, a, r in zip(("dx", "dW2", "db"), got, ref):
+                np.testing.assert_allclose(a, r, err_msg=f"{name} {msg}", **tol)
+
+
 def test_conv_chunking_covers_the_batch():
     # a tiny chunk size forces many chunks (and a short last one)
     ops = type(NB)()

@@ -135,7 +135,8 @@ def _im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, cols):
 def _col2im(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out):
     """out (n, h, w, c) = col2im(cols), the adjoint of _im2col."""
     if c >= WIDE_CHANNELS:
-        _col2im_wide(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out)
+        _col2im_wide(cols, oh, ow, _covering_windows(h, pt, kh, sh, oh),
+                     _covering_windows(w, pl, kw, sw, ow), out)
     else:
         _col2im_narrow(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out)
 
@@ -162,22 +163,28 @@ def _im2col_wide(x, kh, kw, sh, sw, pt, pl, oh, ow, cols):
                             cols[row, base + ch] = 0
 
 
-@njit(cache=True, inline="always")
-def _covering_window(pos, stride, n_windows):
-    """Index of the window whose tap reaches padded position `pos` along one axis
-    (pos = window * stride + tap), or -1 when no window starts there."""
-    if pos < 0 or pos % stride != 0:
-        return -1
-    i = pos // stride
-    return i if i < n_windows else -1
+def _covering_windows(size, pad, taps, stride, n_windows):
+    """Table (size, taps): entry [pos, t] is the index of the window whose tap t
+    reaches position pos of the input along one axis (pos + pad = window * stride + t),
+    or -1 when no window does. The gather kernels look windows up here instead of
+    dividing by the stride for every pixel and tap (an integer division costs
+    tens of cycles; the table is a few hundred entries)."""
+    reach = np.arange(size)[:, None] + pad - np.arange(taps)[None, :]
+    window = reach // stride
+    covered = (reach >= 0) & (reach % stride == 0) & (window < n_windows)
+    return np.where(covered, window, -1).astype(np.int64)
 
 
 @njit(**_pjit)
-def _col2im_wide(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out):
+def _col2im_wide(cols, oh, ow, cover_y, cover_x, out):
     # Wide channels: gather, each input pixel from the windows that cover it.
     # out[b, yy, xx, :] = sum over windows (i, j) and taps (dy, dx) with
     # i*sh + dy - pt == yy and j*sw + dx - pl == xx of cols[(b, i, j), (dy, dx, :)],
     # visited in (dy, dx) order like the reference's loop of += over offsets.
+    # cover_y (h, kh) and cover_x (w, kw) give the window i, j of each tap (-1: none).
+    n, h, w, c = out.shape
+    kh = cover_y.shape[1]
+    kw = cover_x.shape[1]
     for r in prange(n * h):
         b = r // h
         yy = r - b * h
@@ -185,11 +192,11 @@ def _col2im_wide(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out):
             for ch in range(c):
                 out[b, yy, xx, ch] = 0
             for dy in range(kh):
-                i = _covering_window(yy + pt - dy, sh, oh)
+                i = cover_y[yy, dy]
                 if i < 0:
                     continue
                 for dx in range(kw):
-                    j = _covering_window(xx + pl - dx, sw, ow)
+                    j = cover_x[xx, dx]
                     if j < 0:
                         continue
                     row = (b * oh + i) * ow + j
@@ -201,132 +208,289 @@ def _col2im_wide(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out):
 # ------------------------------------------------- direct small convolutions
 # When a convolution has few filters or a short window (F <= 16 or kh*kw*C <= 32,
 # e.g. a first layer on 1 or 3 channels), a GEMM over the im2col matrix is
-# memory-bound: each long, thin row is used for only a few multiply-adds. These
-# kernels instead unfold one output row at a time into a small transposed buffer
-# colsT (K, OW) that stays in L1, and run the products with the long OW axis
-# innermost, where the vector units can work on it.
-@njit(**_jit)
-def _fill_colsT(x, r0, r1, oh, kh, kw, sh, sw, pt, pl, ow, colsT):
-    # colsT[k, (r - r0)*ow + j] = im2col row (r, j), column k, for output rows
-    # r in [r0, r1) of the (n*oh) grid: taps outside the image read zero.
+# memory-bound: each long, thin row is used for only a few multiply-adds, and
+# unfolding K values per output pixel costs more than the products. These kernels
+# unfold nothing. They first split the zero-padded input into stride phases
+# ("space to depth"): plane (ch, ry, rx) of an image holds the pixels whose padded
+# row is = ry and column is = rx modulo the strides,
+#
+#     xq[b, (ch*nry + ry)*nrx + rx, m*wq + q] = x[b, m*sh + ry - pt, q*sw + rx - pl, ch]
+#
+# (zero outside the image). Tap (dy, dx) = (qy*sh + ry, qx*sw + rx) of output pixel
+# (i, j) then reads plane (ch, ry, rx) at m = i + qy, q = j + qx, so over the flat
+# position o = i*wq + j every tap is one contiguous run at a fixed offset:
+#
+#     y[(b, i, j), f] = bias[f] + sum_taps W2[tap, f] * xq[b, plane(tap), o + qy*wq + qx].
+#
+# The long o axis is innermost, where the vector units work on it. Positions with
+# j >= ow (wq - ow per output row) are computed and dropped. The split costs one
+# pass over the input, and training keeps xq for the weight gradient.
+def _plane_geometry(c, kh, kw, sh, sw, oh, ow):
+    """(n_planes, hq, wq, tap_plane (K,), tap_offset (K,)) of the phase split, taps in
+    W2's row order (dy, dx, ch); hq has one spare row for the reads of dropped positions."""
+    nry, nrx = min(sh, kh), min(sw, kw)
+    wq = ow + (kw - 1) // sw
+    hq = oh + (kh - 1) // sh + 1
+    dy, dx, ch = (a.ravel() for a in np.meshgrid(np.arange(kh), np.arange(kw), np.arange(c), indexing="ij"))
+    tap_plane = (ch * nry + dy % sh) * nrx + dx % sw
+    tap_offset = (dy // sh) * wq + dx // sw
+    return c * nry * nrx, hq, wq, tap_plane.astype(np.int64), tap_offset.astype(np.int64)
+
+
+@njit(**_pjit)
+def _space_to_depth(x, sh, sw, pt, pl, nry, nrx, hq, wq, xq):
+    # xq (N, C*nry*nrx, hq*wq) from x (N, H, W, C), as defined above; one (b, m) row per task.
     n, h, w, c = x.shape
-    for r in range(r0, r1):
-        b = r // oh
-        i = r - b * oh
-        off = (r - r0) * ow
-        for dy in range(kh):
-            yy = i * sh + dy - pt
+    for t in prange(n * hq):
+        b = t // hq
+        m = t - b * hq
+        for ry in range(nry):
+            yy = m * sh + ry - pt
             inside = 0 <= yy < h
-            for dx in range(kw):
-                # windows j in [lo, hi) read column xx = j*sw + dx - pl inside the image
-                lo = min(ow, max(0, (pl - dx + sw - 1) // sw))
-                hi = max(lo, min(ow, (w - 1 + pl - dx) // sw + 1))
+            for rx in range(nrx):
+                # columns q with 0 <= q*sw + rx - pl < w lie inside the image
+                lo = min(wq, max(0, (pl - rx + sw - 1) // sw))
+                hi = max(lo, min(wq, (w - 1 + pl - rx) // sw + 1))
                 for ch in range(c):
-                    k = (dy * kw + dx) * c + ch
+                    row = xq[b, (ch * nry + ry) * nrx + rx, m * wq:(m + 1) * wq]
                     if not inside:
-                        for j in range(ow):
-                            colsT[k, off + j] = 0
+                        row[:] = 0
                         continue
-                    for j in range(lo):
-                        colsT[k, off + j] = 0
-                    for j in range(lo, hi):
-                        colsT[k, off + j] = x[b, yy, j * sw + dx - pl, ch]
-                    for j in range(hi, ow):
-                        colsT[k, off + j] = 0
+                    for q in range(lo):
+                        row[q] = 0
+                    for q in range(lo, hi):
+                        row[q] = x[b, yy, q * sw + rx - pl, ch]
+                    for q in range(hi, wq):
+                        row[q] = 0
+
+
+@njit(**_jit)
+def _tap_runs(xq, b, tap_plane, tap_offset, o0, length, t):
+    # the run of tap t over flat positions [o0, o0 + length) of image b
+    start = o0 + tap_offset[t]
+    return xq[b, tap_plane[t], start:start + length]
+
+
+# The inner loops of the two kernels below are small functions of their own:
+# compiled alone, LLVM vectorizes them (measured: the forward kernel took 8.4 ms
+# for W3's first layer at batch 128 with these loops written inline in the
+# parallel loop body, where they stayed scalar, and 3.2 ms as calls).
+@njit(cache=True, nogil=True, fastmath=True)
+def _madd_3taps_2filters(a0, a1, s0, s1, s2, w00, w01, w02, w10, w11, w12, length):
+    # a0 += w00*s0 + w01*s1 + w02*s2 and a1 += w10*s0 + w11*s1 + w12*s2 over [0, length)
+    for p in range(length):
+        v0 = s0[p]
+        v1 = s1[p]
+        v2 = s2[p]
+        a0[p] += w00 * v0 + w01 * v1 + w02 * v2
+        a1[p] += w10 * v0 + w11 * v1 + w12 * v2
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _madd_3taps_4filters(acc, f, W2T, t, s0, s1, s2, length):
+    # acc[f + q] += W2T[f + q, t]*s0 + W2T[f + q, t + 1]*s1 + W2T[f + q, t + 2]*s2, q = 0..3
+    a0 = acc[f]
+    a1 = acc[f + 1]
+    a2 = acc[f + 2]
+    a3 = acc[f + 3]
+    w00, w01, w02 = W2T[f, t], W2T[f, t + 1], W2T[f, t + 2]
+    w10, w11, w12 = W2T[f + 1, t], W2T[f + 1, t + 1], W2T[f + 1, t + 2]
+    w20, w21, w22 = W2T[f + 2, t], W2T[f + 2, t + 1], W2T[f + 2, t + 2]
+    w30, w31, w32 = W2T[f + 3, t], W2T[f + 3, t + 1], W2T[f + 3, t + 2]
+    for p in range(length):
+        v0 = s0[p]
+        v1 = s1[p]
+        v2 = s2[p]
+        a0[p] += w00 * v0 + w01 * v1 + w02 * v2
+        a1[p] += w10 * v0 + w11 * v1 + w12 * v2
+        a2[p] += w20 * v0 + w21 * v1 + w22 * v2
+        a3[p] += w30 * v0 + w31 * v1 + w32 * v2
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _madd_3taps(a0, s0, s1, s2, w0, w1, w2, length):
+    for p in range(length):
+        a0[p] += w0 * s0[p] + w1 * s1[p] + w2 * s2[p]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _madd_1tap(a0, s0, w0, length):
+    for p in range(length):
+        a0[p] += w0 * s0[p]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _dot_3taps_4filters(acc, t, f, r0, r1, r2, dyq, length, zero):
+    # acc[t + u, f + q] += run_u . dyq[f + q] over [0, length), u = 0..2, q = 0..3:
+    # twelve sums from seven streams
+    d0 = dyq[f]
+    d1 = dyq[f + 1]
+    d2 = dyq[f + 2]
+    d3 = dyq[f + 3]
+    s00 = s01 = s02 = s03 = zero
+    s10 = s11 = s12 = s13 = zero
+    s20 = s21 = s22 = s23 = zero
+    for p in range(length):
+        v0 = r0[p]
+        v1 = r1[p]
+        v2 = r2[p]
+        e0 = d0[p]
+        e1 = d1[p]
+        e2 = d2[p]
+        e3 = d3[p]
+        s00 += v0 * e0
+        s01 += v0 * e1
+        s02 += v0 * e2
+        s03 += v0 * e3
+        s10 += v1 * e0
+        s11 += v1 * e1
+        s12 += v1 * e2
+        s13 += v1 * e3
+        s20 += v2 * e0
+        s21 += v2 * e1
+        s22 += v2 * e2
+        s23 += v2 * e3
+    acc[t, f] += s00
+    acc[t, f + 1] += s01
+    acc[t, f + 2] += s02
+    acc[t, f + 3] += s03
+    acc[t + 1, f] += s10
+    acc[t + 1, f + 1] += s11
+    acc[t + 1, f + 2] += s12
+    acc[t + 1, f + 3] += s13
+    acc[t + 2, f] += s20
+    acc[t + 2, f + 1] += s21
+    acc[t + 2, f + 2] += s22
+    acc[t + 2, f + 3] += s23
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _dot_4filters(run, d0, d1, d2, d3, length, zero):
+    # (run . d0, run . d1, run . d2, run . d3) over [0, length); zero: 0 in the
+    # arrays' dtype, so float32 sums stay float32
+    s0 = zero
+    s1 = zero
+    s2 = zero
+    s3 = zero
+    for p in range(length):
+        v = run[p]
+        s0 += v * d0[p]
+        s1 += v * d1[p]
+        s2 += v * d2[p]
+        s3 += v * d3[p]
+    return s0, s1, s2, s3
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _dot(run, d0, length, zero):
+    s0 = zero
+    for p in range(length):
+        s0 += run[p] * d0[p]
+    return s0
 
 
 @njit(**_pjit, fastmath=True)
-def _conv_small_forward(x, W2T, bias, kh, kw, sh, sw, pt, pl, oh, ow, group, y, store):
-    # y[(r, j), f] = bias[f] + sum_k colsT[k, (r, j)] * W2T[f, k], `group` output
-    # rows at a time, so the innermost loops run over group*ow pixels. When
-    # store has one (K, group*ow) block per group, the unfolded blocks are kept
-    # there for the weight gradient (training); with zero blocks they are not.
-    n = x.shape[0]
+def _conv_planes_forward(xq, W2T, bias, tap_plane, tap_offset, oh, ow, wq, rows_per_block, y):
+    # y[(b, i, j), f] for blocks of `rows_per_block` output rows: acc[f, o - o0]
+    # holds the sums over the block's flat positions; two filters and three taps
+    # per pass over the block, so each load of acc serves three multiply-adds and
+    # each load of a run serves two.
+    n = xq.shape[0]
     f_count, k_count = W2T.shape
-    rows = n * oh
-    ngroups = (rows + group - 1) // group
-    for g in prange(ngroups):
-        r0 = g * group
-        r1 = min(rows, r0 + group)
-        length = (r1 - r0) * ow
-        if store.shape[0] > 0:
-            colsT = store[g]
-        else:
-            colsT = np.empty((k_count, group * ow), dtype=y.dtype)
-        acc = np.empty(group * ow, dtype=y.dtype)
-        _fill_colsT(x, r0, r1, oh, kh, kw, sh, sw, pt, pl, ow, colsT)
-        base = r0 * ow
-        k3 = k_count - k_count % 3
+    nblocks = (oh + rows_per_block - 1) // rows_per_block
+    block = rows_per_block * wq
+    for g in prange(n * nblocks):
+        b = g // nblocks
+        i0 = (g - b * nblocks) * rows_per_block
+        i1 = min(oh, i0 + rows_per_block)
+        o0 = i0 * wq
+        length = (i1 - i0) * wq
+        acc = np.empty((f_count, block), dtype=y.dtype)
         for f in range(f_count):
             bf = bias[f]
             for p in range(length):
-                acc[p] = bf
-            # three taps per pass: one load and store of acc per three multiply-adds
-            for k in range(0, k3, 3):
-                w0 = W2T[f, k]
-                w1 = W2T[f, k + 1]
-                w2 = W2T[f, k + 2]
-                for p in range(length):
-                    acc[p] += w0 * colsT[k, p] + w1 * colsT[k + 1, p] + w2 * colsT[k + 2, p]
-            for k in range(k3, k_count):
-                wv = W2T[f, k]
-                for p in range(length):
-                    acc[p] += wv * colsT[k, p]
-            for p in range(length):
-                y[base + p, f] = acc[p]
+                acc[f, p] = bf
+        k3 = k_count - k_count % 3
+        f4 = f_count - f_count % 4
+        f2 = f_count - f_count % 2
+        for t in range(0, k3, 3):
+            s0 = _tap_runs(xq, b, tap_plane, tap_offset, o0, length, t)
+            s1 = _tap_runs(xq, b, tap_plane, tap_offset, o0, length, t + 1)
+            s2 = _tap_runs(xq, b, tap_plane, tap_offset, o0, length, t + 2)
+            for f in range(0, f4, 4):
+                _madd_3taps_4filters(acc, f, W2T, t, s0, s1, s2, length)
+            for f in range(f4, f2, 2):
+                _madd_3taps_2filters(acc[f], acc[f + 1], s0, s1, s2,
+                                     W2T[f, t], W2T[f, t + 1], W2T[f, t + 2],
+                                     W2T[f + 1, t], W2T[f + 1, t + 1], W2T[f + 1, t + 2], length)
+            for f in range(f2, f_count):
+                _madd_3taps(acc[f], s0, s1, s2, W2T[f, t], W2T[f, t + 1], W2T[f, t + 2], length)
+        for t in range(k3, k_count):
+            s0 = _tap_runs(xq, b, tap_plane, tap_offset, o0, length, t)
+            for f in range(f_count):
+                _madd_1tap(acc[f], s0, W2T[f, t], length)
+        # keep the positions j < ow, pixel by pixel with the filters contiguous in y
+        for i in range(i0, i1):
+            src = (i - i0) * wq
+            dst = (b * oh + i) * ow
+            for j in range(ow):
+                for f in range(f_count):
+                    y[dst + j, f] = acc[f, src + j]
 
 
 @njit(**_pjit, fastmath=True)
-def _conv_small_dw(x, dy2, kh, kw, sh, sw, pt, pl, oh, ow, group, parts, store):
-    # parts[t] = sum over thread t's row groups of colsT @ dyT (K, F); dW2 = parts.sum(0).
-    # The unfolded blocks come from the forward pass's store when it kept them.
-    n = x.shape[0]
+def _conv_planes_dw(xq, dy2, tap_plane, tap_offset, oh, ow, wq, rows_per_block, parts):
+    # parts[t] = thread t's share of dW2[tap, f] = sum over positions of
+    # xq[b, plane(tap), o + offset(tap)] * dy[(b, i, j), f]; dW2 = parts.sum(0).
+    # dyq[f, o - o0] is the block's dy on the flat grid, zero at dropped positions.
+    n = xq.shape[0]
     nparts, k_count, f_count = parts.shape
-    rows = n * oh
-    ngroups = (rows + group - 1) // group
-    zero = np.zeros(1, dtype=parts.dtype)[0]     # sums in the array's dtype (float32 stays)
-    kept = store.shape[0] > 0
-    for t in prange(nparts):
-        local = np.empty((k_count, group * ow), dtype=parts.dtype)
-        dyT = np.empty((f_count, group * ow), dtype=parts.dtype)
-        acc = parts[t]
+    nblocks = (oh + rows_per_block - 1) // rows_per_block
+    jobs = n * nblocks
+    block = rows_per_block * wq
+    zero = np.zeros(1, dtype=parts.dtype)[0]
+    f4 = f_count - f_count % 4
+    for part in prange(nparts):
+        dyq = np.empty((f_count, block), dtype=parts.dtype)
+        acc = parts[part]
         acc[:, :] = 0
-        for g in range(t * ngroups // nparts, (t + 1) * ngroups // nparts):
-            r0 = g * group
-            r1 = min(rows, r0 + group)
-            length = (r1 - r0) * ow
-            base = r0 * ow
-            if kept:
-                colsT = store[g]
-            else:
-                colsT = local
-                _fill_colsT(x, r0, r1, oh, kh, kw, sh, sw, pt, pl, ow, colsT)
-            for p in range(length):
-                for f in range(f_count):
-                    dyT[f, p] = dy2[base + p, f]
-            f4 = f_count - f_count % 4
-            for k in range(k_count):
-                # four filters per pass: each colsT load feeds four multiply-adds
+        for g in range(part * jobs // nparts, (part + 1) * jobs // nparts):
+            b = g // nblocks
+            i0 = (g - b * nblocks) * rows_per_block
+            i1 = min(oh, i0 + rows_per_block)
+            o0 = i0 * wq
+            length = (i1 - i0) * wq
+            for i in range(i0, i1):
+                dst = (i - i0) * wq
+                src = (b * oh + i) * ow
+                for j in range(ow):
+                    for f in range(f_count):
+                        dyq[f, dst + j] = dy2[src + j, f]
+                for j in range(ow, wq):
+                    for f in range(f_count):
+                        dyq[f, dst + j] = 0
+            k3 = k_count - k_count % 3
+            for t in range(0, k3, 3):
+                r0 = _tap_runs(xq, b, tap_plane, tap_offset, o0, length, t)
+                r1 = _tap_runs(xq, b, tap_plane, tap_offset, o0, length, t + 1)
+                r2 = _tap_runs(xq, b, tap_plane, tap_offset, o0, length, t + 2)
                 for f in range(0, f4, 4):
-                    s0 = zero
-                    s1 = zero
-                    s2 = zero
-                    s3 = zero
-                    for p in range(length):
-                        c = colsT[k, p]
-                        s0 += c * dyT[f, p]
-                        s1 += c * dyT[f + 1, p]
-                        s2 += c * dyT[f + 2, p]
-                        s3 += c * dyT[f + 3, p]
-                    acc[k, f] += s0
-                    acc[k, f + 1] += s1
-                    acc[k, f + 2] += s2
-                    acc[k, f + 3] += s3
+                    _dot_3taps_4filters(acc, t, f, r0, r1, r2, dyq, length, zero)
                 for f in range(f4, f_count):
-                    s = zero
-                    for p in range(length):
-                        s += colsT[k, p] * dyT[f, p]
-                    acc[k, f] += s
+                    acc[t, f] += _dot(r0, dyq[f], length, zero)
+                    acc[t + 1, f] += _dot(r1, dyq[f], length, zero)
+                    acc[t + 2, f] += _dot(r2, dyq[f], length, zero)
+            for t in range(k3, k_count):
+                run = _tap_runs(xq, b, tap_plane, tap_offset, o0, length, t)
+                # four filters per pass: each load of the run feeds four multiply-adds
+                for f in range(0, f4, 4):
+                    s0, s1, s2, s3 = _dot_4filters(run, dyq[f], dyq[f + 1], dyq[f + 2], dyq[f + 3], length, zero)
+                    acc[t, f] += s0
+                    acc[t, f + 1] += s1
+                    acc[t, f + 2] += s2
+                    acc[t, f + 3] += s3
+                for f in range(f4, f_count):
+                    acc[t, f] += _dot(run, dyq[f], length, zero)
 
 
 @njit(**_pjit)
@@ -408,11 +572,12 @@ def _maxpool2x2(x, oh, ow, y, argmax):
 
 
 @njit(**_pjit)
-def _maxpool_backward(dy, argmax, ph, pw, sh, sw, pt, pl, out):
+def _maxpool_backward(dy, argmax, cover_y, cover_x, out):
     # Gather: input pixel (yy, xx) collects dy of every window whose argmax points
     # at it, visiting windows in the reference's (tap dy, tap dx) order.
     n, h, w, c = out.shape
-    oh, ow = dy.shape[1], dy.shape[2]
+    ph = cover_y.shape[1]
+    pw = cover_x.shape[1]
     for r in prange(n * h):
         b = r // h
         yy = r - b * h
@@ -420,11 +585,11 @@ def _maxpool_backward(dy, argmax, ph, pw, sh, sw, pt, pl, out):
             for ch in range(c):
                 out[b, yy, xx, ch] = 0
             for ty in range(ph):
-                i = _covering_window(yy + pt - ty, sh, oh)
+                i = cover_y[yy, ty]
                 if i < 0:
                     continue
                 for tx in range(pw):
-                    j = _covering_window(xx + pl - tx, sw, ow)
+                    j = cover_x[xx, tx]
                     if j < 0:
                         continue
                     tap = ty * pw + tx
@@ -481,9 +646,10 @@ def _avgpool(x, ph, pw, sh, sw, pt, pl, oh, ow, count, y):
 
 
 @njit(**_pjit)
-def _avgpool_backward(dy, count, ph, pw, sh, sw, pt, pl, out):
+def _avgpool_backward(dy, count, cover_y, cover_x, out):
     n, h, w, c = out.shape
-    oh, ow = dy.shape[1], dy.shape[2]
+    ph = cover_y.shape[1]
+    pw = cover_x.shape[1]
     for r in prange(n * h):
         b = r // h
         yy = r - b * h
@@ -491,11 +657,11 @@ def _avgpool_backward(dy, count, ph, pw, sh, sw, pt, pl, out):
             for ch in range(c):
                 out[b, yy, xx, ch] = 0
             for ty in range(ph):
-                i = _covering_window(yy + pt - ty, sh, oh)
+                i = cover_y[yy, ty]
                 if i < 0:
                     continue
                 for tx in range(pw):
-                    j = _covering_window(xx + pl - tx, sw, ow)
+                    j = cover_x[xx, tx]
                     if j < 0:
                         continue
                     cnt = count[i, j, 0]
@@ -649,11 +815,11 @@ class NumbaOps(NumpyOps):
     #: (with the GEMM's output), large enough for an efficient GEMM
     conv_chunk_bytes = 4 << 20
 
-    #: pixels per row group of the small-convolution kernels (buffers stay in L1/L2)
-    small_conv_pixels = 512
+    #: flat positions per block of the small-convolution kernels (acc stays in L1/L2)
+    small_conv_positions = 512
 
-    def _group(self, ow):
-        return max(1, self.small_conv_pixels // ow)
+    def _rows_per_block(self, wq):
+        return max(1, self.small_conv_positions // wq)
 
     @staticmethod
     def _blocks(rows):
@@ -664,6 +830,16 @@ class NumbaOps(NumpyOps):
         per_image = max(rows_per_image * k * itemsize, 1)
         return max(1, min(n, self.conv_chunk_bytes // per_image))
 
+    @staticmethod
+    def _phase_split(x, kh, kw, sh, sw, pt, pl, oh, ow):
+        """xq (N, C*nry*nrx, hq*wq): x split into zero-padded stride phases (see
+        _plane_geometry), the input of the small-convolution kernels."""
+        n, _, _, c = x.shape
+        n_planes, hq, wq, _, _ = _plane_geometry(c, kh, kw, sh, sw, oh, ow)
+        xq = np.empty((n, n_planes, hq * wq), dtype=x.dtype)
+        _space_to_depth(x, sh, sw, pt, pl, min(sh, kh), min(sw, kw), hq, wq, xq)
+        return xq
+
     def conv2d_forward(self, x, W2, b, kh, kw, sh, sw, pads, training=True):
         """Same as NumpyOps.conv2d_forward: y = im2col(x) @ W2 + b, (N*OH*OW, F).
 
@@ -671,8 +847,9 @@ class NumbaOps(NumpyOps):
         written to a cache-sized buffer and multiplied at once (numpy BLAS), so
         the full im2col matrix never exists; nothing is saved for backward
         (saved is None: backward recomputes the chunks from x). Small convolutions
-        (few filters or a short window) run the direct kernels instead and, when
-        training, keep their unfolded blocks (K x N*OH*OW values) for dW.
+        (few filters or a short window) run the direct kernels on the input split
+        into stride phases instead and, when training, keep that split (about the
+        size of x) for dW.
         """
         if not _jittable(x, W2):
             return super().conv2d_forward(x, W2, b, kh, kw, sh, sw, pads, training)
@@ -686,12 +863,11 @@ class NumbaOps(NumpyOps):
         y = np.empty((n * oh * ow, f), dtype=np.result_type(x, W2))
         if _is_small_conv(k, f) and x.dtype == W2.dtype:
             bias = _contig(b) if b is not None else np.zeros(f, dtype=x.dtype)
-            group = self._group(ow)
-            ngroups = -(-(n * oh) // group) if training else 0
-            store = np.empty((ngroups, k, group * ow), dtype=x.dtype)
-            _conv_small_forward(x, np.ascontiguousarray(W2.T), bias.astype(x.dtype, copy=False),
-                                kh, kw, sh, sw, pt, pl, oh, ow, group, y, store)
-            return y, (store if training else None)
+            xq = self._phase_split(x, kh, kw, sh, sw, pt, pl, oh, ow)
+            _, _, wq, tap_plane, tap_offset = _plane_geometry(c, kh, kw, sh, sw, oh, ow)
+            _conv_planes_forward(xq, np.ascontiguousarray(W2.T), bias.astype(x.dtype, copy=False),
+                                 tap_plane, tap_offset, oh, ow, wq, self._rows_per_block(wq), y)
+            return y, (xq if training else None)
         step = self._chunk_images(n, oh * ow, k, x.itemsize)
         rows = oh * ow
         buf = np.empty((step * rows, k), dtype=x.dtype)
@@ -728,11 +904,14 @@ class NumbaOps(NumpyOps):
         dx = np.empty((n, h, w, c), dtype=dy2.dtype) if need_dx else None
         W2t = np.ascontiguousarray(W2.T)
         if small:
-            parts = np.empty((self._blocks(n * oh), k, f), dtype=dy2.dtype)
-            group = self._group(ow)
-            store = saved if saved is not None and saved.shape[1:] == (k, group * ow) \
-                else np.empty((0, k, group * ow), dtype=dy2.dtype)
-            _conv_small_dw(x, dy2, kh, kw, sh, sw, pt, pl, oh, ow, group, parts, store)
+            n_planes, hq, wq, tap_plane, tap_offset = _plane_geometry(c, kh, kw, sh, sw, oh, ow)
+            xq = saved if saved is not None and saved.shape == (n, n_planes, hq * wq) \
+                else self._phase_split(x, kh, kw, sh, sw, pt, pl, oh, ow)
+            rows_per_block = self._rows_per_block(wq)
+            jobs = n * -(-oh // rows_per_block)
+            parts = np.empty((self._blocks(jobs), k, f), dtype=dy2.dtype)
+            _conv_planes_dw(xq.astype(dy2.dtype, copy=False), dy2, tap_plane, tap_offset, oh, ow, wq,
+                            rows_per_block, parts)
             dW2 = parts.sum(axis=0)
         else:
             dW2 = np.zeros((k, f), dtype=dy2.dtype)
@@ -788,7 +967,8 @@ class NumbaOps(NumpyOps):
         if (ph, pw, sh, sw) == (2, 2, 2, 2) and pt == pl == 0:
             _maxpool2x2_backward(dy, argmax, out)
         else:
-            _maxpool_backward(dy, argmax, ph, pw, sh, sw, pt, pl, out)
+            _maxpool_backward(dy, argmax, _covering_windows(h, pt, ph, sh, dy.shape[1]),
+                              _covering_windows(w, pl, pw, sw, dy.shape[2]), out)
         return out
 
     def avgpool(self, x, ph, pw, sh, sw, pads):
@@ -811,8 +991,10 @@ class NumbaOps(NumpyOps):
         if not _jittable(dy):
             return super().avgpool_backward(dy, count, x_shape, ph, pw, sh, sw, pads)
         (pt, pb), (pl, pr) = pads
-        out = np.empty(tuple(x_shape), dtype=dy.dtype)
-        _avgpool_backward(_contig(dy), _contig(count), ph, pw, sh, sw, pt, pl, out)
+        n, h, w, c = x_shape
+        out = np.empty((n, h, w, c), dtype=dy.dtype)
+        _avgpool_backward(_contig(dy), _contig(count), _covering_windows(h, pt, ph, sh, dy.shape[1]),
+                          _covering_windows(w, pl, pw, sw, dy.shape[2]), out)
         return out
 
     # ------------------------------------------------------------- activations
