@@ -103,3 +103,22 @@ def test_large_arrays_reuse_mapped_memory_and_the_setting_can_be_turned_off():
     applied, default_faults = out.stdout.split()
     assert applied == "False", out.stdout + out.stderr
     assert int(default_faults) >= 100 and int(tuned_faults) * 10 < int(default_faults), (tuned_faults, default_faults)
+
+
+def test_tbb_threading_layer_loads_from_a_plain_venv():
+    # the tbb wheel's libtbb.so.12 lies in <venv>/lib, off the loader's path;
+    # without convnet loading it by path Numba silently falls back to workqueue
+    import importlib.metadata
+    try:
+        importlib.metadata.version("tbb")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("the tbb package is not installed")
+    pytest.importorskip("numba")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY", "CONVNET_THREADING_LAYER",
+                        "LD_LIBRARY_PATH")}
+    code = ("import convnet, numpy as np, numba\n"
+            "convnet.get_ops('numba').relu(np.ones((64, 64), np.float32))\n"
+            "print(numba.threading_layer())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "tbb", out.stdout + out.stderr
