@@ -137,6 +137,37 @@ def test_small_convolution_rectangular_windows_and_filter_counts(dtype):
                 np.testing.assert_allclose(a, r, err_msg=f"{name} {msg}", **tol)
 
 
+@pytest.mark.parametrize("jobs_per_core", [True, False])
+def test_wide_convolution_one_job_per_core_matches_reference(jobs_per_core):
+    # wide convolutions (F > 16, K > 32) as one job per worker thread (serial
+    # kernels, one-core BLAS) or as one job: the same results, for wide and narrow
+    # channel counts, an odd batch (uneven shares) and a tiny chunk size
+    from convnet.backend.numba_ops import _ConvWorkers
+    ops = type(NB)()
+    ops.conv_jobs_per_core = jobs_per_core
+    ops.conv_chunk_bytes = 2000
+    if jobs_per_core and _ConvWorkers.get() is None:
+        pytest.skip("BLAS cannot be confined per thread here, or one thread only")
+    rng = np.random.default_rng(14)
+    for (kh, kw), (sh, sw), c, padding in [((3, 3), (1, 1), 9, "same"), ((5, 3), (2, 1), 3, "valid")]:
+        x = _data(rng, (5, 9, 8, c), np.float64)
+        (oh, ow), pads = window_geometry(9, 8, (kh, kw), (sh, sw), padding)
+        W2 = _data(rng, (kh * kw * c, 24), np.float64)
+        b = _data(rng, (24,), np.float64)
+        y, saved = ops.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads)
+        ref_y, ref_saved = REF.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads)
+        np.testing.assert_allclose(y, ref_y, rtol=1e-12)
+        dy = _data(rng, y.shape, np.float64)
+        for need_dx in (True, False):
+            got = ops.conv2d_backward(dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx=need_dx)
+            ref = REF.conv2d_backward(dy, x, ref_saved, W2, kh, kw, sh, sw, pads, need_dx=need_dx)
+            for a, r in zip(got, ref):
+                if r is None:
+                    assert a is None
+                else:
+                    np.testing.assert_allclose(a, r, rtol=1e-10, atol=1e-12)
+
+
 def test_conv_chunking_covers_the_batch():
     # a tiny chunk size forces many chunks (and a short last one)
     ops = type(NB)()

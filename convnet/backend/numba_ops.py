@@ -26,9 +26,11 @@ in convnet/backend/threads.py before the first parallel kernel runs.
 """
 
 import math
+import types
 
 import numpy as np
 
+from . import blas
 from . import threads as _threads
 
 _threads.configure()
@@ -126,17 +128,25 @@ def _col2im_narrow(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out):
 WIDE_CHANNELS = 8
 
 
-def _im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, cols):
-    """cols (N*OH*OW, kh*kw*C) = im2col(x), written into `cols`."""
-    kernel = _im2col_wide if x.shape[3] >= WIDE_CHANNELS else _im2col_narrow
+def _im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, cols, serial=False):
+    """cols (N*OH*OW, kh*kw*C) = im2col(x), written into `cols`; serial=True runs
+    on the calling thread only (for jobs that already run one per core)."""
+    if x.shape[3] >= WIDE_CHANNELS:
+        kernel = _im2col_wide_serial if serial else _im2col_wide
+    else:
+        kernel = _im2col_narrow_serial if serial else _im2col_narrow
     kernel(x, kh, kw, sh, sw, pt, pl, oh, ow, cols)
 
 
-def _col2im(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out):
-    """out (n, h, w, c) = col2im(cols), the adjoint of _im2col."""
+def _col2im(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out, serial=False):
+    """out (n, h, w, c) = col2im(cols), the adjoint of _im2col; serial as in _im2col."""
     if c >= WIDE_CHANNELS:
-        _col2im_wide(cols, oh, ow, _covering_windows(h, pt, kh, sh, oh),
-                     _covering_windows(w, pl, kw, sw, ow), out)
+        kernel = _col2im_wide_serial if serial else _col2im_wide
+        kernel(cols, oh, ow, _covering_windows(h, pt, kh, sh, oh), _covering_windows(w, pl, kw, sw, ow), out)
+    elif serial:
+        out[...] = 0
+        for dy in range(kh):
+            _col2im_tap_row_serial(cols, n, h, w, c, kw, sh, sw, pt, pl, oh, ow, dy, out)
     else:
         _col2im_narrow(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, out)
 
@@ -203,6 +213,24 @@ def _col2im_wide(cols, oh, ow, cover_y, cover_x, out):
                     base = (dy * kw + dx) * c
                     for ch in range(c):
                         out[b, yy, xx, ch] += cols[row, base + ch]
+
+
+def _serial_twin(kernel):
+    """The same kernel compiled without parallel=True (its prange loops run as plain
+    loops), for jobs that already run one per core. It is compiled from a copy of
+    the Python function under its own name, so Numba's disk cache keeps the two
+    compilations apart."""
+    fn = kernel.py_func
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                              fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_serial"
+    return njit(**_jit)(twin)
+
+
+_im2col_narrow_serial = _serial_twin(_im2col_narrow)
+_im2col_wide_serial = _serial_twin(_im2col_wide)
+_col2im_tap_row_serial = _serial_twin(_col2im_tap_row)
+_col2im_wide_serial = _serial_twin(_col2im_wide)
 
 
 # ------------------------------------------------- direct small convolutions
@@ -772,6 +800,36 @@ def _jittable(*arrays):
     return all(a.dtype in _JIT_DTYPES for a in arrays)
 
 
+class _ConvWorkers:
+    """One worker thread per Numba thread, each with single-threaded BLAS.
+
+    A wide convolution runs as one job per worker: each unfolds and multiplies its
+    own share of the batch with the serial kernels and a one-core GEMM, so the
+    cores never hand work back and forth between Numba's pool and OpenBLAS's, and
+    each job's im2col chunk stays in its own core's L2 cache until its GEMM reads
+    it. Measured on W2's 32->32-channel convolution at batch 128 (2 cores): forward
+    20.7 ms as one job with both cores in every kernel, 13.8 ms as two jobs.
+    Needs BLAS that can be confined per thread (convnet/backend/blas.py);
+    `get()` is None without it or with one thread.
+    """
+
+    _pool = None
+    _tried = False
+
+    @classmethod
+    def get(cls):
+        if not cls._tried:
+            cls._tried = True
+            threads = numba.get_num_threads()
+            one_core_blas = blas.thread_local_setter()
+            if threads > 1 and one_core_blas is not None:
+                from concurrent.futures import ThreadPoolExecutor
+                cls._pool = ThreadPoolExecutor(threads, thread_name_prefix="convnet-conv",
+                                               initializer=one_core_blas, initargs=(1,))
+                cls._pool.size = threads
+        return cls._pool
+
+
 class NumbaOps(NumpyOps):
     """NumpyOps with the hot kernels jitted by Numba (parallel over the batch)."""
 
@@ -811,9 +869,11 @@ class NumbaOps(NumpyOps):
 
     # ------------------------------------------------------- whole convolution
     fused_conv = True
-    #: bytes of im2col matrix per chunk: small enough to stay in the 32 MiB L3
-    #: (with the GEMM's output), large enough for an efficient GEMM
-    conv_chunk_bytes = 4 << 20
+    #: bytes of im2col matrix per chunk (split among the jobs when there is one
+    #: job per core): small enough to stay in the 32 MiB L3 with the GEMM's
+    #: output, large enough for an efficient GEMM (measured here: 1 to 8 MiB
+    #: within 3% of each other with one job per core; 16 MiB and up 10-50% slower)
+    conv_chunk_bytes = 8 << 20
 
     #: flat positions per block of the small-convolution kernels (acc stays in L1/L2)
     small_conv_positions = 512
@@ -826,9 +886,27 @@ class NumbaOps(NumpyOps):
         # one partial weight gradient per thread
         return max(1, min(rows, numba.get_num_threads()))
 
-    def _chunk_images(self, n, rows_per_image, k, itemsize):
+    def _chunk_images(self, n, rows_per_image, k, itemsize, serial=False):
+        # images per chunk: conv_chunk_bytes of im2col rows, shared out among
+        # the workers when each job runs on its own core
+        budget = self.conv_chunk_bytes // (numba.get_num_threads() if serial else 1)
         per_image = max(rows_per_image * k * itemsize, 1)
-        return max(1, min(n, self.conv_chunk_bytes // per_image))
+        return max(1, min(n, budget // per_image))
+
+    #: whether wide convolutions may run as one job per core (see _ConvWorkers)
+    conv_jobs_per_core = True
+
+    def _over_images(self, n, work):
+        """[work(s0, e0, serial)] over the batch: one job per worker thread on
+        consecutive ranges of images (serial kernels, one-core BLAS) when there
+        are workers and at least one image each, else one job [work(0, n, False)]
+        with the parallel kernels and multi-threaded BLAS."""
+        workers = _ConvWorkers.get() if self.conv_jobs_per_core else None
+        if workers is None or n < workers.size:
+            return [work(0, n, False)]
+        bounds = [n * t // workers.size for t in range(workers.size + 1)]
+        jobs = [workers.submit(work, bounds[t], bounds[t + 1], True) for t in range(workers.size)]
+        return [job.result() for job in jobs]
 
     @staticmethod
     def _phase_split(x, kh, kw, sh, sw, pt, pl, oh, ow):
@@ -868,17 +946,22 @@ class NumbaOps(NumpyOps):
             _conv_planes_forward(xq, np.ascontiguousarray(W2.T), bias.astype(x.dtype, copy=False),
                                  tap_plane, tap_offset, oh, ow, wq, self._rows_per_block(wq), y)
             return y, (xq if training else None)
-        step = self._chunk_images(n, oh * ow, k, x.itemsize)
         rows = oh * ow
-        buf = np.empty((step * rows, k), dtype=x.dtype)
-        for s in range(0, n, step):
-            e = min(n, s + step)
-            cols = buf[:(e - s) * rows]
-            _im2col(x[s:e], kh, kw, sh, sw, pt, pl, oh, ow, cols)
-            out = y[s * rows:e * rows]
-            np.matmul(cols, W2, out=out)
-            if b is not None:
-                out += b
+
+        def forward_images(s0, e0, serial):
+            # y rows of images [s0, e0): chunk by chunk, unfold and multiply
+            step = self._chunk_images(e0 - s0, rows, k, x.itemsize, serial)
+            buf = np.empty((step * rows, k), dtype=x.dtype)
+            for s in range(s0, e0, step):
+                e = min(e0, s + step)
+                cols = buf[:(e - s) * rows]
+                _im2col(x[s:e], kh, kw, sh, sw, pt, pl, oh, ow, cols, serial)
+                out = y[s * rows:e * rows]
+                np.matmul(cols, W2, out=out)
+                if b is not None:
+                    out += b
+
+        self._over_images(n, forward_images)
         return y, None
 
     def conv2d_backward(self, dy2, x, saved, W2, kh, kw, sh, sw, pads, need_dx=True):
@@ -886,6 +969,8 @@ class NumbaOps(NumpyOps):
         db = sum of dy2 over rows), chunk by chunk of images: each chunk's im2col
         rows are recomputed into a cache-sized buffer, used for its share of dW2,
         and its dcols = dy2 @ W2^T is folded back by col2im while still in cache.
+        Small convolutions take dW2 from the direct kernel instead (and dx, when
+        asked for, from the chunked dcols/col2im as above).
         """
         if not _jittable(dy2, x, W2):
             return super().conv2d_backward(dy2, x, saved, W2, kh, kw, sh, sw, pads, need_dx)
@@ -897,12 +982,10 @@ class NumbaOps(NumpyOps):
         x = _contig(x)
         dy2 = _contig(dy2)
         rows = oh * ow
-        step = self._chunk_images(n, rows, k, x.itemsize)
         small = _is_small_conv(k, f) and x.dtype == dy2.dtype
-        buf = None if small else np.empty((step * rows, k), dtype=x.dtype)
-        dbuf = np.empty((step * rows, k), dtype=dy2.dtype) if need_dx else None
         dx = np.empty((n, h, w, c), dtype=dy2.dtype) if need_dx else None
         W2t = np.ascontiguousarray(W2.T)
+        dW2 = None
         if small:
             n_planes, hq, wq, tap_plane, tap_offset = _plane_geometry(c, kh, kw, sh, sw, oh, ow)
             xq = saved if saved is not None and saved.shape == (n, n_planes, hq * wq) \
@@ -913,23 +996,32 @@ class NumbaOps(NumpyOps):
             _conv_planes_dw(xq.astype(dy2.dtype, copy=False), dy2, tap_plane, tap_offset, oh, ow, wq,
                             rows_per_block, parts)
             dW2 = parts.sum(axis=0)
-        else:
-            dW2 = np.zeros((k, f), dtype=dy2.dtype)
-            part = np.empty((k, f), dtype=dy2.dtype)
-        for s in range(0, n, step):
-            e = min(n, s + step)
-            d = dy2[s * rows:e * rows]
+
+        def backward_images(s0, e0, serial):
+            # dx rows of images [s0, e0), and (wide path) their share of dW2
+            step = self._chunk_images(e0 - s0, rows, k, x.itemsize, serial)
+            buf = None if small else np.empty((step * rows, k), dtype=x.dtype)
+            dbuf = np.empty((step * rows, k), dtype=dy2.dtype) if need_dx else None
+            share = None if small else np.zeros((k, f), dtype=dy2.dtype)
+            part = None if small else np.empty((k, f), dtype=dy2.dtype)
+            for s in range(s0, e0, step):
+                e = min(e0, s + step)
+                d = dy2[s * rows:e * rows]
+                if not small:
+                    cols = buf[:(e - s) * rows]
+                    _im2col(x[s:e], kh, kw, sh, sw, pt, pl, oh, ow, cols, serial)
+                    np.matmul(cols.T, d, out=part)
+                    share += part
+                if need_dx:
+                    dcols = dbuf[:(e - s) * rows]
+                    np.matmul(d, W2t, out=dcols)
+                    _col2im(dcols, e - s, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, dx[s:e], serial)
+            return share
+
+        if not small or need_dx:
+            shares = self._over_images(n, backward_images)
             if not small:
-                cols = buf[:(e - s) * rows]
-                _im2col(x[s:e], kh, kw, sh, sw, pt, pl, oh, ow, cols)
-                np.matmul(cols.T, d, out=part)
-                dW2 += part
-            elif not need_dx:
-                break
-            if need_dx:
-                dcols = dbuf[:(e - s) * rows]
-                np.matmul(d, W2t, out=dcols)
-                _col2im(dcols, e - s, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, dx[s:e])
+                dW2 = shares[0] if len(shares) == 1 else np.sum(shares, axis=0)
         parts = np.empty((self._blocks(dy2.shape[0]), f), dtype=dy2.dtype)
         _column_sums(dy2, parts)
         db = parts.sum(axis=0)
