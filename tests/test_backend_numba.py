@@ -168,6 +168,26 @@ def test_wide_convolution_one_job_per_core_matches_reference(jobs_per_core):
                     np.testing.assert_allclose(a, r, rtol=1e-10, atol=1e-12)
 
 
+def test_one_job_per_core_restores_the_blas_thread_count():
+    # OpenBLAS's thread count is process-wide: the jobs set it to 1 while they
+    # run; afterwards (also after a failed job) the rest of the program gets it back
+    from convnet.backend import blas
+    from convnet.backend.numba_ops import _ConvWorkers
+    workers = _ConvWorkers.get()
+    if workers is None:
+        pytest.skip("BLAS cannot be confined per thread here, or one thread only")
+    get_threads, set_threads = blas.thread_count_functions()
+    set_threads(2)
+    seen = workers.map(lambda s0, e0, serial: get_threads(), [(0, 1)] * workers.size)
+    assert seen == [1] * workers.size and get_threads() == 2
+
+    def fail(s0, e0, serial):
+        raise RuntimeError("job failed")
+    with pytest.raises(RuntimeError, match="job failed"):
+        workers.map(fail, [(0, 1)] * workers.size)
+    assert get_threads() == 2
+
+
 def test_conv_chunking_covers_the_batch():
     # a tiny chunk size forces many chunks (and a short last one)
     ops = type(NB)()

@@ -801,33 +801,48 @@ def _jittable(*arrays):
 
 
 class _ConvWorkers:
-    """One worker thread per Numba thread, each with single-threaded BLAS.
+    """One worker thread per Numba thread, for wide convolutions as one job per core.
 
-    A wide convolution runs as one job per worker: each unfolds and multiplies its
-    own share of the batch with the serial kernels and a one-core GEMM, so the
-    cores never hand work back and forth between Numba's pool and OpenBLAS's, and
-    each job's im2col chunk stays in its own core's L2 cache until its GEMM reads
-    it. Measured on W2's 32->32-channel convolution at batch 128 (2 cores): forward
-    20.7 ms as one job with both cores in every kernel, 13.8 ms as two jobs.
-    Needs BLAS that can be confined per thread (convnet/backend/blas.py);
-    `get()` is None without it or with one thread.
+    Each job unfolds and multiplies its own share of the batch with the serial
+    kernels while OpenBLAS runs on one thread (`one_job_per_core`), so the cores
+    never hand work back and forth between Numba's pool and OpenBLAS's, and each
+    job's im2col chunk stays in its own core's L2 cache until its GEMM reads it.
+    Measured on W2's 32->32-channel convolution at batch 128 (2 cores): forward
+    17-20 ms as one job with both cores in every kernel, 13 ms as two jobs.
+    Needs numpy's BLAS to be OpenBLAS (convnet/backend/blas.py); `get()` is None
+    without it or with one thread.
     """
 
-    _pool = None
+    _instance = None
     _tried = False
+
+    def __init__(self, size, blas_threads):
+        from concurrent.futures import ThreadPoolExecutor
+        self.size = size
+        self._get_blas_threads, self._set_blas_threads = blas_threads
+        self._pool = ThreadPoolExecutor(size, thread_name_prefix="convnet-conv")
 
     @classmethod
     def get(cls):
         if not cls._tried:
             cls._tried = True
             threads = numba.get_num_threads()
-            one_core_blas = blas.thread_local_setter()
-            if threads > 1 and one_core_blas is not None:
-                from concurrent.futures import ThreadPoolExecutor
-                cls._pool = ThreadPoolExecutor(threads, thread_name_prefix="convnet-conv",
-                                               initializer=one_core_blas, initargs=(1,))
-                cls._pool.size = threads
-        return cls._pool
+            blas_threads = blas.thread_count_functions()
+            if threads > 1 and blas_threads is not None:
+                cls._instance = cls(threads, blas_threads)
+        return cls._instance
+
+    def map(self, work, ranges):
+        """[work(s0, e0, True) for (s0, e0) in ranges], one range per worker, run
+        while OpenBLAS uses one thread (its count is process-wide; it is restored
+        afterwards, also when a job fails)."""
+        before = self._get_blas_threads()
+        self._set_blas_threads(1)
+        try:
+            jobs = [self._pool.submit(work, s0, e0, True) for s0, e0 in ranges]
+            return [job.result() for job in jobs]
+        finally:
+            self._set_blas_threads(before)
 
 
 class NumbaOps(NumpyOps):
@@ -905,8 +920,7 @@ class NumbaOps(NumpyOps):
         if workers is None or n < workers.size:
             return [work(0, n, False)]
         bounds = [n * t // workers.size for t in range(workers.size + 1)]
-        jobs = [workers.submit(work, bounds[t], bounds[t + 1], True) for t in range(workers.size)]
-        return [job.result() for job in jobs]
+        return workers.map(work, list(zip(bounds[:-1], bounds[1:])))
 
     @staticmethod
     def _phase_split(x, kh, kw, sh, sw, pt, pl, oh, ow):
