@@ -80,7 +80,7 @@ def test_im2col_noncontiguous_and_rectangular(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_whole_convolution_matches_reference(dtype):
+def test_whole_convolution_matches_reference(dtype, kernel_size_mode):
     # conv2d_forward/backward: the chunked GEMM path (many filters, long windows)
     # and the direct small-convolution path (few filters or a short window)
     rng = np.random.default_rng(11)
@@ -205,8 +205,17 @@ def test_conv_chunking_covers_the_batch():
         np.testing.assert_allclose(a, r, rtol=1e-10, atol=1e-12)
 
 
+@pytest.fixture(params=["serial", "parallel"])
+def kernel_size_mode(request, monkeypatch):
+    """Run a test once with the serial twins of the memory-bound kernels (what
+    small arrays get) and once with the parallel kernels (large arrays)."""
+    from convnet.backend import numba_ops
+    monkeypatch.setattr(numba_ops, "SERIAL_BELOW", 1 << 62 if request.param == "serial" else 0)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_maxpool_matches_reference(dtype):
+def test_maxpool_matches_reference(dtype, kernel_size_mode):
     rng = np.random.default_rng(2)
     grid = POOL_GRID + [(2, 2, "valid", (2, 7, 9, 3)), (2, 2, "same", (1, 7, 5, 2)),
                         (2, 2, "valid", (1, 8, 8, 1))]
@@ -226,7 +235,7 @@ def test_maxpool_matches_reference(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_maxpool_special_values(dtype):
+def test_maxpool_special_values(dtype, kernel_size_mode):
     # -inf and NaN inputs follow the reference's strict ">" rule exactly
     x = np.array([[-np.inf, -np.inf, 1, np.nan], [-np.inf, -np.inf, np.nan, 2]], dtype=dtype)
     x = x.reshape(1, 2, 4, 1)
@@ -257,7 +266,7 @@ def test_avgpool_matches_reference(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_relu_pair_matches_reference(dtype):
+def test_relu_pair_matches_reference(dtype, kernel_size_mode):
     rng = np.random.default_rng(4)
     x = _data(rng, (3, 5, 4, 2), dtype)
     x.flat[:4] = [np.nan, -0.0, 0.0, np.inf]
@@ -302,7 +311,7 @@ def test_softmax_matches_reference(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_optimizer_updates_match_reference(dtype):
+def test_optimizer_updates_match_reference(dtype, kernel_size_mode):
     rng = np.random.default_rng(6)
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
     shape = (5, 3, 4)

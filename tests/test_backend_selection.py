@@ -118,7 +118,7 @@ def test_tbb_threading_layer_loads_from_a_plain_venv():
            if k not in ("NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY", "CONVNET_THREADING_LAYER",
                         "LD_LIBRARY_PATH")}
     code = ("import convnet, numpy as np, numba\n"
-            "convnet.get_ops('numba').relu(np.ones((64, 64), np.float32))\n"
+            "convnet.get_ops('numba').relu(np.ones((512, 512), np.float32))\n"
             "print(numba.threading_layer())")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "tbb", out.stdout + out.stderr

@@ -22,7 +22,9 @@ priority list); a user's NUMBA_THREADING_LAYER (or _PRIORITY, or
 CONVNET_THREADING_LAYER) is respected as is. Numba and
 OpenBLAS each keep their default thread count (the core count): they run one
 after the other, never at the same time, so splitting the cores would only idle
-them.
+them. The one exception is a wide convolution, which runs as one job per core
+with OpenBLAS set to one thread for its duration (numba_ops._ConvWorkers): there
+the hand-offs between the two pools cost more than they gave.
 
 OpenBLAS's own workers also spin (about 0.1 s) after every GEMM; convnet sets
 OPENBLAS_THREAD_TIMEOUT=4 before numpy loads, so they sleep at once instead
