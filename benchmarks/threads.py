@@ -35,13 +35,13 @@ SETTINGS = [
 
 
 def child(reps):
-    import time
-
-    import numpy as np
-    import workloads as wl
-
+    # convnet before numpy: it sets OpenBLAS's thread timeout before numpy loads
+    # OpenBLAS (convnet/_openblas_env.py), as the other benchmark scripts do
+    import time  # noqa: I001
     import convnet as cn
     from convnet.backend.numba_ops import _im2col
+    import numpy as np
+    import workloads as wl
 
     def best(fn, r=reps):
         fn()
