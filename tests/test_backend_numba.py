@@ -7,6 +7,7 @@ on disk), so the whole module stays fast.
 """
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -186,6 +187,32 @@ def test_one_job_per_core_restores_the_blas_thread_count():
     with pytest.raises(RuntimeError, match="job failed"):
         workers.map(fail, [(0, 1)] * workers.size)
     assert get_threads() == before
+
+
+def _wide_conv_in_child(queue):
+    rng = np.random.default_rng(15)
+    x = rng.random((4, 6, 6, 8))
+    W2 = rng.random((72, 20))
+    y, _ = NB.conv2d_forward(x, W2, None, 3, 3, 1, 1, ((1, 1), (1, 1)))
+    ref, _ = REF.conv2d_forward(x, W2, None, 3, 3, 1, 1, ((1, 1), (1, 1)))
+    queue.put(bool(np.allclose(y, ref)))
+
+
+@pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="needs os.register_at_fork")
+def test_wide_convolution_works_in_a_forked_child():
+    # the parent's job threads do not exist in a forked child; the child must
+    # start its own instead of waiting forever for the parent's
+    import multiprocessing
+    _wide_conv_in_child(multiprocessing.Queue())      # the parent's workers exist now
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_wide_conv_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=30)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and child.exitcode == 0 and queue.get(timeout=5) is True
 
 
 def test_conv_chunking_covers_the_batch():

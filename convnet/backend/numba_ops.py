@@ -27,6 +27,8 @@ in convnet/backend/threads.py before the first parallel kernel runs.
 
 import functools
 import math
+import os
+import threading
 import types
 
 import numpy as np
@@ -848,6 +850,9 @@ class _ConvWorkers:
         self.size = size
         self._get_blas_threads, self._set_blas_threads = blas_threads
         self._pool = ThreadPoolExecutor(size, thread_name_prefix="convnet-conv")
+        # one convolution's jobs at a time: two Python threads each running
+        # convolutions would otherwise restore each other's BLAS thread count
+        self._lock = threading.Lock()
 
     @classmethod
     def get(cls):
@@ -863,13 +868,24 @@ class _ConvWorkers:
         """[work(s0, e0, True) for (s0, e0) in ranges], one range per worker, run
         while OpenBLAS uses one thread (its count is process-wide; it is restored
         afterwards, also when a job fails)."""
-        before = self._get_blas_threads()
-        self._set_blas_threads(1)
-        try:
-            jobs = [self._pool.submit(work, s0, e0, True) for s0, e0 in ranges]
-            return [job.result() for job in jobs]
-        finally:
-            self._set_blas_threads(before)
+        with self._lock:
+            before = self._get_blas_threads()
+            self._set_blas_threads(1)
+            try:
+                jobs = [self._pool.submit(work, s0, e0, True) for s0, e0 in ranges]
+                return [job.result() for job in jobs]
+            finally:
+                self._set_blas_threads(before)
+
+    @classmethod
+    def _forget(cls):
+        # a forked child has none of the parent's worker threads: it starts its own
+        cls._instance = None
+        cls._tried = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ConvWorkers._forget)
 
 
 class NumbaOps(NumpyOps):
