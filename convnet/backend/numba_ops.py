@@ -309,19 +309,8 @@ def _tap_runs(xq, b, tap_plane, tap_offset, o0, length, t):
 # The inner loops of the two kernels below are small functions of their own:
 # compiled alone, LLVM vectorizes them (measured: the forward kernel took 8.4 ms
 # for W3's first layer at batch 128 with these loops written inline in the
-# parallel loop body, where they stayed scalar, 3.2 ms as calls, and 2.0 ms
-# with four filters per call instead of two).
-@njit(cache=True, nogil=True, fastmath=True)
-def _madd_3taps_2filters(a0, a1, s0, s1, s2, w00, w01, w02, w10, w11, w12, length):
-    # a0 += w00*s0 + w01*s1 + w02*s2 and a1 += w10*s0 + w11*s1 + w12*s2 over [0, length)
-    for p in range(length):
-        v0 = s0[p]
-        v1 = s1[p]
-        v2 = s2[p]
-        a0[p] += w00 * v0 + w01 * v1 + w02 * v2
-        a1[p] += w10 * v0 + w11 * v1 + w12 * v2
-
-
+# parallel loop body, where they stayed scalar, 3.2 ms as calls of two filters
+# each, and 2.0 ms with four filters per call).
 @njit(cache=True, nogil=True, fastmath=True)
 def _madd_3taps_4filters(acc, f, W2T, t, s0, s1, s2, length):
     # acc[f + q] += W2T[f + q, t]*s0 + W2T[f + q, t + 1]*s1 + W2T[f + q, t + 2]*s2, q = 0..3
@@ -429,8 +418,8 @@ def _dot(run, d0, length, zero):
 def _conv_planes_forward(xq, W2T, bias, tap_plane, tap_offset, oh, ow, wq, rows_per_block, y):
     # y[(b, i, j), f] for blocks of `rows_per_block` output rows: acc[f, o - o0]
     # holds the sums over the block's flat positions; four filters and three taps
-    # per pass over the block (two or one filter for the remainder), so each load
-    # of acc serves three multiply-adds and each load of a run serves four.
+    # per pass over the block (one filter at a time for the remainder), so each
+    # load of acc serves three multiply-adds and each load of a run serves four.
     n = xq.shape[0]
     f_count, k_count = W2T.shape
     nblocks = (oh + rows_per_block - 1) // rows_per_block
@@ -448,18 +437,13 @@ def _conv_planes_forward(xq, W2T, bias, tap_plane, tap_offset, oh, ow, wq, rows_
                 acc[f, p] = bf
         k3 = k_count - k_count % 3
         f4 = f_count - f_count % 4
-        f2 = f_count - f_count % 2
         for t in range(0, k3, 3):
             s0 = _tap_runs(xq, b, tap_plane, tap_offset, o0, length, t)
             s1 = _tap_runs(xq, b, tap_plane, tap_offset, o0, length, t + 1)
             s2 = _tap_runs(xq, b, tap_plane, tap_offset, o0, length, t + 2)
             for f in range(0, f4, 4):
                 _madd_3taps_4filters(acc, f, W2T, t, s0, s1, s2, length)
-            for f in range(f4, f2, 2):
-                _madd_3taps_2filters(acc[f], acc[f + 1], s0, s1, s2,
-                                     W2T[f, t], W2T[f, t + 1], W2T[f, t + 2],
-                                     W2T[f + 1, t], W2T[f + 1, t + 1], W2T[f + 1, t + 2], length)
-            for f in range(f2, f_count):
+            for f in range(f4, f_count):
                 _madd_3taps(acc[f], s0, s1, s2, W2T[f, t], W2T[f, t + 1], W2T[f, t + 2], length)
         for t in range(k3, k_count):
             s0 = _tap_runs(xq, b, tap_plane, tap_offset, o0, length, t)
