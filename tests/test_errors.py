@@ -29,6 +29,20 @@ def test_conv_wrong_channel_count():
         layer.forward(np.zeros((2, 8, 8, 1)))
 
 
+def test_checks_still_run_after_an_accepted_input():
+    # a layer skips its checks only for an input like the last one it accepted
+    layer = L.Conv2D(2, 3, name="c4")
+    x = np.zeros((2, 8, 8, 3), dtype=np.float32)
+    assert layer.forward(x).shape == (2, 6, 6, 2)
+    assert layer.forward(x.tolist()).shape == (2, 6, 6, 2)        # a list is converted
+    with pytest.raises(ValueError, match=r"Conv2D 'c4': expected input shape \(N, N, N, 3\), got \(2, 8, 8, 1\)"):
+        layer.forward(np.zeros((2, 8, 8, 1), dtype=np.float32))
+    with pytest.raises(TypeError, match=r"Conv2D 'c4': expected a numeric array, got dtype <U1"):
+        layer.forward(np.full((2, 8, 8, 3), "a"))
+    assert layer.forward(x).dtype == np.float32
+    assert layer.forward(x.astype(np.float64)).dtype == np.float32  # converted, not accepted as is
+
+
 def test_kernel_larger_than_padded_input():
     with pytest.raises(ValueError, match=r"Conv2D 'c3': kernel \(5, 5\) is larger than the padded input \(6, 4\)"):
         L.Conv2D(2, 5, padding=1, name="c3").forward(np.zeros((1, 4, 2, 1)))

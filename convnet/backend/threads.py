@@ -36,7 +36,7 @@ fixed at that moment); convnet.backend.numba_ops calls it at import.
 The `tbb` wheel from PyPI puts libtbb.so.12 in the environment's lib/ folder
 (.venv/lib), where the dynamic loader does not look, so Numba's TBB layer fails
 to load from a plain venv and Numba quietly takes workqueue (W1 inference at
-batch 1 measured 980 img/s that way, against ~3,700 with TBB). configure() loads
+batch 1 measured 980 img/s that way, against ~4,300 with TBB). configure() loads
 the library from there first, by path; the loader then reuses it for Numba.
 """
 
