@@ -390,24 +390,8 @@ def _dot_3taps_4filters(acc, t, f, r0, r1, r2, dyq, length, zero):
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _dot_4filters(run, d0, d1, d2, d3, length, zero):
-    # (run . d0, run . d1, run . d2, run . d3) over [0, length); zero: 0 in the
-    # arrays' dtype, so float32 sums stay float32
-    s0 = zero
-    s1 = zero
-    s2 = zero
-    s3 = zero
-    for p in range(length):
-        v = run[p]
-        s0 += v * d0[p]
-        s1 += v * d1[p]
-        s2 += v * d2[p]
-        s3 += v * d3[p]
-    return s0, s1, s2, s3
-
-
-@njit(cache=True, nogil=True, fastmath=True)
 def _dot(run, d0, length, zero):
+    # run . d0 over [0, length); zero: 0 in the arrays' dtype, so float32 sums stay float32
     s0 = zero
     for p in range(length):
         s0 += run[p] * d0[p]
@@ -500,16 +484,9 @@ def _conv_planes_dw(xq, dy2, tap_plane, tap_offset, oh, ow, wq, rows_per_block, 
                     acc[t, f] += _dot(r0, dyq[f], length, zero)
                     acc[t + 1, f] += _dot(r1, dyq[f], length, zero)
                     acc[t + 2, f] += _dot(r2, dyq[f], length, zero)
-            for t in range(k3, k_count):
+            for t in range(k3, k_count):        # the taps left over after the groups of three
                 run = _tap_runs(xq, b, tap_plane, tap_offset, o0, length, t)
-                # four filters per pass: each load of the run feeds four multiply-adds
-                for f in range(0, f4, 4):
-                    s0, s1, s2, s3 = _dot_4filters(run, dyq[f], dyq[f + 1], dyq[f + 2], dyq[f + 3], length, zero)
-                    acc[t, f] += s0
-                    acc[t, f + 1] += s1
-                    acc[t, f + 2] += s2
-                    acc[t, f + 3] += s3
-                for f in range(f4, f_count):
+                for f in range(f_count):
                     acc[t, f] += _dot(run, dyq[f], length, zero)
 
 
