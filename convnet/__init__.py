@@ -10,12 +10,12 @@ from . import callbacks, initializers, layers, losses, metrics, optimizers
 from .backend import available_backends, get_backend, get_ops, set_backend, use_backend
 from .config import get_floatx, set_floatx
 from .gradcheck import GradcheckReport, gradcheck
-from .models import Sequential
-from .saving import load_model
+from .layers import Input
+from .models import Model, Sequential, load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["Sequential", "load_model", "gradcheck", "GradcheckReport", "layers", "losses",
+__all__ = ["Input", "Model", "Sequential", "load_model", "gradcheck", "GradcheckReport", "layers", "losses",
            "optimizers", "metrics", "initializers", "callbacks", "set_backend", "get_backend",
            "use_backend", "get_ops", "available_backends", "set_floatx", "get_floatx"]
 

@@ -39,6 +39,15 @@ class Callback:
         """fit passes {"epochs", "steps", "verbose"}; steps may be None (unknown)."""
         self.params = dict(params)
 
+    def get_state(self):
+        """(state, arrays) that a model file keeps so a resumed fit continues this
+        callback where it was: a JSON-friendly dict (None: this callback keeps no
+        state across a resume) and a {name: array} dict."""
+        return None, {}
+
+    def set_state(self, state, arrays):
+        """Restore what get_state() returned (called on resume, after on_train_begin)."""
+
     def on_train_begin(self, logs=None): pass
     def on_train_end(self, logs=None): pass
     def on_epoch_begin(self, epoch, logs=None): pass
@@ -132,6 +141,18 @@ class EarlyStopping(Callback):
         self.wait = 0
         self.stopped_epoch = None
 
+    def get_state(self):
+        weights = self.best_weights or []
+        return ({"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                 "stopped_epoch": self.stopped_epoch, "best_weights": len(weights)},
+                {f"best_weights/{i}": w for i, w in enumerate(weights)})
+
+    def set_state(self, state, arrays):
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self.wait, self.stopped_epoch = int(state["wait"]), state["stopped_epoch"]
+        count = int(state.get("best_weights", 0))
+        self.best_weights = [arrays[f"best_weights/{i}"] for i in range(count)] if count else None
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self.monitor not in logs:
@@ -207,6 +228,12 @@ class ModelCheckpoint(_Monitor, Callback):
         self.best = None
         self.last_path = None
 
+    def get_state(self):
+        return {"best": self.best}, {}
+
+    def set_state(self, state, arrays):
+        self.best = state["best"]
+
     def _format(self, epoch, logs):
         try:
             return self.filepath.format(epoch=epoch + 1, **(logs or {}))
@@ -263,6 +290,13 @@ class ReduceLROnPlateau(_Monitor, Callback):
         self.best = None
         self.wait = 0
         self.cooldown_counter = 0
+
+    def get_state(self):
+        return {"best": self.best, "wait": self.wait, "cooldown_counter": self.cooldown_counter}, {}
+
+    def set_state(self, state, arrays):
+        self.best = state["best"]
+        self.wait, self.cooldown_counter = int(state["wait"]), int(state["cooldown_counter"])
 
     def on_epoch_end(self, epoch, logs=None):
         value = self._read(logs, "ReduceLROnPlateau")

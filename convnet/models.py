@@ -1,20 +1,22 @@
-"""Sequential: a stack of layers trained with compile / fit / evaluate / predict.
+"""Model (a graph of layers) and Sequential (its linear case): compile / fit /
+evaluate / predict / summary / save.
 
 One training step (train_step) is the whole of backpropagation:
 
-    out  = layer_L(... layer_1(x))           forward, keeping what backward needs
-    loss = cross_entropy(out, y)              mean over the batch
-    d    = d loss / d out                     (softmax(z) - onehot(y)) / N
-    d    = layer.backward(d) for L..1         each layer fills layer.grads
-    optimizer.apply_gradients(params, grads)  in place
+    outs  = model.forward(xs, training=True)     every node in topological order
+    loss, dys = model.compute_loss(outs, ys)     mean over the batch; dL/d(outs)
+    model.backward(dys)                          every node in reverse; fills grads
+    model.apply_gradients()                      the optimizer updates in place
 
-When the last layer ends in softmax and the loss is a cross-entropy, the model
-feeds the loss the last layer's *logits* and skips the softmax's own backward:
-softmax followed by cross-entropy has the simple, stable gradient p - t, whereas
-log(softmax) taken separately underflows to log(0) for confident predictions.
+The walks over the graph are convnet/graph.py. When an output layer ends in
+softmax and its loss is a cross-entropy, the model feeds the loss that layer's
+*logits* and skips the softmax's own backward: softmax followed by cross-entropy
+has the simple, stable gradient p - t, whereas log(softmax) taken separately
+underflows to log(0) for confident predictions.
 """
 
-import math
+import itertools
+import warnings
 
 import numpy as np
 
@@ -22,187 +24,397 @@ from . import callbacks as callbacks_module
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
+from . import saving
 from .arrays import to_host
 from .backend import get_ops
-from .layers import Layer
+from .data.batching import ArrayBatches
+from .graph import Graph, GraphError
+from .layers import Layer, deserialize, serialize
 from .layers.base import shape_str, unique_name
+from .layers.input_layer import InputLayer
+from .layers.symbolic import SymbolicTensor
+
+__all__ = ["Model", "Sequential", "load_model"]
 
 
-class Sequential:
-    """A linear stack of layers (Keras' Sequential).
+def _rng_state(rng):
+    return None if rng is None else rng.bit_generator.state
 
-    Sequential(layers, input_shape=(28, 28, 1), seed=0): `input_shape` has no batch
-    axis; `seed` fixes the initial weights, the shuffling and dropout masks.
+
+def _set_rng_state(rng, state):
+    if rng is not None and state is not None:
+        rng.bit_generator.state = state
+
+
+class Model:
+    """A graph of layers from `inputs` to `outputs` (Keras' functional Model).
+
+        x = cn.Input(shape=(32, 32, 3))
+        h = L.Conv2D(16, 3, padding="same", activation="relu")(x)
+        y = L.Dense(10)(L.Flatten()(L.Add()([h, L.Conv2D(16, 1)(x)])))
+        model = cn.Model(inputs=x, outputs=y, seed=0)
+
+    inputs/outputs: one SymbolicTensor or a list of them. seed: when given, every
+    layer's weights are drawn again from it (so the same seed gives the same model),
+    and it fixes the shuffling and the dropout masks.
     """
 
-    def __init__(self, layers=None, input_shape=None, name=None, seed=None):
-        self.name = name or unique_name("sequential")
-        self.layers = []
+    def __init__(self, inputs=None, outputs=None, name=None, seed=None):
+        self.name = name or unique_name("functional" if type(self) is Model else _snake_class(self))
         self.seed = seed
-        self.built = False
-        self.input_shape = None
+        self.graph = None
         self.optimizer = None
-        self.loss = None
-        self.metric_fns = []
+        self.losses = []               # one Loss per output
+        self.loss_weights = None
+        self.metric_fns = []           # (name, fn) pairs, applied to every output
         self.compiled = False
         self.stop_training = False
         self.history = None
-        self.class_names = None      # labels of the outputs, kept in model files
+        self.class_names = None        # labels of the outputs, kept in model files
+        self._compile_config = None
+        self._loss_on_logits = []      # per output: the loss reads logits
+        self._fused = ()               # output positions whose softmax is fused into the loss
+        self._callback_states = []     # states read from a file, for the next fit's callbacks
+        self._active_callbacks = []    # the callbacks of the fit in progress (saved with the model)
+        self._epochs_seen = 0          # epochs trained so far: numbers each epoch's data order
         self._rng = np.random.default_rng(seed)
-        self._shuffle_rng = self._rng.spawn(1)[0]
-        for layer in layers or []:
-            self.add(layer)
-        if input_shape is None and self.layers and self.layers[0].input_shape is not None:
-            input_shape = self.layers[0].input_shape
-        if input_shape is not None:
-            self.build(input_shape)
+        self._shuffle_entropy = int(np.random.SeedSequence(seed).entropy)
+        if inputs is not None or outputs is not None:
+            if inputs is None or outputs is None:
+                raise ValueError(f"{self.describe()}: give both inputs= and outputs=")
+            graph = Graph(inputs, outputs, owner=self.describe())
+            self._set_graph(graph)
+            if seed is not None:
+                self._initialize_weights()
+                graph.refresh_views()
 
     # ------------------------------------------------------------- building
-    def add(self, layer):
-        """Append a layer; it is built at once when the model already is."""
-        if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential.add: expected a Layer, got {type(layer).__name__}")
-        if any(existing is layer for existing in self.layers):
-            raise ValueError(f"Sequential.add: layer {layer.name!r} is already in the model")
-        if self.built:
-            layer.build(self.output_shape, rng=self._rng.spawn(1)[0])
-        self.layers.append(layer)
+    def _set_graph(self, graph):
+        names = [layer.name for layer in graph.layers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise GraphError(f"{self.describe()}: layer names must be unique within a model; "
+                             f"{duplicates} appear more than once")
+        self.graph = graph
+        self._fused = ()
+        if self.compiled:
+            self._plan_losses()
 
-    def build(self, input_shape):
-        """Build every layer in turn, each from the previous one's output shape."""
-        input_shape = tuple(int(d) for d in input_shape)
-        shape = input_shape
+    def _initialize_weights(self):
+        """Draw every layer's weights again, in graph order, from the model's seed."""
         for layer, rng in zip(self.layers, self._rng.spawn(len(self.layers))):
-            layer.build(shape, rng=rng)
-            shape = layer.output_shape
-        self.input_shape = input_shape
-        self.built = True
+            layer.build(layer.input_shape, rng=rng)
+
+    @property
+    def built(self):
+        return self.graph is not None
+
+    @property
+    def layers(self):
+        """Every layer of the graph, each once, in the order they first run
+        (the InputLayers included, as in Keras' functional models)."""
+        return list(self.graph.layers) if self.graph else []
+
+    @property
+    def inputs(self):
+        return list(self.graph.inputs) if self.graph else []
+
+    @property
+    def outputs(self):
+        return list(self.graph.outputs) if self.graph else []
+
+    @property
+    def input_shape(self):
+        """Input shape without the batch axis (a list of them for several inputs)."""
+        if not self.graph:
+            return None
+        shapes = [tuple(t.shape[1:]) for t in self.graph.inputs]
+        return shapes[0] if len(shapes) == 1 else shapes
 
     @property
     def output_shape(self):
-        return self.layers[-1].output_shape if self.layers else self.input_shape
+        if not self.graph:
+            return None
+        shapes = [tuple(t.shape[1:]) for t in self.graph.outputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    def get_layer(self, name=None, index=None):
+        """A layer by name or by position in model.layers (as Keras)."""
+        if name is not None:
+            for layer in self.layers:
+                if layer.name == name:
+                    return layer
+            raise ValueError(f"{self.describe()}: no layer named {name!r}; layers are "
+                             f"{[layer.name for layer in self.layers]}")
+        if index is not None:
+            return self.layers[index]
+        raise ValueError(f"{self.describe()}.get_layer: give a name or an index")
 
     def describe(self):
-        return f"Sequential '{self.name}'"
+        return f"{type(self).__name__} '{self.name}'"
+
+    def _ensure_built(self, xs):
+        if not self.built:
+            raise ValueError(f"{self.describe()}: the model has no graph; build it with "
+                             "cn.Model(inputs=..., outputs=...)")
 
     # ------------------------------------------------------------ compiling
-    def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None):
-        """Choose the optimizer, the loss and the metrics reported by fit/evaluate."""
+    def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None,
+                loss_weights=None):
+        """Choose the optimizer, the loss (one, or one per output: a list or a dict
+        by output layer name) and the metrics reported by fit/evaluate."""
         self.optimizer = optimizers_module.get(optimizer)
-        self._loss_given_as_name = isinstance(loss, str)
-        self.loss = losses_module.get(loss)
+        self._loss_spec = loss
+        self.loss_weights = loss_weights
         self.metric_fns = [metrics_module.get(m) for m in (metrics or [])]
+        self._compile_config = {"loss": loss, "metrics": [name for name, _ in self.metric_fns],
+                                "loss_weights": loss_weights}
         self.compiled = True
+        if self.built:
+            self._plan_losses()
 
-    def _ends_in_softmax(self):
-        return bool(self.layers) and self.layers[-1].activation == "softmax"
+    @property
+    def loss(self):
+        """The loss of the (first) output."""
+        return self.losses[0] if self.losses else None
 
-    def _outputs_logits(self):
-        """True when the last layer's output is logits (no softmax at the end)."""
-        if self._ends_in_softmax():
-            return False
-        if self.loss is None or self._loss_given_as_name:
-            return True
-        return self.loss.from_logits
+    def _plan_losses(self):
+        """One Loss per output, and for each whether it reads logits."""
+        outputs, spec = self.graph.outputs, self._loss_spec
+        names = [t.layer.name for t in outputs]
+        if isinstance(spec, dict):
+            unknown = sorted(set(spec) - set(names))
+            if unknown:
+                raise ValueError(f"{self.describe()}.compile: loss names unknown outputs {unknown}; "
+                                 f"outputs are {names}")
+            missing = [n for n in names if n not in spec]
+            if missing:
+                raise ValueError(f"{self.describe()}.compile: no loss for outputs {missing}")
+            specs = [spec[n] for n in names]
+        elif isinstance(spec, (list, tuple)):
+            if len(spec) != len(outputs):
+                raise ValueError(f"{self.describe()}.compile: {len(spec)} losses for {len(outputs)} outputs")
+            specs = list(spec)
+        else:
+            specs = [spec] * len(outputs)
+        self.losses = [losses_module.get(s) for s in specs]
+        if self.loss_weights is None:
+            self._weights = [1.0] * len(outputs)
+        elif isinstance(self.loss_weights, dict):
+            self._weights = [float(self.loss_weights.get(n, 1.0)) for n in names]
+        else:
+            if len(self.loss_weights) != len(outputs):
+                raise ValueError(f"{self.describe()}.compile: {len(self.loss_weights)} loss_weights for "
+                                 f"{len(outputs)} outputs")
+            self._weights = [float(w) for w in self.loss_weights]
+        self._loss_on_logits, fused = [], []
+        for i, (loss, given_as_name) in enumerate(zip(self.losses, [isinstance(s, str) for s in specs])):
+            ends_in_softmax = outputs[i].layer.activation == "softmax"
+            cross_entropy = isinstance(loss, (losses_module.SparseCategoricalCrossentropy,
+                                              losses_module.CategoricalCrossentropy))
+            if ends_in_softmax and cross_entropy and not self.graph.output_has_other_uses(i):
+                fused.append(i)
+                self._loss_on_logits.append(True)
+            elif ends_in_softmax:
+                self._loss_on_logits.append(False)
+            else:
+                self._loss_on_logits.append(given_as_name or loss.from_logits)
+        self._fused = tuple(fused)
+
+    def get_compile_config(self):
+        """The compile() arguments as JSON-friendly data (None before compile)."""
+        if not self.compiled:
+            return None
+        loss = self._loss_spec
+
+        def loss_config(spec):
+            if isinstance(spec, str):
+                return spec
+            return {"class_name": type(spec).__name__, "config": spec.get_config()}
+        if isinstance(loss, dict):
+            loss = {k: loss_config(v) for k, v in loss.items()}
+        elif isinstance(loss, (list, tuple)):
+            loss = [loss_config(v) for v in loss]
+        else:
+            loss = loss_config(loss)
+        return {"optimizer": optimizers_module.serialize(self.optimizer), "loss": loss,
+                "metrics": list(self._compile_config["metrics"]),
+                "loss_weights": self._compile_config["loss_weights"]}
+
+    def compile_from_config(self, config):
+        """compile() from get_compile_config()'s data (unknown metrics are errors)."""
+        def loss_object(spec):
+            if isinstance(spec, str):
+                return spec
+            classes = {cls.__name__: cls for cls in losses_module.LOSSES.values()}
+            if not isinstance(spec, dict) or spec.get("class_name") not in classes:
+                raise ValueError(f"{self.describe()}: unknown loss {spec!r}")
+            return classes[spec["class_name"]](**spec.get("config", {}))
+        loss = config["loss"]
+        metrics = []
+        for name in config.get("metrics") or []:
+            try:
+                metrics_module.get(name)
+            except ValueError:
+                warnings.warn(f"{self.describe()}: metric {name!r} is not a built-in metric and was left "
+                              "out; compile the model again to use it", stacklevel=3)
+                continue
+            metrics.append(name)
+        if isinstance(loss, dict) and "class_name" not in loss:
+            loss = {k: loss_object(v) for k, v in loss.items()}
+        elif isinstance(loss, list):
+            loss = [loss_object(v) for v in loss]
+        else:
+            loss = loss_object(loss)
+        self.compile(optimizer=optimizers_module.get(config["optimizer"]), loss=loss,
+                     metrics=metrics, loss_weights=config.get("loss_weights"))
 
     def _require_compiled(self, what):
         if not self.compiled:
             raise RuntimeError(f"{self.describe()}: call compile() before {what}()")
 
     # ----------------------------------------------------- forward/backward
-    def _forward(self, x, training, logits):
-        """Run the layers; with logits=True the last layer's activation is skipped."""
-        for layer in self.layers[:-1]:
-            x = layer.forward(x, training=training)
-        last = self.layers[-1]
-        return last.forward_logits(x, training) if logits else last.forward(x, training)
+    def forward(self, xs, training=False, trace=None):
+        """Outputs (a list, one per output) for input arrays xs (a list, one per
+        input). Outputs whose softmax the loss fuses come back as logits."""
+        return self.graph.forward(xs, training=training, logits=self._fused, trace=trace)
 
-    def _backward(self, grad, logits):
-        # Nothing uses the gradient w.r.t. the model's input. So backpropagation stops
-        # at the first layer with parameters (those before it, e.g. Rescaling, have
-        # nothing to learn), and that layer may skip its own input gradient
-        # (Conv2D then computes neither dcols nor col2im) and return None.
-        first = next((i for i, layer in enumerate(self.layers) if layer.params), len(self.layers) - 1)
-        stop = self.layers[first]
-        stop.skip_input_grad = True
-        try:
-            last = self.layers[-1]
-            grad = last.backward_logits(grad) if logits else last.backward(grad)
-            for layer in reversed(self.layers[first:-1]):
-                grad = layer.backward(grad)
-        finally:
-            stop.skip_input_grad = False
-        return grad
+    def compute_loss(self, outs, ys):
+        """(loss as a float, [dL/d out for each output]) for outputs `outs` and
+        targets `ys` (lists); the loss is the weighted sum over outputs."""
+        total, grads = 0.0, []
+        for out, y, loss, on_logits, w in zip(outs, ys, self.losses, self._loss_on_logits, self._weights):
+            total += w * loss.forward(out, y, from_logits=on_logits)
+            g = loss.backward()
+            grads.append(g if w == 1.0 else g * w)
+        return total, grads
 
-    def _loss_on_logits(self):
-        """Does training feed the loss logits? (always, unless an explicit
-        from_logits=False loss is used on a model without a final softmax)."""
-        return self._ends_in_softmax() or self._outputs_logits()
+    def backward(self, output_grads, trace=None):
+        """Backpropagate dL/d(outputs) through the graph: fills every layer's grads."""
+        self.graph.backward(output_grads, logits=self._fused, trace=trace)
 
-    def _train_batch(self, x, y):
-        """One optimisation step; returns (loss, class probabilities on the host)."""
-        on_logits = self._loss_on_logits()
-        skip_softmax = self._ends_in_softmax()
-        out = self._forward(x, training=True, logits=skip_softmax)
-        loss = self.loss.forward(out, y, from_logits=on_logits)
-        self._backward(self.loss.backward(), logits=skip_softmax)
-        self.optimizer.apply_gradients(self._params_and_grads())
-        return loss, self._probabilities(out, on_logits)
-
-    def _probabilities(self, out, is_logits):
-        ops = get_ops()
-        return ops.to_numpy(ops.softmax(out) if is_logits else out)
-
-    def _params_and_grads(self):
+    def params_and_grads(self):
+        """[(key, param, grad)] for the optimizer; key "layer index/name" is stable
+        across saves (the optimizer's slots are keyed by it)."""
         return [(f"{i}/{key}", layer.params[key], layer.grads[key])
                 for i, layer in enumerate(self.layers) for key in layer.params]
+
+    def apply_gradients(self):
+        """One optimizer update from the grads that backward() left in the layers."""
+        self.optimizer.apply_gradients(self.params_and_grads())
+
+    def _train_batch(self, xs, ys):
+        """One optimisation step; returns (loss, per-output scores on the host)."""
+        outs = self.forward(xs, training=True)
+        loss, grads = self.compute_loss(outs, ys)
+        self.backward(grads)
+        self.apply_gradients()
+        return loss, outs
 
     def train_step(self, x, y):
         """Forward, loss, backward and one optimizer update on this batch; returns the loss."""
         self._require_compiled("train_step")
-        x, y = self._check_data(x, y, "train_step")
-        loss, _ = self._train_batch(x, y)
+        xs, ys = self._check_data(x, y, "train_step")
+        loss, _ = self._train_batch(xs, ys)
         return loss
 
+    def _scores(self, outs):
+        """Per output, what metrics and predict see: probabilities where the output
+        is a classifier's logits (softmax applied), else the output as it is."""
+        ops = get_ops()
+        scores = []
+        for i, out in enumerate(outs):
+            if self._reads_logits(i):
+                out = ops.softmax(out)
+            scores.append(ops.to_numpy(out))
+        return scores
+
+    def _reads_logits(self, i):
+        """Is output i logits that predict turns into probabilities? Yes for a fused
+        softmax, and for a linear (N, classes) output that the loss reads as logits
+        (or that no loss says otherwise about)."""
+        if i in self._fused:
+            return True
+        layer = self.graph.outputs[i].layer
+        if layer.activation is not None or len(self.graph.outputs[i].shape) != 2:
+            return False
+        if self.compiled:
+            return bool(self._loss_on_logits[i])
+        return True
+
     # --------------------------------------------------------------- checks
-    def _ensure_built(self, x):
-        if not self.layers:
-            raise ValueError(f"{self.describe()}: the model has no layers")
-        if not self.built:
-            self.build(np.shape(x)[1:])
+    def _as_list(self, value, count, what, where):
+        if count == 1:
+            return [value]
+        if isinstance(value, dict):
+            names = ([t.layer.name for t in self.graph.inputs] if what == "inputs"
+                     else [t.layer.name for t in self.graph.outputs])
+            missing = [n for n in names if n not in value]
+            if missing:
+                raise ValueError(f"{self.describe()}.{where}: no {what} given for {missing}")
+            return [value[n] for n in names]
+        if not isinstance(value, (list, tuple)) or len(value) != count:
+            got = f"a list of {len(value)}" if isinstance(value, (list, tuple)) else type(value).__name__
+            raise ValueError(f"{self.describe()}.{where}: the model has {count} {what}; give a list of "
+                             f"{count} arrays, got {got}")
+        return list(value)
 
     def _check_x(self, x, where):
-        if not hasattr(x, "shape"):
-            x = np.asarray(x)
-        if x.ndim < 2:
-            raise ValueError(f"{self.describe()}.{where}: expected a batch of inputs of shape "
-                             f"{shape_str((None, *(self.input_shape or ('...',))))}, got shape {tuple(x.shape)}")
-        if x.shape[0] == 0:
-            raise ValueError(f"{self.describe()}.{where}: empty input (0 samples), shape {tuple(x.shape)}")
-        self._ensure_built(x)
-        if tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(f"{self.describe()}.{where}: expected input shape "
-                             f"{shape_str((None, *self.input_shape))}, got {tuple(x.shape)}")
-        return x
+        """The input arrays as a list, each checked against its Input's shape."""
+        if not self.built:
+            self._ensure_built(x)
+        xs = self._as_list(x, len(self.graph.inputs), "inputs", where)
+        checked = []
+        for t, xi in zip(self.graph.inputs, xs):
+            if isinstance(xi, SymbolicTensor):
+                raise TypeError(f"{self.describe()}.{where}: got a symbolic tensor; pass arrays (to "
+                                "build a model on symbolic tensors use cn.Model(inputs=..., outputs=...))")
+            if not hasattr(xi, "shape"):
+                xi = np.asarray(xi)
+            expected = tuple(t.shape[1:])
+            if xi.ndim < 2:
+                raise ValueError(f"{self.describe()}.{where}: expected a batch of inputs of shape "
+                                 f"{shape_str((None, *expected))}, got shape {tuple(xi.shape)}")
+            if xi.shape[0] == 0:
+                raise ValueError(f"{self.describe()}.{where}: empty input (0 samples), shape {tuple(xi.shape)}")
+            if tuple(xi.shape[1:]) != expected:
+                raise ValueError(f"{self.describe()}.{where}: expected input shape "
+                                 f"{shape_str((None, *expected))}, got {tuple(xi.shape)}")
+            checked.append(xi)
+        if len({int(xi.shape[0]) for xi in checked}) != 1:
+            raise ValueError(f"{self.describe()}.{where}: the inputs have different numbers of samples "
+                             f"{[int(xi.shape[0]) for xi in checked]}")
+        return checked
 
     def _check_y(self, y, n, where):
         if y is None:
             raise ValueError(f"{self.describe()}.{where}: labels y are required")
-        y = np.asarray(to_host(y))
-        if y.shape[0:1] != (n,):
-            raise ValueError(f"{self.describe()}.{where}: x has {n} samples but y has "
-                             f"{y.shape[0] if y.ndim else 'no'} (shape {y.shape})")
-        k = self.output_shape[-1]
-        owner = f"{self.describe()}.{where}"
-        if isinstance(self.loss, losses_module.SparseCategoricalCrossentropy):
-            return losses_module.check_sparse_labels(y, (n, k), owner)
-        if isinstance(self.loss, losses_module.CategoricalCrossentropy) and y.shape != (n, k):
-            raise ValueError(f"{owner}: expected one-hot labels of shape ({n}, {k}), got {y.shape}")
-        return y
+        ys = self._as_list(y, len(self.graph.outputs), "outputs", where)
+        checked = []
+        for t, yi, loss in zip(self.graph.outputs, ys, self.losses or [None] * len(ys)):
+            yi = np.asarray(to_host(yi))
+            if yi.shape[0:1] != (n,):
+                raise ValueError(f"{self.describe()}.{where}: x has {n} samples but y has "
+                                 f"{yi.shape[0] if yi.ndim else 'no'} (shape {yi.shape})")
+            k = t.shape[-1]
+            owner = f"{self.describe()}.{where}"
+            if isinstance(loss, losses_module.SparseCategoricalCrossentropy):
+                yi = losses_module.check_sparse_labels(yi, (n, k), owner)
+            elif isinstance(loss, losses_module.CategoricalCrossentropy) and yi.shape != (n, k):
+                raise ValueError(f"{owner}: expected one-hot labels of shape ({n}, {k}), got {yi.shape}")
+            checked.append(yi)
+        return checked
 
     def _check_data(self, x, y, where):
-        x = self._check_x(x, where)
-        return x, self._check_y(y, x.shape[0], where)
+        xs = self._check_x(x, where)
+        return xs, self._check_y(y, int(xs[0].shape[0]), where)
+
+    def check_batch(self, x, y=None, where="check_batch"):
+        """(xs, ys): the inputs and (when y is given) the targets as lists, one
+        array per model input / output, checked against the model's shapes and
+        loss (ValueError naming the model and `where` otherwise)."""
+        xs = self._check_x(x, where)
+        return xs, (None if y is None else self._check_y(y, int(xs[0].shape[0]), where))
 
     # ------------------------------------------------------------------ fit
     def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None,
@@ -210,58 +422,74 @@ class Sequential:
             validation_steps=None, initial_epoch=0):
         """Train for `epochs` epochs; returns a History (history.history: dict of lists).
 
-        x, y: arrays (N, H, W, C) and labels; or x alone as an iterable of (x, y) batches
-        (a dataset object; `steps_per_epoch` limits the batches per epoch).
+        x, y: arrays (N, H, W, C) and labels (lists of them for several inputs or
+        outputs); or x alone as an iterable of (x, y) batches (a dataset object;
+        `steps_per_epoch` limits the batches per epoch).
         validation_data: (x_val, y_val) or a batch iterable; validation_split takes the
         last fraction of x, y instead (as Keras does, before shuffling).
+        initial_epoch: the epoch to start from (resuming a run saved at that epoch).
         """
         self._require_compiled("fit")
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"{self.describe()}.fit: batch_size must be a positive int, got {batch_size!r}")
-        if not isinstance(epochs, int) or epochs < 0:
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"{self.describe()}.fit: epochs must be a non-negative int, got {epochs!r}")
-        train_batches, n_train = self._training_batches(x, y, batch_size, shuffle, steps_per_epoch,
-                                                        validation_split)
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or initial_epoch < 0:
+            raise ValueError(f"{self.describe()}.fit: initial_epoch must be a non-negative int, "
+                             f"got {initial_epoch!r}")
+        train_batches, n_train, x, y = self._training_batches(x, y, batch_size, shuffle, steps_per_epoch,
+                                                              validation_split)
         val = self._validation_source(x, y, validation_data, validation_split, batch_size)
 
         history = callbacks_module.History()
         progbar = callbacks_module.progress_callback(verbose)   # verbose 0 / 1 (bar) / 2 (lines)
         # History and the progress display run after the user's callbacks, so they see
         # what those add to the logs (e.g. "learning_rate"), as in Keras
-        cbs = callbacks_module.CallbackList(
-            [callbacks_module.get(c) for c in (callbacks or [])] + [history]
-            + ([progbar] if progbar else []), self)
+        user_callbacks = [callbacks_module.get(c) for c in (callbacks or [])]
+        cbs = callbacks_module.CallbackList(user_callbacks + [history] + ([progbar] if progbar else []), self)
         cbs.set_params({"epochs": epochs, "steps": n_train, "verbose": verbose})
         self.stop_training = False
         self.history = history
-        cbs.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            cbs.on_epoch_begin(epoch)
-            logs = self._run_epoch(train_batches(), cbs)
-            if val is not None:
-                val_logs = self._evaluate_batches(val(), validation_steps)
-                logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            cbs.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        cbs.on_train_end()
+        self._active_callbacks = user_callbacks
+        try:
+            cbs.on_train_begin()
+            if initial_epoch > 0:
+                self._restore_callback_states(user_callbacks)
+            for epoch in range(initial_epoch, epochs):
+                cbs.on_epoch_begin(epoch)
+                logs = self._run_epoch(train_batches(self._epochs_seen), cbs)
+                self._epochs_seen += 1
+                if val is not None:
+                    source, checked = val
+                    val_logs = self._evaluate_batches(source(), validation_steps, "fit (validation)", checked)
+                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                cbs.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+            cbs.on_train_end()
+        finally:
+            self._active_callbacks = []
         return history
 
     def _training_batches(self, x, y, batch_size, shuffle, steps_per_epoch, validation_split):
-        """A function returning one epoch's iterator of (x, y) batches, and its length."""
-        if y is None and x is not None and not hasattr(x, "shape"):
+        """(a function epoch -> iterator of (xs, ys) batches, the number of batches,
+        checked x, checked y). Arrays go through data.ArrayBatches, whose order for
+        epoch k is a pure function of (the model's shuffle seed, k): a run resumed
+        at epoch k sees the same batches as one never interrupted."""
+        if y is None and x is not None and not hasattr(x, "shape") and not isinstance(x, (list, tuple)):
             dataset = x                      # an iterable of (x, y) batches
 
-            def epoch_iter():
-                for step, batch in enumerate(dataset):
-                    if steps_per_epoch is not None and step >= steps_per_epoch:
-                        break
-                    bx, by = batch
+            def dataset_epoch(_epoch):
+                batches = iter(dataset)
+                if steps_per_epoch is not None:
+                    batches = itertools.islice(batches, steps_per_epoch)
+                for batch in batches:
+                    bx, by = self._split_batch(batch, "fit")
                     yield self._check_data(bx, by, "fit")
             total = steps_per_epoch if steps_per_epoch is not None else _len_or_none(dataset)
-            return epoch_iter, total
-        x, y = self._check_data(x, y, "fit")
-        n = x.shape[0]
+            return dataset_epoch, total, None, None
+        xs, ys = self._check_data(x, y, "fit")
+        n = int(xs[0].shape[0])
         if validation_split:
             if not 0 < validation_split < 1:
                 raise ValueError(f"{self.describe()}.fit: validation_split must be in (0, 1), "
@@ -270,54 +498,56 @@ class Sequential:
             if n < 1:
                 raise ValueError(f"{self.describe()}.fit: validation_split={validation_split} "
                                  "leaves no training samples")
-        steps = math.ceil(n / batch_size)
-        if steps_per_epoch is not None:
-            steps = min(steps, steps_per_epoch)
+        batches = ArrayBatches([a[:n] for a in xs], [a[:n] for a in ys], batch_size=batch_size,
+                               shuffle=shuffle, seed=self._shuffle_entropy)
+        steps = len(batches) if steps_per_epoch is None else min(len(batches), steps_per_epoch)
 
-        def epoch_iter():
-            order = self._shuffle_rng.permutation(n) if shuffle else np.arange(n)
-            for step in range(steps):
-                idx = order[step * batch_size:(step + 1) * batch_size]
-                if shuffle:
-                    idx = np.sort(idx)   # sorted gathers read memory in order
-                yield x[idx], y[idx]
-        return epoch_iter, steps
+        def array_epoch(epoch):
+            return itertools.islice(batches.iter_epoch(epoch), steps)
+        return array_epoch, steps, xs, ys
 
-    def _validation_source(self, x, y, validation_data, validation_split, batch_size):
+    def _split_batch(self, batch, where):
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            raise ValueError(f"{self.describe()}.{where}: expected the data to yield (x, y) batches, "
+                             f"got {type(batch).__name__}")
+        return batch[0], batch[1]
+
+    def _validation_source(self, xs, ys, validation_data, validation_split, batch_size):
         if validation_data is not None:
             if isinstance(validation_data, (tuple, list)):
                 if len(validation_data) != 2:
                     raise ValueError(f"{self.describe()}.fit: validation_data must be (x_val, y_val), "
                                      f"got a sequence of {len(validation_data)} items")
                 vx, vy = self._check_data(validation_data[0], validation_data[1], "fit (validation_data)")
-                return lambda: _array_batches(vx, vy, batch_size)
-            return lambda: iter(validation_data)
-        if validation_split and y is not None:
-            n = x.shape[0]
+                return (lambda: _array_batches(vx, vy, batch_size)), True
+            return (lambda: iter(validation_data)), False
+        if validation_split and ys is not None:
+            n = int(xs[0].shape[0])
             start = int(n * (1 - validation_split))
             if start >= n:
                 raise ValueError(f"{self.describe()}.fit: validation_split={validation_split} "
                                  "leaves no validation samples")
-            return lambda: _array_batches(x[start:], y[start:], batch_size)
+            return (lambda: _array_batches([a[start:] for a in xs], [a[start:] for a in ys], batch_size)), True
         return None
 
     def _run_epoch(self, batches, cbs):
         # the progress bar is callbacks.ProgbarLogger, fed by on_batch_end
         loss_sum, count = 0.0, 0
         y_parts, p_parts = [], []
-        batch_accuracy = dict(self.metric_fns).get("accuracy")
-        for step, (bx, by) in enumerate(batches):
+        batch_accuracy = dict(self.metric_fns).get("accuracy") if len(self.graph.outputs) == 1 else None
+        for step, (bxs, bys) in enumerate(batches):
             cbs.on_batch_begin(step)
-            loss, probs = self._train_batch(bx, by)
-            n = len(by)
+            loss, outs = self._train_batch(bxs, bys)
+            n = len(bys[0])
             loss_sum += loss * n
             count += n
-            if self.metric_fns:
-                y_parts.append(by)
-                p_parts.append(probs)
             batch_logs = {"loss": loss, "size": n}
-            if batch_accuracy is not None:    # cheap, so the progress bar can show it
-                batch_logs["accuracy"] = batch_accuracy(by, probs)
+            if self.metric_fns:
+                scores = self._scores(outs)
+                y_parts.append(bys)
+                p_parts.append(scores)
+                if batch_accuracy is not None:    # cheap, so the progress bar can show it
+                    batch_logs["accuracy"] = batch_accuracy(bys[0], scores[0])
             cbs.on_batch_end(step, batch_logs)
         if count == 0:
             raise ValueError(f"{self.describe()}.fit: the training data yielded no batches")
@@ -326,11 +556,18 @@ class Sequential:
         return logs
 
     def _metric_logs(self, y_parts, p_parts):
+        """Metrics over the whole epoch; named "<output>_<metric>" for several outputs."""
         if not self.metric_fns or not y_parts:
             return {}
-        y_all = np.concatenate([np.asarray(to_host(part)) for part in y_parts])
-        p_all = np.concatenate(p_parts)
-        return {name: float(fn(y_all, p_all)) for name, fn in self.metric_fns}
+        logs = {}
+        outputs = self.graph.outputs
+        for i, t in enumerate(outputs):
+            y_all = np.concatenate([np.asarray(to_host(part[i])) for part in y_parts])
+            p_all = np.concatenate([part[i] for part in p_parts])
+            prefix = f"{t.layer.name}_" if len(outputs) > 1 else ""
+            for name, fn in self.metric_fns:
+                logs[prefix + name] = float(fn(y_all, p_all))
+        return logs
 
     # ------------------------------------------------------- evaluate/predict
     def evaluate(self, x=None, y=None, batch_size=32, verbose=0, steps=None, return_dict=True):
@@ -339,67 +576,89 @@ class Sequential:
         Returns {"loss": ..., "<metric>": ...} (a list in that order with return_dict=False).
         """
         self._require_compiled("evaluate")
-        if y is None and x is not None and not hasattr(x, "shape"):
-            logs = self._evaluate_batches(iter(x), steps)
+        if y is None and x is not None and not hasattr(x, "shape") and not isinstance(x, (list, tuple)):
+            logs = self._evaluate_batches(iter(x), steps, "evaluate")
         else:
-            x, y = self._check_data(x, y, "evaluate")
-            logs = self._evaluate_batches(_array_batches(x, y, batch_size), steps)
+            xs, ys = self._check_data(x, y, "evaluate")
+            logs = self._evaluate_batches(_array_batches(xs, ys, batch_size), steps, "evaluate", checked=True)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         return logs if return_dict else list(logs.values())
 
-    def _evaluate_batches(self, batches, steps=None):
-        on_logits = self._loss_on_logits()
-        skip_softmax = self._ends_in_softmax()
+    def _evaluate_batches(self, batches, steps, where, checked=False):
+        """Loss and metrics over batches; `checked`: they are (xs, ys) lists that
+        already passed the checks (array data split by _array_batches)."""
         loss_sum, count = 0.0, 0
         y_parts, p_parts = [], []
-        for step, (bx, by) in enumerate(batches):
+        for step, batch in enumerate(batches):
             if steps is not None and step >= steps:
                 break
-            bx, by = self._check_data(bx, by, "evaluate")
-            out = self._forward(bx, training=False, logits=skip_softmax)
-            n = len(by)
-            loss_sum += self.loss.forward(out, by, from_logits=on_logits) * n
+            bx, by = self._split_batch(batch, where)
+            bxs, bys = (bx, by) if checked else self._check_data(bx, by, where)
+            outs = self.forward(bxs, training=False)
+            n = len(bys[0])
+            total = 0.0
+            for out, yi, loss, on_logits, w in zip(outs, bys, self.losses, self._loss_on_logits, self._weights):
+                total += w * loss.forward(out, yi, from_logits=on_logits)
+            loss_sum += total * n
             count += n
-            y_parts.append(by)
-            p_parts.append(self._probabilities(out, on_logits))
+            y_parts.append(bys)
+            p_parts.append(self._scores(outs))
         if count == 0:
-            raise ValueError(f"{self.describe()}.evaluate: no samples to evaluate")
+            raise ValueError(f"{self.describe()}.{where}: no samples to evaluate")
         logs = {"loss": loss_sum / count}
         logs.update(self._metric_logs(y_parts, p_parts))
         return logs
 
     def predict(self, x, batch_size=32, verbose=0):
-        """Class probabilities (N, classes) as a numpy array (softmax applied to logits)."""
-        if not hasattr(x, "shape") and not isinstance(x, (list, tuple)):
-            parts = [self.predict(bx, batch_size) for bx, *_ in x]
+        """Per output, (N, ...) numpy arrays: class probabilities for a classifier
+        (softmax applied to logits), the raw values otherwise. One output gives one
+        array, several give a list."""
+        if not hasattr(x, "shape") and not isinstance(x, (list, tuple, dict)):
+            parts = []
+            for batch in x:
+                bx = batch[0] if isinstance(batch, (tuple, list)) and len(batch) == 2 \
+                    and len(self.graph.inputs) == 1 else batch
+                parts.append(self._predict_arrays(self._check_x(bx, "predict"), batch_size))
             if not parts:
                 raise ValueError(f"{self.describe()}.predict: no samples to predict")
-            return np.concatenate(parts)
-        x = self._check_x(x, "predict")
-        is_logits = self._outputs_logits()
-        skip_softmax = self._ends_in_softmax()
-        outs = []
-        for start in range(0, x.shape[0], batch_size):
-            out = self._forward(x[start:start + batch_size], training=False, logits=skip_softmax)
-            outs.append(self._probabilities(out, is_logits or skip_softmax))
-        return np.concatenate(outs)
+            return self._unwrap([np.concatenate(p) for p in zip(*parts)])
+        return self._unwrap(self._predict_arrays(self._check_x(x, "predict"), batch_size))
+
+    def _predict_arrays(self, xs, batch_size):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"{self.describe()}.predict: batch_size must be a positive int, got {batch_size!r}")
+        outs = [[] for _ in self.graph.outputs]
+        for start in range(0, int(xs[0].shape[0]), batch_size):
+            batch = [a[start:start + batch_size] for a in xs]
+            for part, score in zip(outs, self._scores(self.forward(batch, training=False))):
+                part.append(score)
+        return [np.concatenate(part) for part in outs]
+
+    def _unwrap(self, values):
+        return values[0] if len(values) == 1 else values
 
     def __call__(self, x, training=False):
-        """The raw output of the last layer (logits when it has no softmax)."""
-        self._ensure_built(x)
-        return self._forward(x, training=training, logits=False)
+        """The raw outputs (no softmax added) as numpy arrays: one array for one
+        output, a list for several. A feature extractor built as
+        cn.Model(inputs=model.inputs, outputs=[layer.output, ...]) returns the
+        listed activations."""
+        xs = self._check_x(x, "__call__")
+        outs = self.graph.forward(xs, training=training)
+        return self._unwrap([get_ops().to_numpy(out) for out in outs])
 
     # -------------------------------------------------------------- weights
+    def _stores(self):
+        return [(i, layer, kind, store) for i, layer in enumerate(self.layers)
+                for kind, store in (("param", layer.params), ("state", layer.state))]
+
     def get_weights(self):
         """Copies of every parameter and state array, in layer order (host numpy)."""
-        return [np.array(to_host(store[key])) for layer in self.layers
-                for store in (layer.params, layer.state) for key in store]
+        return [np.array(to_host(store[key])) for _, _, _, store in self._stores() for key in store]
 
     def set_weights(self, weights):
         """Assign arrays in the order of get_weights (shapes must match)."""
-        targets = [(layer, store, key) for layer in self.layers
-                   for store in (layer.params, layer.state) for key in store]
+        targets = [(layer, store, key) for _, layer, _, store in self._stores() for key in store]
         if len(weights) != len(targets):
             raise ValueError(f"{self.describe()}.set_weights: expected {len(targets)} arrays, "
                              f"got {len(weights)}")
@@ -411,36 +670,136 @@ class Sequential:
                                  f"{tuple(store[key].shape)}, got {w.shape}")
             store[key] = ops.asarray(w, dtype=layer.dtype)
 
+    def named_weights(self):
+        """{"param/<layer index>/<name>" or "state/...": host array}: the weights as
+        a model file stores them."""
+        return {f"{kind}/{i}/{key}": to_host(store[key]) for i, _, kind, store in self._stores()
+                for key in store}
+
+    def set_named_weights(self, arrays, source="set_named_weights"):
+        """Assign weights from named_weights()-style names; every one must be present
+        with the shape the architecture gives."""
+        ops = get_ops()
+        for i, layer, kind, store in self._stores():
+            for key in store:
+                name = f"{kind}/{i}/{key}"
+                if name not in arrays:
+                    raise ValueError(f"{source} is missing array {name!r} ({layer.describe()})")
+                value = arrays[name]
+                if tuple(value.shape) != tuple(store[key].shape):
+                    raise ValueError(f"{source}: array {name!r} has shape {tuple(value.shape)}, "
+                                     f"expected {tuple(store[key].shape)} for {layer.describe()}")
+                store[key] = ops.asarray(np.asarray(value), dtype=layer.dtype)
+
     def count_params(self):
         return sum(layer.count_params() for layer in self.layers)
+
+    # ---------------------------------------------------------------- state
+    def get_state(self):
+        """(state, arrays): everything but the weights that training changes.
+
+        state (JSON-friendly): random generators, epochs trained, optimizer step
+        counter and the internal counters of the running fit's callbacks; arrays:
+        the optimizer's slots and array-valued callback state (EarlyStopping's best
+        weights), as host numpy arrays keyed by name.
+        """
+        state = {"rng": {"model": _rng_state(self._rng),
+                         "layers": [_rng_state(layer.rng) for layer in self.layers]},
+                 "shuffle_entropy": str(self._shuffle_entropy),
+                 "epochs_seen": self._epochs_seen, "optimizer": None, "callbacks": []}
+        arrays = {}
+        if self.compiled:
+            iterations, slots = self.optimizer.get_state()
+            state["optimizer"] = {"iterations": iterations}
+            arrays.update({f"optimizer/{k}": v for k, v in slots.items()})
+        callbacks = self._active_callbacks or []
+        for i, cb in enumerate(callbacks):
+            cb_state, cb_arrays = cb.get_state()
+            if cb_state is None:
+                continue
+            state["callbacks"].append({"class_name": type(cb).__name__, "index": i, "state": cb_state})
+            arrays.update({f"callback/{i}/{k}": v for k, v in cb_arrays.items()})
+        if not callbacks and self._callback_states:
+            # loaded but not yet resumed: keep what the file had
+            state["callbacks"] = [dict(s, arrays=None) for s in self._callback_states]
+            for s in self._callback_states:
+                arrays.update({f"callback/{s['index']}/{k}": v for k, v in (s.get("arrays") or {}).items()})
+            for s in state["callbacks"]:
+                s.pop("arrays")
+        return state, arrays
+
+    def set_state(self, state, arrays=None):
+        """Restore what get_state() returned (optimizer state needs compile() first)."""
+        arrays = arrays or {}
+        rng = state.get("rng") or {}
+        _set_rng_state(self._rng, rng.get("model"))
+        for layer, s in zip(self.layers, rng.get("layers") or []):
+            _set_rng_state(layer.rng, s)
+        if state.get("shuffle_entropy") is not None:
+            self._shuffle_entropy = int(state["shuffle_entropy"])
+        self._epochs_seen = int(state.get("epochs_seen", 0))
+        if state.get("optimizer") is not None and self.compiled:
+            slots = {k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}
+            self.optimizer.set_state(state["optimizer"]["iterations"], slots)
+        self._callback_states = []
+        for s in state.get("callbacks") or []:
+            prefix = f"callback/{s['index']}/"
+            self._callback_states.append(dict(s, arrays={k[len(prefix):]: v for k, v in arrays.items()
+                                                         if k.startswith(prefix)}))
+
+    def _restore_callback_states(self, callbacks):
+        """On resume, give each callback the state its namesake at the same position
+        had when the model was saved (EarlyStopping's wait and best, ...)."""
+        for s in self._callback_states:
+            i = s["index"]
+            if i < len(callbacks) and type(callbacks[i]).__name__ == s["class_name"]:
+                callbacks[i].set_state(s["state"], s.get("arrays") or {})
+        self._callback_states = []
 
     # -------------------------------------------------------------- summary
     def summary(self, print_fn=print):
         """Keras-style table: layer (type), output shape, parameters, forward FLOPs
-        and activation memory per image; then the totals."""
+        and activation memory per image, and for graphs the "Connected to" column;
+        then the totals."""
         if not self.built:
             raise ValueError(f"{self.describe()}.summary: the model is not built yet; give "
                              "input_shape=... or call fit/build first")
+        graph = self.graph
+        show_links = not isinstance(self, Sequential)
         rows = []
         total_flops = total_act = 0
+        calls = {}
+        for node in graph.nodes:
+            calls.setdefault(node.layer, []).append(node)
         for layer in self.layers:
+            if isinstance(layer, InputLayer) and not show_links:
+                continue
+            nodes = calls[layer]
             flops_fn = getattr(layer, "flops_per_image", None)
-            flops = int(flops_fn()) if flops_fn else int(np.prod(layer.output_shape))
-            act = int(np.prod(layer.output_shape)) * layer.dtype.itemsize
+            per_call = int(flops_fn()) if flops_fn else int(np.prod(layer.output_shape))
+            flops = per_call * len(nodes)
+            act = sum(int(np.prod(n.outputs[0].shape[1:])) for n in nodes) * layer.dtype.itemsize
             total_flops += flops
             total_act += act
-            rows.append((f"{layer.name} ({type(layer).__name__})",
-                         shape_str((None, *layer.output_shape)).replace("N", "None"),
-                         f"{layer.count_params():,}", _human(flops, "FLOP"), _human(act, "B")))
-        widths = [max(30, *(len(r[0]) + 2 for r in rows)), 22, 12, 14, 12]
-        head = ("Layer (type)", "Output Shape", "Param #", "FLOPs/img", "Act. mem/img")
+            shapes = {n.outputs[0].shape for n in nodes}
+            shape = shape_str(next(iter(shapes))).replace("N", "None") if len(shapes) == 1 else "multiple"
+            links = ", ".join(f"{t.layer.name}[{t.node.call_index}][0]" for n in nodes for t in n.inputs)
+            rows.append((f"{layer.name} ({type(layer).__name__})", shape, f"{layer.count_params():,}",
+                         _human(flops, "FLOP"), _human(act, "B"), links or "-"))
+        head = ["Layer (type)", "Output Shape", "Param #", "FLOPs/img", "Act. mem/img"]
+        widths = [max(30, *(len(r[0]) + 2 for r in rows)), 22, 12, 14, 14]
+        if show_links:
+            head.append("Connected to")
+            widths.append(max(14, *(len(r[5]) + 2 for r in rows)))
+        else:
+            rows = [r[:5] for r in rows]
         line = "".join(h.ljust(w) for h, w in zip(head, widths))
         width = sum(widths)
         trainable = self.count_params()
         non_trainable = sum(int(np.prod(a.shape)) for layer in self.layers for a in layer.state.values())
         out = [f'Model: "{self.name}"', "_" * width, line, "=" * width]
         for r in rows:
-            out.append("".join(c.ljust(w) for c, w in zip(r, widths)))
+            out.append("".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
         out += ["=" * width,
                 f"Total params: {trainable + non_trainable:,}",
                 f"Trainable params: {trainable:,}",
@@ -450,17 +809,203 @@ class Sequential:
                 "_" * width]
         print_fn("\n".join(out))
 
-    # ----------------------------------------------------------- save/load
+    # ------------------------------------------------------ config/save/load
+    def get_config(self):
+        """The architecture as JSON-friendly data: every layer's config, and each
+        node as the layer it calls and the [layer name, call index] of its inputs."""
+        if not self.built:
+            raise ValueError(f"{self.describe()}: cannot describe a model that is not built yet")
+        calls = {}
+        layers = []
+        for node in self.graph.nodes:
+            if node.layer not in calls:
+                calls[node.layer] = []
+                layers.append(node.layer)
+            calls[node.layer].append(node)
+        specs = []
+        for layer in layers:
+            spec = serialize(layer)
+            spec["inbound_nodes"] = [[[t.layer.name, t.node.call_index] for t in node.inputs]
+                                     for node in calls[layer]]
+            specs.append(spec)
+
+        def ref(t):
+            return [t.layer.name, t.node.call_index]
+        return {"name": self.name, "seed": self.seed, "class_names": self.class_names, "layers": specs,
+                "inputs": [ref(t) for t in self.graph.inputs], "outputs": [ref(t) for t in self.graph.outputs]}
+
+    @classmethod
+    def from_config(cls, config):
+        """A model with the architecture of get_config() (fresh weights)."""
+        if not isinstance(config, dict) or "layers" not in config:
+            raise ValueError("Model.from_config: expected a dict with 'layers'")
+        tensors = {}          # (layer name, call index) -> SymbolicTensor
+        pending = []
+        for spec in config["layers"]:
+            calls = spec.get("inbound_nodes", [])
+            if spec.get("class_name") == "InputLayer":
+                layer = InputLayer(**spec["config"])
+                tensors[(layer.name, 0)] = layer.output
+            else:
+                layer = deserialize({"class_name": spec["class_name"], "config": spec["config"]})
+                pending.extend((layer, i, links) for i, links in enumerate(calls))
+        # call the layers in the order their inputs become available; a round that
+        # makes no progress means some node waits on its own output (a cycle) or on
+        # a tensor no layer makes
+        while pending:
+            waiting = []
+            for layer, i, links in pending:
+                keys = [tuple(link) for link in links]
+                if all(k in tensors for k in keys):
+                    args = [tensors[k] for k in keys]
+                    tensors[(layer.name, i)] = layer(args[0] if len(args) == 1 else args)
+                else:
+                    waiting.append((layer, i, links))
+            if len(waiting) == len(pending):
+                layer, _, links = waiting[0]
+                missing = [tuple(k) for k in links if tuple(k) not in tensors]
+                raise GraphError(f"Model.from_config: layer {layer.name!r} waits on {missing}, which no "
+                                 "layer produces before it: the graph has a cycle or a missing layer")
+            pending = waiting
+        try:
+            inputs = [tensors[tuple(r)] for r in config["inputs"]]
+            outputs = [tensors[tuple(r)] for r in config["outputs"]]
+        except KeyError as exc:
+            raise GraphError(f"Model.from_config: inputs/outputs name an unknown tensor {exc}") from exc
+        model = Model(inputs=inputs, outputs=outputs, name=config.get("name"))
+        model.seed = config.get("seed")
+        model._rng = np.random.default_rng(model.seed)
+        model.class_names = config.get("class_names")
+        return model
+
     def save(self, path):
-        """Write architecture, weights and optimizer state to one .npz file."""
-        from .saving import save_model
-        save_model(self, path)
+        """Write architecture, weights, compile settings and training state to one
+        .npz file (JSON + arrays; never pickle)."""
+        if not self.built:
+            raise ValueError(f"{self.describe()}: cannot save a model that is not built yet")
+        state, state_arrays = self.get_state()
+        meta = {"class_name": type(self).__name__, "model": self.get_config(),
+                "compile": self.get_compile_config(), "state": state}
+        saving.write_model_file(path, meta, {**self.named_weights(), **state_arrays})
+
+
+def _snake_class(model):
+    return "sequential" if isinstance(model, Sequential) else "model"
+
+
+class Sequential(Model):
+    """A linear stack of layers (Keras' Sequential): the graph is a chain.
+
+    Sequential(layers, input_shape=(28, 28, 1), seed=0): `input_shape` has no batch
+    axis (or start the list / .add() with cn.Input(shape=...)); `seed` fixes the
+    initial weights, the shuffling and dropout masks. Without an input shape the
+    model is built on the first data it sees.
+    """
+
+    def __init__(self, layers=None, input_shape=None, name=None, seed=None):
+        super().__init__(name=name or unique_name("sequential"), seed=seed)
+        self._stack = []             # the layers, InputLayer excluded
+        self._input = None           # the InputLayer's output tensor, once known
+        for layer in layers or []:
+            self.add(layer)
+        if input_shape is None and self._input is None and self._stack \
+                and self._stack[0].input_shape is not None:
+            input_shape = self._stack[0].input_shape
+        if input_shape is not None and not self.built:
+            self.build(input_shape)
+
+    @property
+    def layers(self):
+        """The layers in order (the InputLayer left out, as in Keras)."""
+        return list(self._stack)
+
+    def add(self, layer):
+        """Append a layer (or start with cn.Input(shape=...)); it is built at once
+        when the model already is."""
+        if isinstance(layer, SymbolicTensor):
+            if not isinstance(layer.layer, InputLayer):
+                raise TypeError(f"{self.describe()}.add: expected a Layer or cn.Input(...), got the output "
+                                f"of {layer.layer.describe()}")
+            if self._input is not None or self._stack:
+                raise ValueError(f"{self.describe()}.add: an Input can only come first")
+            self._input = layer
+            self.build(layer.shape[1:])
+            return
+        if isinstance(layer, InputLayer):
+            return self.add(layer.output)
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add: expected a Layer, got {type(layer).__name__}")
+        if any(existing is layer for existing in self._stack):
+            raise ValueError(f"Sequential.add: layer {layer.name!r} is already in the model")
+        self._stack.append(layer)
+        if self._input is not None:
+            previous = self.graph.outputs[0] if self.graph else self._input
+            layer.build(tuple(previous.shape[1:]), rng=self._rng.spawn(1)[0])
+            self._set_graph(Graph([self._input], [layer(previous)], owner=self.describe()))
+
+    def build(self, input_shape):
+        """Build every layer in turn, each from the previous one's output shape,
+        and record the chain as a graph."""
+        if self.built:
+            raise ValueError(f"{self.describe()}: already built for input shape {self.input_shape}")
+        input_shape = tuple(int(d) for d in input_shape)
+        if self._input is None:
+            self._input = InputLayer(input_shape, name=unique_name("input_layer"))
+            self._input = self._input.output
+        elif tuple(self._input.shape[1:]) != input_shape:
+            raise ValueError(f"{self.describe()}: built for input shape {self._input.shape[1:]}, "
+                             f"got {input_shape}")
+        if not self._stack:
+            self.graph = None
+            return
+        out = self._input
+        for layer, rng in zip(self._stack, self._rng.spawn(len(self._stack))):
+            layer.build(tuple(out.shape[1:]), rng=rng)
+            out = layer(out)
+        self._set_graph(Graph([self._input], [out], owner=self.describe()))
+
+    def _ensure_built(self, x):
+        if not self._stack:
+            raise ValueError(f"{self.describe()}: the model has no layers")
+        if not self.built:
+            first = x[0] if isinstance(x, (list, tuple)) and x and hasattr(x[0], "shape") else x
+            self.build(np.shape(first)[1:])
 
     def get_config(self):
-        from .layers import serialize
-        return {"name": self.name, "input_shape": list(self.input_shape) if self.input_shape else None,
-                "seed": self.seed, "class_names": self.class_names,
-                "layers": [serialize(layer) for layer in self.layers]}
+        config = super().get_config()
+        config["input_shape"] = list(self.input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        """A Sequential from get_config(): the layers in order (both the graph form
+        and the older list-of-layers form, which has no InputLayer)."""
+        specs = [s for s in config["layers"] if s.get("class_name") != "InputLayer"]
+        layers = [deserialize({"class_name": s["class_name"], "config": s["config"]}) for s in specs]
+        model = cls(layers, input_shape=config.get("input_shape"), name=config.get("name"),
+                    seed=config.get("seed"))
+        model.class_names = config.get("class_names")
+        return model
+
+
+def load_model(path, compile=True, allow_nonfinite=False):
+    """Rebuild a model (Sequential or graph), its weights, compile settings and
+    training state from a file written by model.save()."""
+    meta, arrays = saving.read_model_file(path, allow_nonfinite=allow_nonfinite)
+    try:
+        if meta["version"] == 1:
+            meta = saving.upgrade_v1(meta)
+        cls = {"Sequential": Sequential, "Model": Model}.get(meta.get("class_name"))
+        if cls is None:
+            raise ValueError(f"load_model: {path} holds an unknown model class {meta.get('class_name')!r}")
+        model = cls.from_config(meta["model"])
+        model.set_named_weights(arrays, source=f"load_model: {path}")
+        if compile and meta.get("compile"):
+            model.compile_from_config(meta["compile"])
+        model.set_state(meta.get("state") or {}, arrays)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"load_model: {path} has missing or malformed metadata ({exc!r})") from exc
+    return model
 
 
 def _len_or_none(obj):
@@ -470,9 +1015,9 @@ def _len_or_none(obj):
         return None
 
 
-def _array_batches(x, y, batch_size):
-    for start in range(0, x.shape[0], batch_size):
-        yield x[start:start + batch_size], y[start:start + batch_size]
+def _array_batches(xs, ys, batch_size):
+    for start in range(0, int(xs[0].shape[0]), batch_size):
+        yield ([a[start:start + batch_size] for a in xs], [a[start:start + batch_size] for a in ys])
 
 
 def _human(value, unit):
@@ -480,3 +1025,4 @@ def _human(value, unit):
         if abs(value) < 1000 or prefix == "T":
             return f"{value:.0f} {prefix}{unit}" if prefix == "" else f"{value:.2f} {prefix}{unit}"
         value /= 1000.0
+

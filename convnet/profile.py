@@ -13,8 +13,9 @@ median time of each layer's forward and backward pass with the rate it achieved:
 where a layer's forward FLOPs are `layer.flops_per_image() * N` (a multiply-add
 counts 2) and its backward FLOPs are twice that for Conv2D and Dense (one product
 for the weight gradient, one for the input gradient) and the same as forward for
-the other layers (a first Conv2D computes only its weight gradient: Sequential
-never asks for the gradient of the model's input). Without labels `y` only the forward passes are timed
+the other layers (the first Conv2D computes only its weight gradient: nothing asks
+for the gradient of the model's input, and layers before it run no backward at
+all, exactly as in training). Without labels `y` only the forward passes are timed
 (inference). The optimizer update is really applied: profile a copy of a model
 you care about, or accept that it takes `warmup + repeats` steps.
 """
@@ -35,19 +36,39 @@ def _sync(ops):
         sync()
 
 
-def _backward_flops(layer, forward_flops, first):
+def _backward_flops(layer, forward_flops, input_grad):
     from .layers import Conv2D, Dense
-    if isinstance(layer, Conv2D) and first:
-        return forward_flops          # the first layer computes no input gradient
-    return 2 * forward_flops if isinstance(layer, (Conv2D, Dense)) else forward_flops
+    if isinstance(layer, (Conv2D, Dense)):
+        # one product for the weight gradient, one more for the input gradient
+        return 2 * forward_flops if input_grad else forward_flops
+    return forward_flops
+
+
+class _NodeTimer:
+    """The trace object of Graph.forward/backward: wall time of each layer call."""
+
+    def __init__(self, ops):
+        self.ops = ops
+        self.times = {}
+        self._t0 = 0.0
+
+    def start(self, node, phase):
+        _sync(self.ops)
+        self._t0 = time.perf_counter()
+
+    def stop(self, node, phase):
+        _sync(self.ops)
+        self.times[(id(node), phase)] = time.perf_counter() - self._t0
 
 
 def profile_model(model, x, y=None, repeats=5, warmup=1, print_fn=print, stat="median"):
-    """Time each layer's forward and backward pass on batch (x, y).
+    """Time each node's forward and backward pass on batch (x, y).
 
-    model: a built Sequential (compiled when y is given); x: (N, ...) one batch;
+    model: a built model (compiled when y is given); x: (N, ...) one batch;
     y: labels for the model's loss, or None to time inference (forward only).
-    Returns a list of dicts, one per layer plus "loss", "optimizer" and "total"
+    The step timed is train_step's own: model.forward, model.compute_loss,
+    model.backward, model.apply_gradients, with a timer around each layer call.
+    Returns a list of dicts, one per node plus "loss", "optimizer" and "total"
     rows: name, type, output_shape, fwd_ms, bwd_ms, fwd_gflops, bwd_gflops,
     share (fraction of the step). Prints the table with `print_fn` (None: silent).
     `stat` is "median" (default) or "min": on a busy machine the minimum over the
@@ -59,79 +80,57 @@ def profile_model(model, x, y=None, repeats=5, warmup=1, print_fn=print, stat="m
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"profile_model: repeats must be a positive int, got {repeats!r}")
     ops = get_ops()
-    x = model._check_x(x, "profile_model")
     training = y is not None
-    if training:
-        model._require_compiled("profile_model")
-        y = model._check_y(y, x.shape[0], "profile_model")
-    layers = model.layers
-    skip_softmax = model._ends_in_softmax() if training else False
-    on_logits = model._loss_on_logits() if training else False
-    nl = len(layers)
-    fwd = np.zeros((repeats, nl))
-    bwd = np.zeros((repeats, nl))
+    if training and not model.compiled:
+        raise RuntimeError(f"{model.describe()}: call compile() before profile_model()")
+    xs, ys = model.check_batch(x, y, "profile_model")
+    nodes = [node for node in model.graph.nodes if type(node.layer).__name__ != "InputLayer"]
+    nn = len(nodes)
+    fwd = np.zeros((repeats, nn))
+    bwd = np.zeros((repeats, nn))
     loss_t = np.zeros(repeats)
     opt_t = np.zeros(repeats)
 
     for rep in range(-warmup, repeats):
-        h = x
-        row_f = np.zeros(nl)
-        row_b = np.zeros(nl)
-        for i, layer in enumerate(layers):
-            _sync(ops)
-            t0 = time.perf_counter()
-            if i == nl - 1 and skip_softmax:
-                h = layer.forward_logits(h, training)
-            else:
-                h = layer.forward(h, training=training)
-            _sync(ops)
-            row_f[i] = time.perf_counter() - t0
+        timer = _NodeTimer(ops)
         t_loss = t_opt = 0.0
         if training:
+            outs = model.forward(xs, training=True, trace=timer)
             t0 = time.perf_counter()
-            model.loss.forward(h, y, from_logits=on_logits)
-            grad = model.loss.backward()
+            _, grads = model.compute_loss(outs, ys)
             _sync(ops)
             t_loss = time.perf_counter() - t0
-            # as in Sequential._backward: the first layer may skip its input gradient
-            layers[0].skip_input_grad = True
-            try:
-                for i in range(nl - 1, -1, -1):
-                    layer = layers[i]
-                    _sync(ops)
-                    t0 = time.perf_counter()
-                    if i == nl - 1 and skip_softmax:
-                        grad = layer.backward_logits(grad)
-                    else:
-                        grad = layer.backward(grad)
-                    _sync(ops)
-                    row_b[i] = time.perf_counter() - t0
-            finally:
-                layers[0].skip_input_grad = False
+            model.backward(grads, trace=timer)
             t0 = time.perf_counter()
-            model.optimizer.apply_gradients(model._params_and_grads())
+            model.apply_gradients()
             _sync(ops)
             t_opt = time.perf_counter() - t0
         else:
-            to_host(h)
+            for out in model.forward(xs, training=False, trace=timer):
+                to_host(out)
         if rep >= 0:
-            fwd[rep], bwd[rep], loss_t[rep], opt_t[rep] = row_f, row_b, t_loss, t_opt
+            fwd[rep] = [timer.times.get((id(node), "forward"), 0.0) for node in nodes]
+            bwd[rep] = [timer.times.get((id(node), "backward"), 0.0) for node in nodes]
+            loss_t[rep], opt_t[rep] = t_loss, t_opt
 
-    n = x.shape[0]
+    n = int(xs[0].shape[0])
     f_med = reduce(fwd, axis=0)
     b_med = reduce(bwd, axis=0)
     total = float(reduce(fwd.sum(1) + bwd.sum(1) + loss_t + opt_t))
     rows = []
-    for i, layer in enumerate(layers):
+    for i, node in enumerate(nodes):
+        layer = node.layer
         flops_fn = getattr(layer, "flops_per_image", None)
         flops = float(flops_fn()) * n if flops_fn else 0.0
-        bflops = _backward_flops(layer, flops, i == 0) if training else 0.0
+        ran_backward = training and model.graph.runs_backward(node)
+        bflops = _backward_flops(layer, flops, model.graph.input_grad_needed(node)) if ran_backward else 0.0
+        name = layer.name if len(layer.inbound_nodes) == 1 else f"{layer.name}[{node.call_index}]"
         rows.append({
-            "name": layer.name, "type": type(layer).__name__,
-            "output_shape": (n, *layer.output_shape),
+            "name": name, "type": type(layer).__name__,
+            "output_shape": (n, *node.outputs[0].shape[1:]),
             "fwd_ms": 1e3 * f_med[i], "bwd_ms": 1e3 * b_med[i] if training else None,
             "fwd_gflops": flops / f_med[i] / 1e9 if f_med[i] > 0 and flops else None,
-            "bwd_gflops": bflops / b_med[i] / 1e9 if training and b_med[i] > 0 and bflops else None,
+            "bwd_gflops": bflops / b_med[i] / 1e9 if ran_backward and b_med[i] > 0 and bflops else None,
             "share": (f_med[i] + b_med[i]) / total if total > 0 else 0.0,
         })
     if training:

@@ -1,97 +1,92 @@
-"""Model files: one .npz holding JSON (architecture, compile settings, random
-states) and the arrays (weights, BatchNorm state, optimizer slots).
+"""Model files: one .npz holding JSON metadata (architecture, compile settings,
+training state) and named arrays (weights, BatchNorm state, optimizer slots).
 
-Loaded with allow_pickle=False, so opening a model file never runs code. Saving
-writes a temporary file beside the target and renames it over the target only when
+This module knows the container, not the models: `Model.save` hands it the JSON
+and the arrays, and `load_model` (convnet/models.py) rebuilds the model from
+what `read_model_file` returns.
+
+Reading never runs code from the file: arrays load with allow_pickle=False (an
+object array is refused), every member's declared size is checked against the
+bytes really there before anything is allocated, and the JSON is plain data.
+Writing goes to a temporary file beside the target, renamed over it only when
 complete, so a failed save leaves the previous file intact.
 """
 
 import json
 import os
-import warnings
+import zipfile
 
 import numpy as np
 
 from ._files import atomic_write
 
 FORMAT_NAME = "convnet-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: versions this convnet reads (1: Sequential files written before graphs)
+READABLE_VERSIONS = (1, 2)
+#: no single array in a model file may declare more bytes than this
+MAX_ARRAY_BYTES = 8 * 2**30
+
+__all__ = ["write_model_file", "read_model_file", "upgrade_v1", "FORMAT_NAME", "FORMAT_VERSION"]
 
 
-def _rng_state(rng):
-    return None if rng is None else rng.bit_generator.state
-
-
-def _set_rng_state(rng, state):
-    if rng is not None and state is not None:
-        rng.bit_generator.state = state
-
-
-def _known_metrics(names, path):
-    """Metric names that convnet.metrics knows; a custom function's name is dropped
-    with a warning (its code is not in the file: pass it to compile() again)."""
-    from . import metrics
-
-    known = []
-    for name in names:
-        try:
-            metrics.get(name)
-        except ValueError:
-            warnings.warn(f"load_model: {path}: metric {name!r} is not a built-in metric and "
-                          "was left out; compile the model again to use it", stacklevel=3)
-            continue
-        known.append(name)
-    return known
-
-
-def save_model(model, path):
-    """Write `model` to `path` (.npz) atomically."""
-    from . import optimizers
-    from .arrays import to_host
-
-    if not model.built:
-        raise ValueError(f"{model.describe()}: cannot save a model that is not built yet")
-    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "model": model.get_config()}
-    arrays = {}
-    for i, layer in enumerate(model.layers):
-        for kind, store in (("param", layer.params), ("state", layer.state)):
-            for key, value in store.items():
-                arrays[f"{kind}/{i}/{key}"] = to_host(value)
-    meta["rng"] = {"model": _rng_state(model._rng), "shuffle": _rng_state(model._shuffle_rng),
-                   "layers": [_rng_state(layer.rng) for layer in model.layers]}
-    if model.compiled:
-        iterations, slots = model.optimizer.get_state()
-        meta["compile"] = {
-            "optimizer": optimizers.serialize(model.optimizer),
-            "iterations": iterations,
-            "loss": {"class_name": type(model.loss).__name__, "config": model.loss.get_config(),
-                     "given_as_name": model._loss_given_as_name,
-                     "name": model.loss.name},
-            "metrics": [name for name, _ in model.metric_fns],
-        }
-        for key, value in slots.items():
-            arrays[f"optimizer/{key}"] = value
-    arrays["__meta__"] = np.array(json.dumps(meta))
-
+def write_model_file(path, meta, arrays):
+    """Write `meta` (a JSON-friendly dict) and `arrays` ({name: array}) to `path`
+    atomically. meta gets the format name and version added."""
+    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **meta}
+    for name, value in arrays.items():
+        if np.asarray(value).dtype == object:
+            raise TypeError(f"write_model_file: array {name!r} has dtype object; model files hold "
+                            "numeric arrays only")
+    payload = {name: np.asarray(value) for name, value in arrays.items()}
+    payload["__meta__"] = np.array(json.dumps(meta))
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_write(path) as f:
-        np.savez(f, **arrays)
+        np.savez(f, **payload)
 
 
-def load_model(path, compile=True):
-    """Rebuild a Sequential model (and its optimizer state) from a .npz file."""
-    from . import losses, optimizers
-    from .layers import deserialize
-    from .models import Sequential
+def _check_members(path, max_bytes):
+    """Refuse members whose header declares more bytes than allowed or than the
+    member holds (a zip bomb or a forged header), before numpy allocates them."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.file_size > max_bytes:
+                raise ValueError(f"load_model: {path}: member {info.filename!r} unpacks to "
+                                 f"{info.file_size:,} bytes, over the limit of {max_bytes:,}")
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                if dtype.hasobject:
+                    raise ValueError(f"load_model: {path}: member {info.filename!r} holds Python objects "
+                                     "(dtype object); model files hold numbers only and are never unpickled")
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if declared > min(info.file_size, max_bytes):
+                    raise ValueError(f"load_model: {path}: member {info.filename!r} declares shape {shape} "
+                                     f"({declared:,} bytes) but holds {info.file_size:,} bytes")
 
+
+def read_model_file(path, max_array_bytes=MAX_ARRAY_BYTES, allow_nonfinite=False):
+    """(meta, arrays) from a model file, with every check of the container.
+
+    ValueError naming the file for anything that is not a convnet model file of a
+    readable version, and for NaN or inf weights unless allow_nonfinite=True.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load_model: no such file: {path}")
     try:
+        _check_members(path, max_array_bytes)
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
+    except ValueError as exc:
+        if str(exc).startswith("load_model:"):
+            raise
+        raise ValueError(f"load_model: {path} is not a readable convnet model file "
+                         f"({type(exc).__name__}: {exc})") from exc
     except Exception as exc:  # noqa: BLE001 - zipfile/npy/tokenize raise many kinds on bad bytes
         # a truncated or damaged file fails in zipfile (BadZipFile, CRC, NotImplementedError
         # for garbled headers), in numpy's .npy header parser, or as EOFError
@@ -108,48 +103,31 @@ def load_model(path, compile=True):
                          f"{type(meta).__name__}, expected an object)")
     if meta.get("format") != FORMAT_NAME:
         raise ValueError(f"load_model: {path} is not a convnet model file (format {meta.get('format')!r})")
-    if meta.get("version") != FORMAT_VERSION:
+    if meta.get("version") not in READABLE_VERSIONS:
         raise ValueError(f"load_model: {path} has format version {meta.get('version')!r}; this "
-                         f"convnet reads version {FORMAT_VERSION}")
-    try:
-        config = meta["model"]
-        layers = [deserialize(spec) for spec in config["layers"]]
-        model = Sequential(layers, input_shape=config["input_shape"], name=config["name"],
-                           seed=config.get("seed"))
-        model.class_names = config.get("class_names")
-        for i, layer in enumerate(model.layers):
-            for kind, store in (("param", layer.params), ("state", layer.state)):
-                for key in store:
-                    name = f"{kind}/{i}/{key}"
-                    if name not in arrays:
-                        raise ValueError(f"load_model: {path} is missing array {name!r}")
-                    value = arrays[name]
-                    if value.shape != tuple(store[key].shape):
-                        raise ValueError(f"load_model: {path}: array {name!r} has shape {value.shape}, "
-                                         f"expected {tuple(store[key].shape)}")
-                    store[key][...] = value
-        rng = meta.get("rng") or {}
-        _set_rng_state(model._rng, rng.get("model"))
-        _set_rng_state(model._shuffle_rng, rng.get("shuffle"))
-        for layer, state in zip(model.layers, rng.get("layers") or []):
-            _set_rng_state(layer.rng, state)
-        if compile and "compile" in meta:
-            comp = meta["compile"]
-            loss_spec = comp["loss"]
-            if loss_spec.get("given_as_name"):
-                loss = loss_spec["name"]
-            else:
-                loss_cls = {cls.__name__: cls for cls in losses.LOSSES.values()}.get(
-                    loss_spec["class_name"])
-                if loss_cls is None:
-                    raise ValueError(f"load_model: {path} names an unknown loss class "
-                                     f"{loss_spec['class_name']!r}")
-                loss = loss_cls(**loss_spec["config"])
-            model.compile(optimizer=optimizers.get(comp["optimizer"]), loss=loss,
-                          metrics=_known_metrics(comp["metrics"], path))
-            slots = {key[len("optimizer/"):]: value for key, value in arrays.items()
-                     if key.startswith("optimizer/")}
-            model.optimizer.set_state(comp["iterations"], slots)
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"load_model: {path} has missing or malformed metadata ({exc!r})") from exc
-    return model
+                         f"convnet reads versions {list(READABLE_VERSIONS)}")
+    for name, value in arrays.items():
+        if not np.issubdtype(value.dtype, np.number):
+            raise ValueError(f"load_model: {path}: array {name!r} has dtype {value.dtype}, expected numbers")
+        if not allow_nonfinite and np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            raise ValueError(f"load_model: {path}: array {name!r} holds NaN or inf values (a diverged "
+                             "model?); pass allow_nonfinite=True to load it anyway")
+    return meta, arrays
+
+
+def upgrade_v1(meta):
+    """Version-1 metadata (Sequential files before graphs) in the version-2 form."""
+    old = meta.get("compile")
+    compile_config = None
+    if old:
+        loss = old["loss"]
+        loss = loss["name"] if loss.get("given_as_name") else {"class_name": loss["class_name"],
+                                                               "config": loss["config"]}
+        compile_config = {"optimizer": old["optimizer"], "loss": loss, "metrics": old.get("metrics") or [],
+                          "loss_weights": None}
+    rng = meta.get("rng") or {}
+    state = {"rng": {"model": rng.get("model"), "layers": rng.get("layers") or []},
+             "shuffle_entropy": None, "epochs_seen": 0,
+             "optimizer": {"iterations": old["iterations"]} if old else None, "callbacks": []}
+    return {"format": FORMAT_NAME, "version": 2, "class_name": "Sequential", "model": meta["model"],
+            "compile": compile_config, "state": state}

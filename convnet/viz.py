@@ -322,7 +322,7 @@ def inspect(model_path, image_path, out_dir, max_filters=64, max_maps=16):
     paths [filters, feature_maps]. The image is read by load_image (grey or RGB,
     resized to the model's input). This is what `convnet inspect MODEL IMAGE` runs.
     """
-    from .saving import load_model
+    from .models import load_model
 
     model = load_model(model_path)
     x = load_image(image_path, model.input_shape, model=model)

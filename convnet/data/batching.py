@@ -81,6 +81,12 @@ class BatchDataset:
         self._epoch = epoch + 1
         return self._iter_epoch(epoch)
 
+    def iter_epoch(self, epoch):
+        """The batches of epoch number `epoch` (its order depends on nothing else),
+        without moving the epoch counter: how a model resumed at epoch k replays
+        exactly the batches of an uninterrupted run."""
+        return self._iter_epoch(int(epoch))
+
     @property
     def epoch(self):
         """How many epochs (``iter()`` calls) have been started so far."""
@@ -182,15 +188,26 @@ class ArrayBatches(BatchDataset):
 
     def __init__(self, x, y=None, batch_size=32, shuffle=True, seed=None, transform=None,
                  scale=None, dtype=None, drop_remainder=False):
-        x = np.asarray(x) if not isinstance(x, np.ndarray) else x
-        if x.ndim < 1:
-            raise ValueError(f"ArrayBatches: x must have a batch axis, got shape {x.shape}")
+        # x (or y) may be a list of arrays with one row count (a model with several
+        # inputs or outputs): batches are then lists of the same rows of each
+        self._x_list = isinstance(x, (list, tuple))
+        self._y_list = isinstance(y, (list, tuple))
+        xs = [np.asarray(a) if not isinstance(a, np.ndarray) else a for a in (x if self._x_list else [x])]
+        if not xs or any(a.ndim < 1 for a in xs):
+            raise ValueError(f"ArrayBatches: x must have a batch axis, got shapes {[a.shape for a in xs]}")
+        if len({len(a) for a in xs}) != 1:
+            raise ValueError(f"ArrayBatches: the x arrays have different row counts {[len(a) for a in xs]}")
+        x = xs[0]
         if y is not None:
-            y = np.asarray(y) if not isinstance(y, np.ndarray) else y
-            if len(y) != len(x):
-                raise ValueError(
-                    f"ArrayBatches: x has {len(x)} rows but y has {len(y)}; they must match"
-                )
+            ys = [np.asarray(a) if not isinstance(a, np.ndarray) else a for a in (y if self._y_list else [y])]
+            for a in ys:
+                if len(a) != len(x):
+                    raise ValueError(
+                        f"ArrayBatches: x has {len(x)} rows but y has {len(a)}; they must match"
+                    )
+            self._ys = ys
+            y = ys[0]
+        self._xs = xs
         if transform is not None and not callable(transform):
             raise TypeError(f"ArrayBatches: transform must be callable, got {transform!r}")
         self.x = x
@@ -201,6 +218,7 @@ class ArrayBatches(BatchDataset):
         self._entropy = _entropy(seed)
         self.transform = transform
         self.scale = scale
+        self._keep_dtypes = dtype is None and scale is None and transform is None
         if dtype is None:
             dtype = np.float32 if scale is not None else x.dtype
         self.dtype = np.dtype(dtype)
@@ -238,5 +256,11 @@ class ArrayBatches(BatchDataset):
                 idx = np.sort(idx)
             # Fancy indexing copies just these rows, still in x's dtype, so the
             # in-place scaling in _finish_x never touches the caller's array.
-            xb = self._finish_x(self.x[idx], rng)
-            yield (xb, self.y[idx]) if self.y is not None else xb
+            if self._x_list:
+                xb = [a[idx] if self._keep_dtypes else self._finish_x(a[idx], rng) for a in self._xs]
+            else:
+                xb = self._finish_x(self.x[idx], rng)
+            if self.y is None:
+                yield xb
+            else:
+                yield (xb, [a[idx] for a in self._ys] if self._y_list else self.y[idx])

@@ -1,6 +1,9 @@
 """Layers with hand-written forward and backward passes (Keras names)."""
 
 from .base import Layer
+from .input_layer import Input, InputLayer
+from .merge import Add, Average, Concatenate, Multiply, Subtract
+from .reshaping import UpSampling2D, ZeroPadding2D
 from .conv import Conv2D, conv2d_naive
 from .core import Activation, Dense, Dropout, Flatten, ReLU, Rescaling, Softmax
 from .normalization import BatchNormalization
@@ -9,6 +12,7 @@ from .pooling import AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, Global
 LAYER_CLASSES = {cls.__name__: cls for cls in (
     Conv2D, Dense, Flatten, Dropout, Activation, ReLU, Softmax, Rescaling,
     BatchNormalization, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
+    InputLayer, Add, Subtract, Multiply, Average, Concatenate, ZeroPadding2D, UpSampling2D,
 )}
 
 
@@ -30,4 +34,5 @@ def serialize(layer):
 __all__ = ["Layer", "Conv2D", "conv2d_naive", "Dense", "Flatten", "Dropout", "Activation", "ReLU",
            "Softmax", "Rescaling", "BatchNormalization", "MaxPooling2D", "MaxPool2D",
            "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D",
-           "deserialize", "serialize", "LAYER_CLASSES"]
+           "Input", "InputLayer", "Add", "Subtract", "Multiply", "Average", "Concatenate",
+           "ZeroPadding2D", "UpSampling2D", "deserialize", "serialize", "LAYER_CLASSES"]

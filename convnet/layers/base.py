@@ -13,6 +13,7 @@ this base class does the checking (rank, channels, dtype, empty batch), the
 optional activation that follows a Conv2D or Dense, and (de)serialisation.
 """
 
+import copy
 import re
 
 import numpy as np
@@ -22,6 +23,7 @@ from ..arrays import to_host
 from ..backend import get_ops
 from ..config import resolve_dtype
 from .activations import activation_backward, activation_forward, check_activation
+from .symbolic import Node, SymbolicTensor, is_symbolic
 
 _name_counts = {}
 
@@ -66,6 +68,7 @@ class Layer:
         self.state = {}          # non-trainable arrays saved with the model (BatchNorm)
         self._y = None           # activation output kept for backward
         self._accepted = None    # (ops, type, shape, dtype) of the last input that passed the checks
+        self.inbound_nodes = []  # one Node per call on symbolic tensors (functional models)
 
     # ----------------------------------------------------------------- build
     def build(self, input_shape, rng=None):
@@ -142,7 +145,87 @@ class Layer:
         return self._backward(self._check_grad(dz))
 
     def __call__(self, x, training=False):
+        """On arrays: forward(x). On symbolic tensors (cn.Input(...) or another
+        layer's output): record a node of the graph and return its output tensor."""
+        if is_symbolic(x):
+            return self._call_symbolic(x)
         return self.forward(x, training=training)
+
+    # ------------------------------------------------------ functional graphs
+    def _call_symbolic(self, inputs):
+        tensors = [inputs] if isinstance(inputs, SymbolicTensor) else list(inputs)
+        shapes = self._symbolic_input_shapes(tensors)
+        if not self.built:
+            self.build(shapes)
+        else:
+            self.check_input_shape(shapes)
+        node = Node(self, tensors)
+        out_shape = self.compute_output_shape(shapes)
+        node.outputs = [SymbolicTensor(out_shape, self.dtype.name, node,
+                                       name=f"{self.name}/{node.call_index}")]
+        self.inbound_nodes.append(node)
+        return node.outputs[0]
+
+    def _symbolic_input_shapes(self, tensors):
+        """The (batch-less) input shape a call on `tensors` gives; one tensor here
+        (merge layers take a list)."""
+        if len(tensors) != 1:
+            raise ValueError(f"{self.describe()}: expects one input tensor, got a list of "
+                             f"{len(tensors)}; merge branches with Add(), Concatenate(), ...")
+        return tuple(tensors[0].shape[1:])
+
+    def check_input_shape(self, input_shape):
+        """ValueError naming the layer if a built layer cannot take `input_shape`
+        (no batch axis), e.g. when a shared layer is called on another shape."""
+        spec = self.input_spec()
+        if spec is None:
+            return
+        ok = len(spec) == len(input_shape) and all(s is None or s == d for s, d in zip(spec, input_shape))
+        if not ok:
+            raise ValueError(f"{self.describe()}: expected input shape {shape_str((None, *spec))}, "
+                             f"got {shape_str((None, *input_shape))}")
+
+    def _single_node(self, what):
+        if not self.inbound_nodes:
+            raise AttributeError(f"{self.describe()} has no {what} yet: it has not been called on a "
+                                 "symbolic tensor (cn.Input(...)) nor added to a built model")
+        if len(self.inbound_nodes) > 1:
+            raise AttributeError(f"{self.describe()} has {len(self.inbound_nodes)} inbound nodes, so "
+                                 f"its {what} is ambiguous; use get_{what}_at(node_index)")
+        return self.inbound_nodes[0]
+
+    @property
+    def input(self):
+        """The symbolic input of this layer's only call (a list for merge layers)."""
+        return self.get_input_at(self._single_node("input").call_index)
+
+    @property
+    def output(self):
+        """The symbolic output of this layer's only call, e.g. to build a feature
+        extractor: cn.Model(inputs=model.inputs, outputs=[layer.output ...])."""
+        return self.get_output_at(self._single_node("output").call_index)
+
+    def get_input_at(self, node_index):
+        inputs = self.inbound_nodes[node_index].inputs
+        return inputs[0] if len(inputs) == 1 else list(inputs)
+
+    def get_output_at(self, node_index):
+        return self.inbound_nodes[node_index].outputs[0]
+
+    def shared_view(self):
+        """A twin of this layer that shares its weights (the same params, state and
+        rng objects) but keeps its own saved activations and its own grads.
+
+        A graph that calls one layer twice runs the second call on such a view, so
+        each call's backward reads the activations of its own forward; the model
+        then adds the views' grads into the layer's grads (the weights are used
+        twice, so d loss / d W is the sum of both uses).
+        """
+        view = copy.copy(self)
+        xp = get_ops().xp
+        view.grads = {key: xp.zeros_like(p) for key, p in self.params.items()}
+        view._accepted = None
+        return view
 
     def _forward(self, x, training):
         raise NotImplementedError
