@@ -96,36 +96,40 @@ def _float64_copy(layer, input_shape):
 def check_layer(layer, x, *, h=1e-6, training=True, max_checks=200, seed=0, tolerance=1e-6):
     """Gradient check of one layer at input x (N, ...); returns a GradcheckReport.
 
+    x is a list of arrays for a merge layer (each input is checked: "input_0", ...).
     The layer's own dtype does not matter: a float64 twin with the same weights is
     checked. At most `max_checks` random entries per tensor are perturbed.
     """
     rng = np.random.default_rng(seed)
-    x = np.array(to_host(x), dtype=np.float64)
+    several = isinstance(x, (list, tuple))
+    xs = [np.array(to_host(a), dtype=np.float64) for a in (x if several else [x])]
     if not layer.built:
-        layer.build(x.shape[1:])
+        layer.build([a.shape[1:] for a in xs] if several else xs[0].shape[1:])
     twin = _float64_copy(layer, layer.input_shape)
     twin.rng = np.random.default_rng(seed)
     rng_state = twin.rng.bit_generator.state
     ops = get_ops()
 
-    def run(inp):
+    def run():
         # the same dropout mask on every evaluation: rewind the layer's generator
         twin.rng.bit_generator.state = rng_state
+        inp = list(xs) if several else xs[0]
         return np.asarray(ops.to_numpy(twin.forward(inp, training=training)), dtype=np.float64)
 
-    y = run(x)
+    y = run()
     dy = rng.standard_normal(y.shape)
-    dx = np.asarray(ops.to_numpy(twin.backward(dy)))
-    analytic = {"input": dx}
+    dx = twin.backward(dy)
+    names = [f"input_{i}" for i in range(len(xs))] if several else ["input"]
+    analytic = {name: np.asarray(ops.to_numpy(d)) for name, d in zip(names, dx if several else [dx])}
     analytic.update({key: np.asarray(ops.to_numpy(g)) for key, g in twin.grads.items()})
 
     host_params = {key: np.array(ops.to_numpy(p)) for key, p in twin.params.items()}
-    tensors = {"input": x, **host_params}
+    tensors = {**dict(zip(names, xs)), **host_params}
 
     def objective():
         for key, value in host_params.items():
             twin.params[key] = ops.asarray(value)
-        return float(np.sum(run(x) * dy))
+        return float(np.sum(run() * dy))
 
     rows = {}
     for key, tensor in tensors.items():

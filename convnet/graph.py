@@ -191,11 +191,14 @@ class Graph:
         return [values[id(t)] for t in self.outputs]
 
     # -------------------------------------------------------------- backward
-    def backward(self, output_grads, logits=(), trace=None):
+    def backward(self, output_grads, logits=(), trace=None, input_grads=False):
         """Backpropagate dL/d(output) (one array per output) through every node;
         fills each layer's grads. `logits` as in forward (those outputs' grads are
-        taken w.r.t. the pre-activation values)."""
+        taken w.r.t. the pre-activation values). With input_grads=True every node
+        runs its full backward and the gradients w.r.t. the model's inputs are
+        returned (a list, one per input); training never needs them."""
         fused = {id(self.outputs[i].node) for i in logits}
+        needs_grad = self.needs_grad if not input_grads else dict.fromkeys(self.needs_grad, True)
         grads = {}
 
         def add(tensor_id, g):
@@ -206,10 +209,12 @@ class Graph:
             add(id(t), g)
         for node in reversed(self.nodes):
             out = id(node.outputs[0])
-            if out not in grads or not self.needs_grad[out]:
+            if out not in grads or not needs_grad[out]:
                 continue          # no parameter here or upstream: nothing to learn
+            if id(node) in self.input_position:
+                continue          # an Input: its gradient is grads[out] itself
             layer = self.runners[node]
-            wanted = [self.needs_grad[id(t)] for t in node.inputs]
+            wanted = [needs_grad[id(t)] for t in node.inputs]
             layer.skip_input_grad = not any(wanted)
             if trace is not None:
                 trace.start(node, "backward")
@@ -231,3 +236,6 @@ class Graph:
             for view in views:
                 for key, g in view.grads.items():
                     layer.grads[key] = layer.grads[key] + g
+        if input_grads:
+            return [grads.get(id(t)) for t in self.inputs]
+        return None

@@ -289,9 +289,10 @@ class Model:
             grads.append(g if w == 1.0 else g * w)
         return total, grads
 
-    def backward(self, output_grads, trace=None):
-        """Backpropagate dL/d(outputs) through the graph: fills every layer's grads."""
-        self.graph.backward(output_grads, logits=self._fused, trace=trace)
+    def backward(self, output_grads, trace=None, input_grads=False):
+        """Backpropagate dL/d(outputs) through the graph: fills every layer's grads.
+        input_grads=True also returns dL/d(inputs), a list (training skips them)."""
+        return self.graph.backward(output_grads, logits=self._fused, trace=trace, input_grads=input_grads)
 
     def params_and_grads(self):
         """[(key, param, grad)] for the optimizer; key "layer index/name" is stable

@@ -13,6 +13,8 @@ A residual block is `Add()([x, f(x)])`: x reaches the sum along two paths, and
 its gradient is the sum of both (convnet/graph.py adds them).
 """
 
+import numpy as np
+
 from ..backend import get_ops
 from ..config import resolve_dtype
 from .base import Layer, shape_str
@@ -33,7 +35,10 @@ class Merge(Layer):
     def build(self, input_shape, rng=None):
         shapes = self._check_shapes(input_shape)
         self.dtype = resolve_dtype(self._dtype_arg)
-        self.rng = rng if rng is not None else self.rng
+        if rng is not None:
+            self.rng = rng
+        elif self.rng is None:
+            self.rng = np.random.default_rng(self.seed)
         self.input_shape = shapes
         self.output_shape = tuple(self.compute_output_shape(shapes))
         self.built = True
