@@ -397,15 +397,24 @@ class CSVLogger(Callback):
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)
-            self._writer.writerow(["epoch"] + self.keys)
-        row = [epoch] + [_csv_value(logs[k]) if k in logs else "NA" for k in self.keys]
-        self._writer.writerow(row)
+            self._writer.writerow(csv_header(self.keys))
+        self._writer.writerow(csv_row(epoch, logs, self.keys))
         self._file.flush()
 
     def on_train_end(self, logs=None):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def csv_header(keys):
+    """The header row of a history CSV: epoch, then the log names (sorted, as Keras)."""
+    return ["epoch", *keys]
+
+
+def csv_row(epoch, logs, keys):
+    """One history CSV row: the 0-based epoch (as Keras' CSVLogger), then the values."""
+    return [epoch] + [_csv_value(logs[k]) if k in logs else "NA" for k in keys]
 
 
 def _csv_value(v):

@@ -17,6 +17,7 @@ matrix as PNG files.
 import argparse
 import csv
 import datetime
+import io
 import json
 import os
 import sys
@@ -82,15 +83,25 @@ def make_run_dir(output_dir, label):
     return path
 
 
-def write_history(run_dir, history):
-    with open(os.path.join(run_dir, "history.json"), "w") as f:
-        json.dump(history, f, indent=2)
-    keys = list(history)
-    with open(os.path.join(run_dir, "history.csv"), "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["epoch", *keys])
-        for epoch in range(len(history[keys[0]]) if keys else 0):
-            writer.writerow([epoch + 1, *(history[k][epoch] for k in keys)])
+def write_history(run_dir, history, epochs=None):
+    """history.json and history.csv; the CSV is the one CSVLogger writes (0-based
+    epochs, columns sorted), so both files of a run read the same way.
+    epochs: the epoch numbers of the rows (History.epoch; default 0, 1, ...)."""
+    from ._files import atomic_write
+    from .callbacks import csv_header, csv_row
+
+    with atomic_write(os.path.join(run_dir, "history.json")) as f:
+        f.write(json.dumps(history, indent=2).encode())
+    keys = sorted(history)
+    count = len(history[keys[0]]) if keys else 0
+    epochs = list(range(count)) if epochs is None else list(epochs)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(csv_header(keys))
+    for i, epoch in enumerate(epochs[:count]):
+        writer.writerow(csv_row(epoch, {k: history[k][i] for k in keys}, keys))
+    with atomic_write(os.path.join(run_dir, "history.csv")) as f:
+        f.write(text.getvalue().encode())
 
 
 def labels_and_probabilities(model, source, batch_size=256):
@@ -185,7 +196,7 @@ def cmd_train(args):
     train_seconds = time.perf_counter() - start
 
     model.save(os.path.join(run_dir, "model.npz"))
-    write_history(run_dir, history.history)
+    write_history(run_dir, history.history, history.epoch)
     metrics = {"data": args.data, "model": args.model, "backend": cn.get_backend(),
                "epochs_run": len(history.epoch), "batch_size": args.batch_size,
                "learning_rate": args.learning_rate, "lr_decay": args.lr_decay,

@@ -272,3 +272,19 @@ def test_callback_names():
     x, y = tiny_data()
     with pytest.raises(ValueError, match="unknown callback"):
         tiny_model().fit(x, y, epochs=1, verbose=0, callbacks=["nope"])
+
+
+def test_cli_history_csv_is_the_csv_logger_format(tmp_path):
+    """One history CSV format: the run directory's history.csv reads like CSVLogger's."""
+    from convnet.cli import write_history
+
+    logs = [{"loss": 1.5, "accuracy": 0.25, "val_loss": 1.75}, {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.25}]
+    logger = cn.callbacks.CSVLogger(tmp_path / "logger.csv")
+    logger.on_train_begin()
+    for epoch, log in enumerate(logs):
+        logger.on_epoch_end(epoch, dict(log))
+    logger.on_train_end()
+    history = {k: [log[k] for log in logs] for k in logs[0]}
+    write_history(tmp_path, history)
+    assert (tmp_path / "history.csv").read_text() == (tmp_path / "logger.csv").read_text()
+    assert (tmp_path / "history.csv").read_text().splitlines()[1].startswith("0,")
