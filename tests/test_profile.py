@@ -43,3 +43,37 @@ def test_inference_profile_and_stat(backend):
         cn.profile.profile_model(model, x, repeats=0)
     with pytest.raises(ValueError, match="stat"):
         cn.profile.profile_model(model, x, stat="mean")
+
+
+def test_profile_times_the_backward_pass_training_runs(backend):
+    """With a leading Rescaling, training runs no backward for it and the first
+    Conv2D computes only its weight gradient: the profile must time the same."""
+    model = cn.Sequential([L.Rescaling(1 / 255), L.Conv2D(4, 3, padding="same"), L.Flatten(), L.Dense(3)],
+                          input_shape=(6, 6, 1), seed=0)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    calls = []
+    conv = model.layers[1]
+    original = conv.backward
+
+    def spy(dy):
+        calls.append(conv.skip_input_grad)
+        return original(dy)
+    conv.backward = spy
+    x = np.zeros((2, 6, 6, 1), np.float32)
+    rows = cn.profile.profile_model(model, x, np.array([0, 1]), repeats=2, warmup=0, print_fn=None)
+    assert calls == [True, True]                # no input gradient, as in train_step
+    rescale, conv_row = rows[0], rows[1]
+    assert rescale["bwd_ms"] == 0 and rescale["bwd_gflops"] is None
+    forward_flops = conv.flops_per_image() * 2
+    assert conv_row["bwd_gflops"] * conv_row["bwd_ms"] == pytest.approx(conv_row["fwd_gflops"] * conv_row["fwd_ms"])
+    assert forward_flops > 0
+
+
+def test_profile_a_graph_model(backend):
+    x = cn.Input(shape=(6, 6, 2))
+    h = L.Add()([L.Conv2D(2, 3, padding="same")(x), x])
+    model = cn.Model(x, L.Dense(3)(L.Flatten()(h)), seed=0)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    rows = cn.profile.profile_model(model, np.zeros((2, 6, 6, 2), np.float32), np.array([0, 1]),
+                                    repeats=1, print_fn=None)
+    assert [r["type"] for r in rows[:4]] == ["Conv2D", "Add", "Flatten", "Dense"]
