@@ -57,7 +57,7 @@ def synthetic_fashion(n_train, n_test, seed=0):
 
 
 def build_model(seed=0):
-    """W1 from DESIGN.md, with a Rescaling layer so the model takes raw 0..255 pixels."""
+    """W1 from docs/design.md, with a Rescaling layer so the model takes raw 0..255 pixels."""
     L = cn.layers
     model = cn.Sequential([
         L.Rescaling(1 / 255),

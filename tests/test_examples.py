@@ -123,4 +123,4 @@ def test_how_it_works_snippets_print_what_the_guide_shows(capsys):
         if i + 1 < len(blocks) and blocks[i + 1][0] == "text":
             assert printed.strip() == blocks[i + 1][1].strip(), f"block {i}"
             checked += 1
-    assert checked == 9
+    assert checked == 10
