@@ -276,6 +276,45 @@ class NumpyOps:
             step = g
         p -= lr * step
 
+    # ------------------------------------------------------ batch normalization
+    def batchnorm_statistics(self, x):
+        """Per-channel mean and biased variance over every axis but the last.
+
+        x: (..., C) -> (mean: (C,), var: (C,)),  var = mean((x - mean)^2).
+        """
+        axes = tuple(range(x.ndim - 1))
+        mean = x.mean(axis=axes)
+        var = ((x - mean) ** 2).mean(axis=axes)
+        return mean, var
+
+    def batchnorm_normalize(self, x, mean, var, gamma, beta, epsilon):
+        """y = gamma * xhat + beta with xhat = (x - mean) / sqrt(var + eps).
+
+        x: (..., C); mean, var, gamma, beta: (C,) -> (y, xhat: like x, inv_std: (C,))
+        """
+        inv_std = 1 / self.xp.sqrt(var + epsilon)
+        xhat = (x - mean) * inv_std
+        return xhat * gamma + beta, xhat, inv_std
+
+    def batchnorm_backward(self, dy, xhat, inv_std, gamma, training, need_dx=True):
+        """(dx, dgamma, dbeta) of y = gamma * xhat + beta, from dy (..., C).
+
+        In training mode mean and var are functions of every x of the channel
+        (m values each), which gives
+            dx = gamma * inv_std / m * (m * dy - sum(dy) - xhat * sum(dy * xhat));
+        in inference mode they are constants and dx = dy * gamma * inv_std.
+        """
+        axes = tuple(range(dy.ndim - 1))
+        dgamma = (dy * xhat).sum(axis=axes)
+        dbeta = dy.sum(axis=axes)
+        if not need_dx:
+            return None, dgamma, dbeta
+        if not training:
+            return dy * (gamma * inv_std), dgamma, dbeta
+        m = dy.size // dy.shape[-1]
+        dx = (gamma * inv_std / m) * (m * dy - dbeta - xhat * dgamma)
+        return dx, dgamma, dbeta
+
     # ------------------------------------------------------------------ random
     def dropout_mask(self, rng, shape, rate, dtype):
         """Inverted-dropout mask: 0 with probability `rate`, else 1/(1-rate)."""

@@ -10,6 +10,10 @@ Backward in training mode, with m values per channel: mu and var depend on every
 which gives the compact form
     dx = gamma / (m * sqrt(var + eps)) * (m * dy - sum(dy) - xhat * sum(dy * xhat))
     dgamma = sum(dy * xhat),  dbeta = sum(dy)
+
+The formulas are the backend's kernel pair (NumpyOps.batchnorm_statistics,
+batchnorm_normalize, batchnorm_backward in convnet/backend/numpy_ops.py spell them
+out); the Numba backend computes the same in fewer passes over memory.
 """
 
 from ..backend import get_ops
@@ -43,10 +47,9 @@ class BatchNormalization(Layer):
         self.state["moving_variance"] = xp.ones((c,), dtype=self.dtype)
 
     def _forward(self, x, training):
-        axes = tuple(range(x.ndim - 1))
+        ops = get_ops()
         if training:
-            mean = x.mean(axis=axes)
-            var = x.var(axis=axes)
+            mean, var = ops.batchnorm_statistics(x)
             m = self.momentum
             self.state["moving_mean"] *= m
             self.state["moving_mean"] += (1 - m) * mean
@@ -54,29 +57,27 @@ class BatchNormalization(Layer):
             self.state["moving_variance"] += (1 - m) * var
         else:
             mean, var = self.state["moving_mean"], self.state["moving_variance"]
-        inv_std = 1 / get_ops().xp.sqrt(var + self.epsilon)
-        xhat = (x - mean) * inv_std
+        y, xhat, inv_std = ops.batchnorm_normalize(x, mean, var, self._gamma(), self._beta(), self.epsilon)
         self._cache = (xhat, inv_std, training)
-        y = xhat * self.params["gamma"] if self.scale else xhat.copy()
-        if self.center:
-            y += self.params["beta"]
         return y
+
+    def _gamma(self):
+        c = self.input_shape[-1]
+        return self.params["gamma"] if self.scale else get_ops().xp.ones((c,), dtype=self.dtype)
+
+    def _beta(self):
+        c = self.input_shape[-1]
+        return self.params["beta"] if self.center else get_ops().xp.zeros((c,), dtype=self.dtype)
 
     def _backward(self, dy):
         xhat, inv_std, training = self._cache
-        axes = tuple(range(dy.ndim - 1))
+        dx, dgamma, dbeta = get_ops().batchnorm_backward(dy, xhat, inv_std, self._gamma(), training,
+                                                         need_dx=not self.skip_input_grad)
         if self.scale:
-            self.grads["gamma"] = (dy * xhat).sum(axis=axes)
+            self.grads["gamma"] = dgamma
         if self.center:
-            self.grads["beta"] = dy.sum(axis=axes)
-        g = self.params["gamma"] if self.scale else 1
-        if not training:
-            # moving statistics are constants: y is an affine function of x
-            return dy * (g * inv_std)
-        m = dy.size // dy.shape[-1]
-        dxhat_sum = dy.sum(axis=axes)
-        dxhat_xhat_sum = (dy * xhat).sum(axis=axes)
-        return (g * inv_std / m) * (m * dy - dxhat_sum - xhat * dxhat_xhat_sum)
+            self.grads["beta"] = dbeta
+        return dx
 
     def flops_per_image(self):
         import numpy as np
