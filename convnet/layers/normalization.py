@@ -12,6 +12,7 @@ which gives the compact form
     dgamma = sum(dy * xhat),  dbeta = sum(dy)
 """
 
+from .._checks import check_real
 from ..backend import get_ops
 from .base import Layer
 
@@ -23,12 +24,9 @@ class BatchNormalization(Layer):
     def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, name=None,
                  dtype=None, input_shape=None):
         super().__init__(name=name, dtype=dtype, input_shape=input_shape)
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"{self.describe()}: momentum must be in [0, 1], got {momentum!r}")
-        if epsilon <= 0:
-            raise ValueError(f"{self.describe()}: epsilon must be positive, got {epsilon!r}")
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
+        owner = self.describe()
+        self.momentum = check_real(momentum, "momentum", owner, low=0, high=1)
+        self.epsilon = check_real(epsilon, "epsilon", owner, low=0, low_open=True)
         self.center = bool(center)
         self.scale = bool(scale)
 
