@@ -56,8 +56,11 @@ class Optimizer:
             if not param.flags.writeable:
                 raise ValueError(f"{owner}: parameter {key!r} is read-only; it is updated in place")
             if not hasattr(grad, "shape"):
-                grad = np.asarray(grad)
-            if not (grad.dtype.kind in "fiu"):
+                try:
+                    grad = np.asarray(grad)
+                except ValueError:        # a ragged list
+                    raise ValueError(f"{owner}: gradient of {key!r} is not a rectangular array") from None
+            if grad.dtype.kind not in "fiu":
                 raise TypeError(f"{owner}: gradient of {key!r} must be a real numeric array, got dtype {grad.dtype}")
             if tuple(grad.shape) != tuple(param.shape):
                 raise ValueError(f"{owner}: gradient of {key!r} has shape {tuple(grad.shape)}, "
