@@ -325,5 +325,6 @@ def test_activation_layers(activation, batch, features, scale, seed):
     assert np.all(np.isfinite(y))            # large logits do not overflow
     if activation == "softmax":
         np.testing.assert_allclose(y.sum(axis=1), 1, rtol=1e-5)
-    if scale < 5:   # steep sigmoids/tanh are flat in float64 finite differences too
-        assert_gradcheck(lambda: L.Activation(activation, dtype="float64"), x)
+    # the gradient check at unit scale: a saturated sigmoid/softmax has a gradient
+    # of 1e-6 or less, below what a central difference resolves (round-off ~1e-11)
+    assert_gradcheck(lambda: L.Activation(activation, dtype="float64"), x / scale)
