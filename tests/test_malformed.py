@@ -80,9 +80,11 @@ CONSTRUCTORS = [
     ("Conv2D", "padding", lambda v: L.Conv2D(2, 3, padding=v), bad_padding),
     ("Conv2D", "activation", lambda v: L.Conv2D(2, 3, activation=v), bad_activation),
     ("Conv2D", "initializer", lambda v: L.Conv2D(2, 3, kernel_initializer=v),
-     st.one_of(st.text(max_size=5), st.integers(), st.none())),
+     st.one_of(st.text(max_size=5).filter(lambda s: s.lower() not in initializers.INITIALIZERS),
+               st.integers(), st.none())),
     ("MaxPooling2D", "pool_size", lambda v: L.MaxPooling2D(v), bad_pair),
-    ("MaxPooling2D", "strides", lambda v: L.MaxPooling2D(2, strides=v), bad_pair),
+    ("MaxPooling2D", "strides", lambda v: L.MaxPooling2D(2, strides=v),   # None: strides = pool_size
+     bad_pair.filter(lambda v: v is not None)),
     ("MaxPooling2D", "padding", lambda v: L.MaxPooling2D(2, padding=v), st.one_of(bad_padding, st.integers(2, 9))),
     ("AveragePooling2D", "pool_size", lambda v: L.AveragePooling2D(v), bad_pair),
     ("AveragePooling2D", "padding", lambda v: L.AveragePooling2D(3, padding=v),
