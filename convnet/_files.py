@@ -4,7 +4,13 @@ A reader must never see half a file: a crash, a full disk or a failed checksum
 in the middle of writing leaves the destination either absent or as it was.
 The data goes to a temporary file *in the destination's directory* (so the final
 ``os.replace`` is a same-filesystem rename, which POSIX makes atomic) and is
-renamed over the destination only when everything succeeded.
+renamed over the destination only when everything succeeded:
+
+    write temp -> flush -> fsync(temp) -> rename(temp, path) -> fsync(directory)
+
+A process killed (SIGKILL) mid-write leaves the destination as it was and an
+orphan ``.<name>.<random>.tmp`` beside it; the leading dot keeps listings and
+the dataset search from taking it for a finished file.
 """
 
 import contextlib
@@ -30,17 +36,23 @@ def _create_temp(directory, basename):
 
 
 @contextlib.contextmanager
-def atomic_write(path):
-    """Context manager yielding a binary file whose contents replace ``path`` on success.
+def atomic_write(path, mode="wb"):
+    """Context manager yielding a file whose contents replace ``path`` on success.
+
+    ``mode`` is ``"wb"`` (a binary file) or ``"w"`` (text: UTF-8, newlines
+    written as given, which is what the csv module wants).
 
     If the ``with`` body raises (including a verification failure the caller
     raises itself), the temporary file is deleted and ``path`` is untouched.
     """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_write({path!r}): mode must be 'wb' or 'w', got {mode!r}")
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = _create_temp(directory, os.path.basename(path))
+    text = {"encoding": "utf-8", "newline": ""} if mode == "w" else {}
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, mode, **text) as f:
             yield f
             f.flush()
             # fsync before the rename: otherwise a power loss can leave the new
@@ -51,3 +63,25 @@ def atomic_write(path):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    # The rename lives in the directory's own data: until the directory is
+    # synced, a power loss can bring back the old name (or no name at all).
+    fsync_directory(directory)
+
+
+def fsync_directory(directory):
+    """Flush a directory's entries (a rename or a new file in it) to disk.
+
+    Windows cannot open a directory, and some filesystems refuse to fsync one
+    (EINVAL); there the rename is as durable as the OS makes it, and nothing
+    better can be done, so those errors are ignored.
+    """
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

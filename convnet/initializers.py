@@ -13,9 +13,12 @@ He keeps the variance of relu activations constant from layer to layer (half the
 units are zeroed, hence the factor 2); Glorot balances forward and backward variance.
 """
 
+import functools
 import math
 
 import numpy as np
+
+from ._checks import check_shape
 
 
 def fans(shape):
@@ -24,6 +27,33 @@ def fans(shape):
         return shape[0], shape[0]
     receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
     return shape[-2] * receptive, shape[-1] * receptive
+
+
+def _checked(draw):
+    """Check an initializer's arguments before it draws, so a bad call raises a
+    ValueError/TypeError naming the initializer (not a ZeroDivisionError from a
+    zero fan, nor numpy's own error from deep inside the generator)."""
+    owner = draw.__name__
+
+    @functools.wraps(draw)
+    def wrapper(shape, rng=None, dtype=np.float32):
+        shape = check_shape(shape, "shape", owner)
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"{owner}: dtype must be a numpy dtype, got {dtype!r}") from None
+        if not np.issubdtype(dtype, np.floating):
+            raise TypeError(f"{owner}: dtype must be a floating dtype, got {dtype}")
+        if draw not in _DETERMINISTIC and not isinstance(rng, np.random.Generator):
+            raise TypeError(f"{owner}: rng must be a numpy.random.Generator "
+                            f"(np.random.default_rng(seed)), got {type(rng).__name__}")
+        nbytes = math.prod(shape) * dtype.itemsize
+        try:
+            return draw(shape, rng, dtype)
+        except (MemoryError, ValueError) as exc:   # e.g. a kernel of 10**12 entries
+            raise ValueError(f"{owner}: cannot create an array of shape {shape} "
+                             f"({nbytes:,} bytes of {dtype}): {exc}") from None
+    return wrapper
 
 
 def glorot_uniform(shape, rng, dtype=np.float32):
@@ -55,6 +85,10 @@ def zeros(shape, rng=None, dtype=np.float32):
 def ones(shape, rng=None, dtype=np.float32):
     return np.ones(shape, dtype=dtype)
 
+
+_DETERMINISTIC = (zeros, ones)
+glorot_uniform, glorot_normal, he_uniform, he_normal, zeros, ones = (
+    _checked(f) for f in (glorot_uniform, glorot_normal, he_uniform, he_normal, zeros, ones))
 
 INITIALIZERS = {
     "glorot_uniform": glorot_uniform,

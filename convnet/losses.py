@@ -40,11 +40,21 @@ class Loss:
     def forward(self, y_pred, y_true, from_logits=None):
         """Mean loss over the batch. y_pred: (N, K) logits or probabilities."""
         ops = get_ops()
+        owner = type(self).__name__
+        if not hasattr(y_pred, "dtype"):
+            try:
+                y_pred = np.asarray(y_pred)
+            except ValueError as exc:     # a ragged list
+                raise ValueError(f"{owner}: predictions must be a rectangular array: {exc}") from None
+        # NaN or inf predictions are *not* refused here: they give a NaN loss, which
+        # is what a training loop watches for (the model reports where it diverged)
+        if y_pred.dtype.kind not in "fiub":
+            raise TypeError(f"{owner}: expected real-valued predictions, got dtype {y_pred.dtype}")
         y_pred = ops.asarray(y_pred)
-        if y_pred.ndim != 2 or y_pred.shape[0] == 0:
-            raise ValueError(f"{type(self).__name__}: expected predictions of shape (N, classes) "
-                             f"with N > 0, got {tuple(y_pred.shape)}")
-        if not ops.xp.issubdtype(y_pred.dtype, ops.xp.floating):
+        if y_pred.ndim != 2 or y_pred.shape[0] == 0 or y_pred.shape[1] == 0:
+            raise ValueError(f"{owner}: expected predictions of shape (N, classes) "
+                             f"with N > 0 and classes > 0, got {tuple(y_pred.shape)}")
+        if not np.issubdtype(y_pred.dtype, np.floating):
             y_pred = y_pred.astype(np.float32)
         targets = self._targets(y_true, y_pred.shape)
         logits = self.from_logits if from_logits is None else from_logits
@@ -93,7 +103,15 @@ class CategoricalCrossentropy(Loss):
     name = "categorical_crossentropy"
 
     def _targets(self, y_true, pred_shape):
-        t = np.asarray(to_host(y_true))
+        owner = type(self).__name__
+        if y_true is None:
+            raise TypeError(f"{owner}: expected one-hot targets of shape {tuple(pred_shape)}, got None")
+        try:
+            t = np.asarray(to_host(y_true))
+        except ValueError as exc:         # a ragged list
+            raise ValueError(f"{owner}: targets must be a rectangular array: {exc}") from None
+        if t.dtype.kind not in "fiub":
+            raise TypeError(f"{owner}: expected numeric one-hot targets, got dtype {t.dtype}")
         if t.shape != tuple(pred_shape):
             raise ValueError(f"{type(self).__name__}: expected one-hot targets of shape "
                              f"{tuple(pred_shape)}, got {t.shape}")
@@ -114,6 +132,13 @@ class CategoricalCrossentropy(Loss):
 def check_sparse_labels(y, pred_shape, owner):
     """Integer labels (N,) within [0, K); (N, 1) is accepted and flattened."""
     n, k = pred_shape
+    try:
+        y = np.asarray(to_host(y))
+    except ValueError as exc:             # a ragged list
+        raise ValueError(f"{owner}: labels must be a rectangular array: {exc}") from None
+    if y.dtype.kind == "u" and y.size and y.max() >= k:
+        # checked before the int64 conversion below, which would wrap 2**63 to < 0
+        raise ValueError(f"{owner}: labels must lie in [0, {k}) for {k} classes, got values up to {y.max()}")
     y = class_indices(y, owner, shape_text=f"({n},)")
     if y.shape[0] != n:
         raise ValueError(f"{owner}: expected integer labels of shape ({n},), got {y.shape}")

@@ -7,6 +7,7 @@ place through the backend's kernels (ops.sgd_update, ops.adam_update).
 
 import numpy as np
 
+from ._checks import check_real
 from .backend import get_ops
 
 
@@ -16,18 +17,56 @@ class Optimizer:
     name = "optimizer"
 
     def __init__(self, learning_rate):
-        if not isinstance(learning_rate, (int, float)) or learning_rate <= 0:
-            raise ValueError(f"{type(self).__name__}: learning_rate must be a positive number, "
-                             f"got {learning_rate!r}")
-        self.learning_rate = float(learning_rate)
+        self.learning_rate = check_real(learning_rate, "learning_rate", type(self).__name__,
+                                        low=0, low_open=True)
         self.iterations = 0
         self.slots = {}
 
     def apply_gradients(self, params_and_grads):
         """One step over [(key, param, grad), ...]; params are updated in place."""
+        checked = self._check_gradients(params_and_grads)
         self.iterations += 1
-        for key, param, grad in params_and_grads:
+        for key, param, grad in checked:
             self._update(key, param, grad)
+
+    def _check_gradients(self, params_and_grads):
+        """The (key, param, grad) triples, each grad as an array of its param's dtype.
+
+        Parameters are updated in place, so each must be a writeable floating array
+        of the active backend (a list or an int array would be updated as a copy, or
+        not at all); a gradient must have its parameter's shape. Everything is
+        checked before the first parameter changes, so a bad entry leaves all as they were.
+        """
+        owner = f"{type(self).__name__}.apply_gradients"
+        ops = get_ops()
+        try:
+            triples = list(params_and_grads)
+        except TypeError:
+            raise TypeError(f"{owner}: expected a list of (key, param, grad) triples, "
+                            f"got {type(params_and_grads).__name__}") from None
+        checked = []
+        for i, entry in enumerate(triples):
+            if not isinstance(entry, (tuple, list)) or len(entry) != 3:
+                raise TypeError(f"{owner}: entry {i} must be a (key, param, grad) triple, got {entry!r:.80}")
+            key, param, grad = entry
+            if not ops.is_native(param) or not np.issubdtype(param.dtype, np.floating):
+                kind = getattr(param, "dtype", type(param).__name__)
+                raise TypeError(f"{owner}: parameter {key!r} must be a floating array of the "
+                                f"{type(ops).__name__} backend (it is updated in place), got {kind}")
+            if not param.flags.writeable:
+                raise ValueError(f"{owner}: parameter {key!r} is read-only; it is updated in place")
+            if not hasattr(grad, "shape"):
+                try:
+                    grad = np.asarray(grad)
+                except ValueError:        # a ragged list
+                    raise ValueError(f"{owner}: gradient of {key!r} is not a rectangular array") from None
+            if grad.dtype.kind not in "fiu":
+                raise TypeError(f"{owner}: gradient of {key!r} must be a real numeric array, got dtype {grad.dtype}")
+            if tuple(grad.shape) != tuple(param.shape):
+                raise ValueError(f"{owner}: gradient of {key!r} has shape {tuple(grad.shape)}, "
+                                 f"its parameter {tuple(param.shape)}")
+            checked.append((key, param, ops.asarray(grad, dtype=param.dtype)))
+        return checked
 
     def _slot(self, key, name, like):
         slots = self.slots.setdefault(key, {})
@@ -65,15 +104,12 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(learning_rate)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum!r}")
+        momentum = check_real(momentum, "momentum", "SGD", low=0, high=1, high_open=True)
         if nesterov and momentum == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
-        if weight_decay < 0:
-            raise ValueError(f"SGD: weight_decay must be >= 0, got {weight_decay!r}")
-        self.momentum = float(momentum)
+        self.momentum = momentum
         self.nesterov = bool(nesterov)
-        self.weight_decay = float(weight_decay)
+        self.weight_decay = check_real(weight_decay, "weight_decay", "SGD", low=0)
 
     def _update(self, key, p, g):
         velocity = self._slot(key, "velocity", p) if self.momentum else None
@@ -92,12 +128,9 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         super().__init__(learning_rate)
-        for label, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not 0 <= beta < 1:
-                raise ValueError(f"Adam: {label} must be in [0, 1), got {beta!r}")
-        if epsilon <= 0:
-            raise ValueError(f"Adam: epsilon must be positive, got {epsilon!r}")
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.beta_1 = check_real(beta_1, "beta_1", "Adam", low=0, high=1, high_open=True)
+        self.beta_2 = check_real(beta_2, "beta_2", "Adam", low=0, high=1, high_open=True)
+        self.epsilon = check_real(epsilon, "epsilon", "Adam", low=0, low_open=True)
 
     def _update(self, key, p, g):
         m = self._slot(key, "m", p)
@@ -119,8 +152,17 @@ def get(identifier):
         return identifier
     if isinstance(identifier, str) and identifier.lower() in OPTIMIZERS:
         return OPTIMIZERS[identifier.lower()]()
-    if isinstance(identifier, dict) and identifier.get("class_name", "").lower() in OPTIMIZERS:
-        return OPTIMIZERS[identifier["class_name"].lower()](**identifier.get("config", {}))
+    if isinstance(identifier, dict) and str(identifier.get("class_name", "")).lower() in OPTIMIZERS:
+        config = identifier.get("config", {})
+        if not isinstance(config, dict):
+            raise TypeError(f"optimizer config must be a dict, got {config!r}")
+        cls = OPTIMIZERS[identifier["class_name"].lower()]
+        try:
+            return cls(**config)
+        except TypeError as exc:   # an unknown keyword: say which optimizer refused it
+            if "unexpected keyword" not in str(exc):
+                raise
+            raise TypeError(f"{cls.__name__}: {exc}") from None
     raise ValueError(f"unknown optimizer {identifier!r}; expected one of {sorted(OPTIMIZERS)} "
                      "or an Optimizer object")
 

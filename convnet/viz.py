@@ -18,6 +18,8 @@ import os
 
 import numpy as np
 
+from ._files import atomic_write
+
 DPI = 100
 
 
@@ -44,15 +46,10 @@ def _finish(fig, path):
     """Write fig to path as PNG (atomically) when a path is given; return fig."""
     if path is not None:
         path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-        try:
-            fig.savefig(tmp, format="png", dpi=DPI)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        # temp file + fsync + rename: a crash mid-plot leaves the old picture whole
+        with atomic_write(path) as f:
+            fig.savefig(f, format="png", dpi=DPI)
     return fig
 
 

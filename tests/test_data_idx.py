@@ -186,3 +186,47 @@ def test_corrupt_gzip_payload_names_the_file(tmp_path):
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_idx(tmp_path / "nope.gz")
+
+
+# -- header disagrees with the length: the error names the file and both numbers -----------
+
+
+def test_raw_header_longer_than_file_gives_both_sizes(tmp_path):
+    path = tmp_path / "lying-idx3-ubyte"
+    path.write_bytes(b"\x00\x00\x08\x03" + struct.pack(">3I", 60000, 28, 28) + bytes(784 * 3))
+    expected = (r"lying-idx3-ubyte: truncated IDX data: the header declares shape \(60000, 28, 28\) of uint8 "
+                r"\(47040000 bytes of data\) but the file holds 2352 bytes after its 16-byte header \(2368 bytes")
+    with pytest.raises(ValueError, match=expected):
+        read_idx(path)
+
+
+def test_raw_header_shorter_than_file_gives_both_sizes(tmp_path):
+    path = tmp_path / "long-idx1-ubyte"
+    path.write_bytes(b"\x00\x00\x0c\x01" + struct.pack(">I", 3) + bytes(20))   # int32: 12 bytes promised
+    with pytest.raises(ValueError, match=r"long-idx1-ubyte: unexpected data after the IDX array: .*"
+                                         r"\(12 bytes of data\) but the file holds 20 bytes"):
+        read_idx(path)
+
+
+def test_absurd_declared_size_is_refused_before_allocating(tmp_path):
+    """A header claiming ~10**21 bytes: refused from the file length (raw) or by the
+    allocation (gzip), never a MemoryError."""
+    header = b"\x00\x00\x0e\x03" + struct.pack(">3I", 2**32 - 1, 2**32 - 1, 2**16)
+    raw = tmp_path / "bomb-idx3"
+    raw.write_bytes(header + bytes(64))
+    with pytest.raises(ValueError, match=r"bomb-idx3: truncated IDX data: .*\(9671406552413433770803200 bytes"):
+        read_idx(raw)
+    packed = tmp_path / "bomb-idx3.gz"
+    with gzip.open(packed, "wb") as f:
+        f.write(header + bytes(64))
+    with pytest.raises(ValueError, match=r"bomb-idx3\.gz: IDX header claims shape .* \(96714065524134337708032"):
+        read_idx(packed)
+
+
+def test_gzip_trailing_data_is_counted(tmp_path):
+    path = tmp_path / "extra.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b"\x00\x00\x08\x01" + struct.pack(">I", 5) + bytes(5 + 3_000_000))
+    with pytest.raises(ValueError, match=r"extra\.gz: unexpected data after the 5 bytes .*"
+                                         r"3000000 more bytes follow \(3000005 bytes of data in all\)"):
+        read_idx(path)

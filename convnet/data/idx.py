@@ -16,6 +16,7 @@ Files are usually gzip-compressed (``.gz``).
 """
 
 import gzip
+import math
 import os
 import struct
 import sys
@@ -39,6 +40,7 @@ IDX_DTYPES = {
 _CODES = {dtype: code for code, dtype in IDX_DTYPES.items()}
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20
 
 
 def _read_full(stream, buf):
@@ -57,8 +59,22 @@ def _read_full(stream, buf):
     return got
 
 
-def _read_stream(stream, path):
-    """Parse one IDX file from an open binary ``stream``; ``path`` names it in errors."""
+def _count_rest(stream):
+    """Bytes left in ``stream`` (read and dropped a block at a time: no memory held)."""
+    total = 0
+    while True:
+        block = stream.read(_CHUNK)
+        if not block:
+            return total
+        total += len(block)
+
+
+def _read_stream(stream, path, data_size=None):
+    """Parse one IDX file from an open binary ``stream``; ``path`` names it in errors.
+
+    ``data_size``: the file's length in bytes when known (a raw file), so a header
+    that disagrees with it is refused before anything is allocated.
+    """
     head = bytearray(4)
     if _read_full(stream, head) < 4:
         raise ValueError(f"{path}: not an IDX file: shorter than the 4-byte magic number")
@@ -75,7 +91,17 @@ def _read_stream(stream, path):
         raise ValueError(f"{path}: truncated IDX header: expected {ndim} dimension sizes")
     dims = struct.unpack(f">{ndim}I", raw_dims)
 
-    nbytes = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    # Python ints: 255 dims of 2**32 - 1 would overflow any fixed-width product
+    nbytes = math.prod(dims) * dtype.itemsize
+    header_size = 4 + 4 * ndim
+    if data_size is not None and data_size - header_size != nbytes:
+        have = data_size - header_size
+        kind = "truncated IDX data" if have < nbytes else "unexpected data after the IDX array"
+        raise ValueError(
+            f"{path}: {kind}: the header declares shape {dims} of {dtype} ({nbytes} bytes of "
+            f"data) but the file holds {have} bytes after its {header_size}-byte header "
+            f"({data_size} bytes in all)"
+        )
     try:
         # Read straight into the final array: no second copy of a 47 MB
         # payload, and the result is writable (np.frombuffer on bytes is not).
@@ -93,10 +119,12 @@ def _read_stream(stream, path):
     # Reading one more byte does double duty: it detects trailing garbage, and
     # for gzip it reaches the end of the stream, which is where the CRC-32 and
     # length trailer get checked (a corrupt payload is only noticed there).
-    if stream.read(1):
+    extra = stream.read(1)
+    if extra:
+        extra = 1 + _count_rest(stream)
         raise ValueError(
             f"{path}: unexpected data after the {nbytes} bytes the IDX header promises "
-            f"(shape {dims} of {dtype})"
+            f"(shape {dims} of {dtype}): {extra} more bytes follow ({nbytes + extra} bytes of data in all)"
         )
     if dtype.itemsize > 1 and sys.byteorder == "little":
         array.byteswap(inplace=True)  # file is big-endian, memory is native
@@ -128,7 +156,7 @@ def read_idx(path):
         is_gzip = raw.read(2) == _GZIP_MAGIC
         raw.seek(0)
         if not is_gzip:
-            return _read_stream(raw, path)
+            return _read_stream(raw, path, data_size=os.fstat(raw.fileno()).st_size)
         try:
             with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
                 return _read_stream(stream, path)

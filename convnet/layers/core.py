@@ -1,7 +1,10 @@
 """Dense, Flatten, Dropout, Activation, Rescaling."""
 
+import numbers
+
 import numpy as np
 
+from .._checks import check_real
 from ..backend import get_ops
 from .activations import check_activation
 from .base import KernelLayer, Layer
@@ -20,9 +23,9 @@ class Dense(KernelLayer):
                  bias_initializer="zeros", name=None, dtype=None, input_shape=None, seed=None):
         super().__init__(activation, use_bias, kernel_initializer, bias_initializer,
                          name=name, dtype=dtype, input_shape=input_shape, seed=seed)
-        if not isinstance(units, int) or isinstance(units, bool) or units < 1:
+        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
             raise ValueError(f"{self.describe()}: units must be a positive int, got {units!r}")
-        self.units = units
+        self.units = int(units)
 
     def _rank_hint(self):
         return "(N, features); add a Flatten() before Dense to flatten images"
@@ -81,7 +84,7 @@ class Dropout(Layer):
 
     def __init__(self, rate, name=None, dtype=None, input_shape=None, seed=None):
         super().__init__(name=name, dtype=dtype, input_shape=input_shape, seed=seed)
-        if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
             raise ValueError(f"{self.describe()}: rate must be in [0, 1), got {rate!r}")
         self.rate = float(rate)
 
@@ -150,8 +153,8 @@ class Rescaling(Layer):
 
     def __init__(self, scale, offset=0.0, name=None, dtype=None, input_shape=None):
         super().__init__(name=name, dtype=dtype, input_shape=input_shape)
-        self.scale = float(scale)
-        self.offset = float(offset)
+        self.scale = check_real(scale, "scale", self.describe())
+        self.offset = check_real(offset, "offset", self.describe())
 
     def input_spec(self):
         return None

@@ -16,6 +16,7 @@ batchnorm_normalize, batchnorm_backward in convnet/backend/numpy_ops.py spell th
 out); the Numba backend computes the same in fewer passes over memory.
 """
 
+from .._checks import check_real
 from ..backend import get_ops
 from .base import Layer
 
@@ -27,12 +28,9 @@ class BatchNormalization(Layer):
     def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, name=None,
                  dtype=None, input_shape=None):
         super().__init__(name=name, dtype=dtype, input_shape=input_shape)
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"{self.describe()}: momentum must be in [0, 1], got {momentum!r}")
-        if epsilon <= 0:
-            raise ValueError(f"{self.describe()}: epsilon must be positive, got {epsilon!r}")
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
+        owner = self.describe()
+        self.momentum = check_real(momentum, "momentum", owner, low=0, high=1)
+        self.epsilon = check_real(epsilon, "epsilon", owner, low=0, low_open=True)
         self.center = bool(center)
         self.scale = bool(scale)
 

@@ -8,15 +8,20 @@ For an input of size n, window k and stride s along one axis:
     int p:    p on both sides;      out = floor((n + 2p - k) / s) + 1
 """
 
+import numbers
+
+
+def _is_int(v):
+    # numpy integers count (a size read from an array shape is one); bools do not
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
 
 def normalize_pair(value, what, owner):
     """An int or a pair of ints as a (height, width) tuple of positive ints."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        pair = (value, value)
-    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
-        pair = tuple(value)
+    if _is_int(value):
+        pair = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
+        pair = (int(value[0]), int(value[1]))
     else:
         raise ValueError(f"{owner}: {what} must be an int or a pair of ints, got {value!r}")
     if min(pair) < 1:
@@ -28,8 +33,8 @@ def normalize_padding(padding, owner):
     """'valid', 'same' or a non-negative int."""
     if isinstance(padding, str) and padding.lower() in ("valid", "same"):
         return padding.lower()
-    if isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
-        return padding
+    if _is_int(padding) and padding >= 0:
+        return int(padding)
     raise ValueError(f"{owner}: padding must be 'valid', 'same' or a non-negative int, got {padding!r}")
 
 
