@@ -14,6 +14,7 @@ gives about 1e-9 to 1e-11 here, a wrong one 1e-2 or more.
 
 import numpy as np
 
+from ._checks import check_int, check_real
 from .arrays import to_host
 from .backend import get_ops
 from .layers import Layer
@@ -209,6 +210,13 @@ def check_model(model, x, y, *, h=1e-6, max_checks=50, seed=0, tolerance=1e-6):
 def gradcheck(target, x, y=None, **kwargs):
     """Check a Layer (at input x), a Loss (at logits x, targets y) or a compiled model
     (on batch x, y). Returns a GradcheckReport; print it for a table."""
+    if "h" in kwargs:
+        kwargs["h"] = check_real(kwargs["h"], "h (the finite-difference step)", "gradcheck", low=0, low_open=True)
+    if kwargs.get("max_checks") is not None:
+        kwargs["max_checks"] = check_int(kwargs["max_checks"], "max_checks", "gradcheck", low=1)
+    if isinstance(target, Loss) and y is None:
+        raise ValueError(f"gradcheck: checking the loss {type(target).__name__} needs targets y "
+                         "(gradcheck(loss, logits, y))")
     if isinstance(target, Layer):
         return check_layer(target, x, **kwargs)
     if isinstance(target, Loss):

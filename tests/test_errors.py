@@ -37,7 +37,7 @@ def test_checks_still_run_after_an_accepted_input():
     assert layer.forward(x.tolist()).shape == (2, 6, 6, 2)        # a list is converted
     with pytest.raises(ValueError, match=r"Conv2D 'c4': expected input shape \(N, N, N, 3\), got \(2, 8, 8, 1\)"):
         layer.forward(np.zeros((2, 8, 8, 1), dtype=np.float32))
-    with pytest.raises(TypeError, match=r"Conv2D 'c4': expected a numeric array, got dtype <U1"):
+    with pytest.raises(TypeError, match=r"Conv2D 'c4': expected a real numeric array, got dtype <U1"):
         layer.forward(np.full((2, 8, 8, 3), "a"))
     assert layer.forward(x).dtype == np.float32
     assert layer.forward(x.astype(np.float64)).dtype == np.float32  # converted, not accepted as is

@@ -19,6 +19,7 @@ import re
 import numpy as np
 
 from .. import initializers
+from .._checks import check_int, check_shape
 from ..arrays import to_host
 from ..backend import get_ops
 from ..config import resolve_dtype
@@ -55,8 +56,23 @@ class Layer:
 
     def __init__(self, name=None, dtype=None, input_shape=None, seed=None):
         self.name = name if name is not None else unique_name(_snake(type(self).__name__))
-        self._dtype_arg = None if dtype is None else np.dtype(dtype).name
+        owner = self.describe()
+        if dtype is not None:
+            try:
+                dtype = resolve_dtype(dtype).name
+            except TypeError as exc:
+                raise TypeError(f"{owner}: dtype {dtype!r} is not a dtype ({exc})") from exc
+            except ValueError as exc:
+                raise ValueError(f"{owner}: dtype {exc}") from exc
+        self._dtype_arg = dtype
         self.dtype = None
+        if seed is not None:
+            seed = check_int(seed, "seed", owner, low=0)
+        if input_shape is not None:
+            if not isinstance(input_shape, (tuple, list)):
+                raise TypeError(f"{owner}: input_shape must be a tuple of ints (no batch axis), "
+                                f"got {input_shape!r}")
+            input_shape = check_shape(input_shape, "input_shape", owner)
         self.seed = seed
         self.rng = None
         self.activation = None
@@ -77,7 +93,7 @@ class Layer:
         `rng` (a numpy Generator) draws the initial weights; by default one is
         made from the layer's `seed`.
         """
-        input_shape = tuple(int(d) for d in input_shape)
+        input_shape = check_shape(input_shape, "input shape", self.describe())
         if self.input_rank is not None and len(input_shape) != self.input_rank - 1:
             raise ValueError(
                 f"{self.describe()}: expected inputs of rank {self.input_rank} "
@@ -258,7 +274,10 @@ class Layer:
         """x as an array after the full checks of rank, shape and dtype (building
         the layer on first use); ValueError/TypeError naming the layer otherwise."""
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            x = np.asarray(x)
+            try:
+                x = np.asarray(x)
+            except ValueError as exc:
+                raise ValueError(f"{self.describe()}: input is not a rectangular array ({exc})") from exc
         if x.ndim < 1 or x.shape[0] == 0:
             raise ValueError(f"{self.describe()}: empty batch, got input shape {tuple(x.shape)}")
         if self.input_rank is not None and x.ndim != self.input_rank:
@@ -279,8 +298,8 @@ class Layer:
                     f"got {tuple(x.shape)}"
                 )
         self._check_spatial(x.shape)
-        if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
-            raise TypeError(f"{self.describe()}: expected a numeric array, got dtype {x.dtype}")
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"{self.describe()}: expected a real numeric array, got dtype {x.dtype}")
         return x
 
     def _check_spatial(self, shape):
@@ -290,6 +309,14 @@ class Layer:
         if not self.built:
             raise RuntimeError(f"{self.describe()}: backward called before forward")
         expected = getattr(self, "_last_output_shape", None)
+        kind = getattr(getattr(dy, "dtype", None), "kind", None)
+        if kind is None:
+            try:
+                kind = np.asarray(dy).dtype.kind
+            except ValueError as exc:
+                raise ValueError(f"{self.describe()}: dy is not a rectangular array ({exc})") from exc
+        if kind not in "fiub":
+            raise TypeError(f"{self.describe()}: backward expected a real numeric dy, got dtype kind {kind!r}")
         dy = get_ops().asarray(dy, dtype=self.dtype)
         if expected is not None and tuple(dy.shape) != expected:
             raise ValueError(
