@@ -147,10 +147,14 @@ def test_shift_ranges_fraction_pixels_and_int():
     assert frac.min() >= -25 and frac.max() <= 25 and frac.max() > 20
     pixels = gen._draw_shift(3.0, 100, 1000, rng)
     assert pixels.min() >= -3 and pixels.max() <= 3
-    ints = gen._draw_shift(2, 100, 1000, rng)
+    # Keras: an int k is whole pixels from the open interval (-k, k) ...
+    ints = gen._draw_shift(3, 100, 1000, rng)
     assert set(ints) == {-2, -1, 0, 1, 2}
-    listed = gen._draw_shift([-0.1, 0.1], 50, 100, rng)
+    # ... and a list gives one of its values with a random sign (fractions if all < 1)
+    listed = gen._draw_shift([0.1], 50, 100, rng)
     assert set(listed) == {-5, 5}
+    listed = gen._draw_shift([2, 4], 50, 200, rng)
+    assert set(listed) == {-4, -2, 2, 4}
 
 
 def test_grayscale_batch_needs_channel_axis():
