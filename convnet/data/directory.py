@@ -64,22 +64,25 @@ def walk_files(folder, extensions, follow_links, owner):
     while pending:
         root, ancestors = pending.pop()
         names = []
-        with os.scandir(root) as entries:
-            for entry in entries:
-                if entry.name.startswith("."):
+        try:
+            entries = list(os.scandir(root))
+        except OSError as exc:
+            raise ValueError(f"{owner}: cannot list the folder {root}: {exc}") from exc
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():  # follows links, as os.walk classifies them
+                if entry.is_symlink() and not follow_links:
                     continue
-                if entry.is_dir():  # follows links, as os.walk classifies them
-                    if entry.is_symlink() and not follow_links:
-                        continue
-                    ident = _identity(entry.path)
-                    if ident in ancestors:
-                        raise ValueError(
-                            f"{owner}: symbolic link loop: {entry.path} leads back to "
-                            f"{ancestors[ident]}, which contains it; remove the link or "
-                            "pass follow_links=False")
-                    pending.append((entry.path, {**ancestors, ident: entry.path}))
-                elif entry.name.lower().endswith(extensions):
-                    names.append(entry.name)
+                ident = _identity(entry.path)
+                if ident in ancestors:
+                    raise ValueError(
+                        f"{owner}: symbolic link loop: {entry.path} leads back to "
+                        f"{ancestors[ident]}, which contains it; remove the link or "
+                        "pass follow_links=False")
+                pending.append((entry.path, {**ancestors, ident: entry.path}))
+            elif entry.name.lower().endswith(extensions):
+                names.append(entry.name)
         groups.append((root, sorted(names)))
     groups.sort(key=lambda group: group[0])
     return [os.path.join(root, name) for root, names in groups for name in names]
