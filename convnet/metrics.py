@@ -16,6 +16,11 @@ accuracy, AUC or F1 is exact, not an average of batch values.
 
 `get(identifier)` returns `(name, fn)` with fn(y_true, y_prob) -> float; that is
 what compile(metrics=["accuracy", "auc", "f1", "top3_accuracy", ...]) uses.
+
+Stateful metric objects with Keras' semantics (`CategoricalAccuracy`, `AUC`,
+`Precision`, ...: update_state / result / reset_state, sample weights) live in
+convnet.metric_objects and are re-exported here; `get_metric(identifier, loss=...)`
+resolves a compile-style identifier to one of them, as Keras' compile does.
 """
 
 import re
@@ -361,7 +366,129 @@ def get(identifier):
                      f"{sorted(METRICS) + sorted(ALIASES) + ['top<k>_accuracy']} or a function")
 
 
+# ------------------------------------------------ metric objects by name
+# Keras' metric objects, re-exported (the module imports nothing from here at
+# import time, so either module can be imported first).
+from .metric_objects import (  # noqa: E402
+    AUC,
+    Accuracy,
+    BinaryAccuracy,
+    CategoricalAccuracy,
+    EpochMetric,
+    ExactMacroAUC,
+    MeanMetricWrapper,
+    Metric,
+    Precision,
+    Recall,
+    SparseCategoricalAccuracy,
+    SparseTopKCategoricalAccuracy,
+    TopKCategoricalAccuracy,
+    _ByLabelKind,
+    label_kind_from_shapes,
+)
+
+LABEL_KINDS = ("binary", "sparse", "categorical")
+_LOSS_KINDS = {"binary_crossentropy": "binary", "sparse_categorical_crossentropy": "sparse",
+               "categorical_crossentropy": "categorical"}
+_ACCURACY_BY_KIND = {"binary": BinaryAccuracy, "sparse": SparseCategoricalAccuracy,
+                     "categorical": CategoricalAccuracy}
+# identifier (lower case) -> metric class; class names work too, as in Keras
+_OBJECTS = {
+    "binary_accuracy": BinaryAccuracy,
+    "categorical_accuracy": CategoricalAccuracy,
+    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+    "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+    "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
+    "auc": AUC,
+    "precision": Precision,
+    "recall": Recall,
+    "exact_macro_auc": ExactMacroAUC,
+    "macro_auc": ExactMacroAUC,
+    "roc_auc": ExactMacroAUC,   # the old name of the exact one-vs-rest AUC
+}
+_OBJECTS.update({cls.__name__.lower(): cls for cls in set(_OBJECTS.values()) | {Accuracy}})
+
+
+def _label_kind(loss, label_kind):
+    if label_kind is not None:
+        if label_kind not in LABEL_KINDS:
+            raise ValueError(f"get_metric: label_kind must be one of {LABEL_KINDS}, "
+                             f"got {label_kind!r}")
+        return label_kind
+    if loss is None:
+        return None
+    name = loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__)
+    return _LOSS_KINDS.get(str(name).lower())
+
+
+def get_metric(identifier, loss=None, label_kind=None):
+    """A fresh :class:`Metric` object for a compile-style identifier, named as Keras logs it.
+
+    Args:
+        identifier: a Metric object (returned as is), a Metric class, a
+            string, or a function ``fn(y_true, y_pred)`` returning per-sample
+            values (wrapped in a MeanMetricWrapper named after it).
+        loss: the compiled loss (name or object), used to resolve "accuracy".
+        label_kind: ``"binary"``, ``"sparse"`` or ``"categorical"``; overrides ``loss``.
+
+    Strings (case-insensitive):
+        "accuracy"/"acc": BinaryAccuracy, SparseCategoricalAccuracy or
+            CategoricalAccuracy by the label kind (from ``label_kind``, else
+            the loss; with neither it is decided on the first update from the
+            shapes, by Keras' rule :func:`label_kind_from_shapes`);
+        Keras' names ("categorical_accuracy", "auc", "precision", "recall",
+            "top_k_categorical_accuracy", ...) and class names ("AUC");
+        "exact_macro_auc" (also "macro_auc", "roc_auc"): the exact one-vs-rest AUC;
+        "top<k>_accuracy": top-k accuracy for that k;
+        "f1", "micro_f1", "weighted_f1": exact epoch F1 (EpochMetric).
+    The metric's ``name`` (its history key) is the string as written, as in
+    Keras 3: "acc" logs "acc", "AUC" logs "AUC"; objects keep their own name.
+
+    Raises:
+        ValueError: an unknown name.  TypeError: an identifier of another type.
+    """
+    if isinstance(identifier, Metric):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Metric):
+        return identifier()
+    kind = _label_kind(loss, label_kind)
+    if isinstance(identifier, str):
+        name = identifier
+        key = identifier.strip().lower()
+        if key in ("accuracy", "acc"):
+            if kind is not None:
+                return _ACCURACY_BY_KIND[kind](name=name)
+            return _ByLabelKind(name, {k: (lambda n, c=c: c(name=n))
+                                       for k, c in _ACCURACY_BY_KIND.items()})
+        if key in _OBJECTS:
+            return _OBJECTS[key](name=name)
+        match = _TOP_K.fullmatch(key)
+        if match and int(match.group(1)) >= 1:
+            k = int(match.group(1))
+            sparse = lambda n: SparseTopKCategoricalAccuracy(k=k, name=n)  # noqa: E731
+            dense = lambda n: TopKCategoricalAccuracy(k=k, name=n)  # noqa: E731
+            if kind == "sparse":
+                return sparse(name)
+            if kind is not None:
+                return dense(name)
+            return _ByLabelKind(name, {"sparse": sparse, "categorical": dense, "binary": dense})
+        key = ALIASES.get(key, key)
+        if key in ("f1", "micro_f1", "weighted_f1"):
+            return EpochMetric(METRICS[key], name=name)
+        raise ValueError(f"get_metric: unknown metric {identifier!r}; expected one of "
+                         f"{sorted(set(_OBJECTS) | {'accuracy', 'acc', 'f1', 'micro_f1'})}, "
+                         "'top<k>_accuracy', a Metric object or a function")
+    if callable(identifier):
+        return MeanMetricWrapper(identifier, name=getattr(identifier, "name", None)
+                                 or getattr(identifier, "__name__", "metric"))
+    raise TypeError(f"get_metric: expected a metric name, a Metric object or a function, "
+                    f"got {identifier!r}")
+
+
 __all__ = ["accuracy", "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy",
            "TopKAccuracy", "roc_curve", "roc_auc", "auc", "confusion_matrix",
            "precision_recall_f1", "precision", "recall", "f1_score", "classification_report",
-           "get", "METRICS"]
+           "get", "METRICS", "get_metric", "label_kind_from_shapes", "Metric",
+           "MeanMetricWrapper", "EpochMetric", "Accuracy", "BinaryAccuracy",
+           "CategoricalAccuracy", "SparseCategoricalAccuracy", "TopKCategoricalAccuracy",
+           "SparseTopKCategoricalAccuracy", "Precision", "Recall", "AUC", "ExactMacroAUC"]

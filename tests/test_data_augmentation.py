@@ -147,10 +147,14 @@ def test_shift_ranges_fraction_pixels_and_int():
     assert frac.min() >= -25 and frac.max() <= 25 and frac.max() > 20
     pixels = gen._draw_shift(3.0, 100, 1000, rng)
     assert pixels.min() >= -3 and pixels.max() <= 3
-    ints = gen._draw_shift(2, 100, 1000, rng)
+    # Keras: an int k is whole pixels from the open interval (-k, k) ...
+    ints = gen._draw_shift(3, 100, 1000, rng)
     assert set(ints) == {-2, -1, 0, 1, 2}
-    listed = gen._draw_shift([-0.1, 0.1], 50, 100, rng)
+    # ... and a list gives one of its values with a random sign (fractions if all < 1)
+    listed = gen._draw_shift([0.1], 50, 100, rng)
     assert set(listed) == {-5, 5}
+    listed = gen._draw_shift([2, 4], 50, 200, rng)
+    assert set(listed) == {-4, -2, 2, 4}
 
 
 def test_grayscale_batch_needs_channel_axis():
@@ -223,3 +227,110 @@ def test_flow_uses_generator_seed_when_none_given():
     a = np.concatenate([b for b, _ in ImageDataGenerator(**FULL, seed=5).flow(x, np.arange(8))])
     b = np.concatenate([b for b, _ in ImageDataGenerator(**FULL, seed=5).flow(x, np.arange(8))])
     np.testing.assert_array_equal(a, b)
+
+
+# -- Keras' other options ---------------------------------------------------------------------
+
+
+def test_brightness_truncates_scales_and_clips_like_pillow():
+    x = np.array([100.0, 101.7, 200.0, 0.0], np.float32).reshape(1, 2, 2, 1)
+    out = ImageDataGenerator().apply_transform(x, {"brightness": 1.3})
+    # 8-bit values first (101.7 -> 101), then trunc(v * 1.3), clipped at 255
+    np.testing.assert_array_equal(out.ravel(), [130, 131, 255, 0])
+
+
+def test_brightness_of_an_image_outside_0_255_maps_there_and_back():
+    x = np.array([-1.0, 0.0, 1.0, 3.0], np.float32).reshape(1, 1, 4, 1)  # min -1, max 3
+    out = ImageDataGenerator().apply_transform(x, {"brightness": 0.5})
+    # onto 0..255: 0, 63.75, 127.5, 255 -> trunc 0, 63, 127, 255 -> *0.5 trunc 0, 31, 63, 127
+    expected = np.array([0, 31, 63, 127]) / 255.0 * 4.0 - 1.0
+    np.testing.assert_allclose(out.ravel(), expected, rtol=1e-6)
+
+
+def test_channel_shift_adds_one_value_clipped_to_the_image_range():
+    x = np.array([[10, 20, 30], [40, 50, 60]], np.float32).reshape(1, 1, 2, 3)
+    out = ImageDataGenerator().apply_transform(x, {"channel_shift_intensity": 25.0})
+    np.testing.assert_array_equal(out.ravel(), [35, 45, 55, 60, 60, 60])
+
+
+def test_random_brightness_and_channel_shift_stay_in_their_ranges():
+    x = np.full((400, 2, 2, 1), 100, np.uint8)
+    gen = ImageDataGenerator(brightness_range=(0.5, 1.5), seed=0)
+    factors = gen.apply(x)[:, 0, 0, 0] / 100
+    assert 0.49 <= factors.min() < 0.6 and 1.4 < factors.max() <= 1.5
+    flat = ImageDataGenerator(channel_shift_range=30, seed=0).apply(x)
+    np.testing.assert_array_equal(flat, x)  # a flat image has min == max: nothing to shift into
+
+
+def test_featurewise_fit_uses_rescaled_data_and_normalises_per_channel():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 4, 5, 3)).astype(np.uint8)
+    gen = ImageDataGenerator(featurewise_center=True, featurewise_std_normalization=True,
+                             rescale=1 / 255.0)
+    gen.fit(x)
+    xs = x / 255.0
+    np.testing.assert_allclose(gen.mean.ravel(), xs.mean(axis=(0, 1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(gen.std.ravel(), xs.std(axis=(0, 1, 2)), rtol=1e-5)
+    assert gen.mean.shape == (1, 1, 3)
+    out = np.concatenate(list(gen.flow(x, batch_size=16, shuffle=False)))
+    np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(out.std(axis=(0, 1, 2)), 1, atol=1e-4)
+
+
+def test_featurewise_std_switches_centering_on_and_warns_before_fit():
+    with pytest.warns(UserWarning, match="switches on featurewise_center"):
+        gen = ImageDataGenerator(featurewise_std_normalization=True)
+    assert gen.featurewise_center
+    with pytest.warns(UserWarning, match=r"not been fit.*\.fit\(x_train\)"):
+        out = gen.standardize(np.ones((1, 2, 2, 1)))
+    np.testing.assert_array_equal(out, 1)
+
+
+def test_samplewise_center_and_std_per_image():
+    x = np.stack([np.arange(12.0).reshape(2, 2, 3), 5 * np.arange(12.0).reshape(2, 2, 3)])
+    out = ImageDataGenerator(samplewise_center=True, samplewise_std_normalization=True).standardize(x)
+    np.testing.assert_allclose(out.mean(axis=(1, 2, 3)), 0, atol=1e-6)
+    np.testing.assert_allclose(out.std(axis=(1, 2, 3)), 1, atol=1e-5)
+    np.testing.assert_allclose(out[0], out[1], atol=1e-5)
+
+
+def test_preprocessing_function_runs_per_image_before_rescale():
+    seen = []
+
+    def fn(image):
+        seen.append(image.shape)
+        return image + 10
+    out = ImageDataGenerator(preprocessing_function=fn, rescale=0.5).standardize(np.zeros((3, 2, 2, 1)))
+    assert seen == [(2, 2, 1)] * 3
+    np.testing.assert_array_equal(out, 5)  # (0 + 10) * 0.5
+    with pytest.raises(ValueError, match="preprocessing_function must return an image of shape"):
+        ImageDataGenerator(preprocessing_function=lambda im: im[0]).standardize(np.zeros((1, 2, 2, 1)))
+
+
+def test_random_transform_is_keras_single_image_form():
+    gen = ImageDataGenerator(rotation_range=40)
+    image = batch(n=1)[0]
+    a, b = gen.random_transform(image, seed=3), gen.random_transform(image, seed=3)
+    assert a.shape == image.shape
+    np.testing.assert_array_equal(a, b)
+
+
+def test_interpolation_order_is_keras_name_for_interpolation():
+    assert ImageDataGenerator(interpolation_order=0).interpolation == "nearest"
+    assert ImageDataGenerator().interpolation == "bilinear"
+    with pytest.raises(ValueError, match="interpolation_order"):
+        ImageDataGenerator(interpolation_order=3)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"validation_split": 1.0}, "validation_split"),
+    ({"brightness_range": 0.2}, "brightness_range"),
+    ({"brightness_range": (1.5, 0.5)}, "brightness_range"),
+    ({"zca_whitening": True}, "zca_whitening"),
+    ({"data_format": "channels_first"}, "channels_last"),
+    ({"channel_shift_range": -1}, "channel_shift_range"),
+    ({"preprocessing_function": 3}, "preprocessing_function"),
+])
+def test_bad_keras_arguments(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        ImageDataGenerator(**kwargs)

@@ -203,19 +203,30 @@ def test_load_image(tmp_path):
 # -- bad data ----------------------------------------------------------------------------
 
 
-def test_non_image_and_unreadable_files_are_skipped_with_a_warning(folder):
-    (folder / "ant" / "notes.txt").write_text("not an image")
+def test_unreadable_image_is_an_error_naming_it_and_other_files_are_ignored(folder):
+    (folder / "ant" / "notes.txt").write_text("not an image")  # not an image name: ignored
     (folder / "bee" / "broken.png").write_bytes(b"\x89PNG but not really")
     (folder / "bee" / ".DS_Store").write_bytes(b"\0\0")  # hidden: ignored silently
     (folder / ".ipynb_checkpoints").mkdir()  # hidden folder: not a class
+    with pytest.raises(ValueError, match=r"1 file\(s\) .*not readable images.*on_error='skip'"
+                                         r"[\s\S]*bee.broken\.png") as info:
+        image_dataset_from_directory(folder, image_size=(4, 4))
+    assert "notes.txt" not in str(info.value)
+
+
+def test_on_error_skip_leaves_unreadable_images_out_with_one_counting_warning(folder):
+    (folder / "ant" / "notes.txt").write_text("not an image")
+    (folder / "bee" / "broken.png").write_bytes(b"\x89PNG but not really")
+    (folder / "cat" / "empty.jpg").write_bytes(b"")
+    (folder / "bee" / ".DS_Store").write_bytes(b"\0\0")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = image_dataset_from_directory(folder, image_size=(4, 4))
+        ds = image_dataset_from_directory(folder, image_size=(4, 4), on_error="skip")
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1
     assert "skipped 2 file(s)" in messages[0]
-    assert "notes.txt" in messages[0] and "broken.png" in messages[0]
-    assert ".DS_Store" not in messages[0]
+    assert "broken.png" in messages[0] and "empty.jpg" in messages[0]
+    assert "notes.txt" not in messages[0] and ".DS_Store" not in messages[0]
     assert ds.class_names == ["ant", "bee", "cat"]
     assert len(ds.file_paths) == 15
     assert all(p.endswith(".png") for p in ds.file_paths)
@@ -240,7 +251,7 @@ def test_empty_class_folder_is_an_error_naming_it(folder):
 def test_class_folder_with_only_junk_is_an_error(folder):
     (folder / "dog").mkdir()
     (folder / "dog" / "readme.txt").write_text("x")
-    with pytest.raises(ValueError, match=r"dog holds no images.*1 unreadable or non-image"):
+    with pytest.raises(ValueError, match=r"dog holds no images with extensions .bmp"):
         image_dataset_from_directory(folder)
 
 

@@ -10,187 +10,42 @@ Each sub-folder is a class; classes are numbered in alphabetical order of the
 folder names (``class_names``).  Images are decoded by Pillow one batch at a
 time, so a folder far larger than memory can be trained on.
 
-What counts as an image, and what happens to other files:
+What counts as an image, and what happens to other files
+(:mod:`convnet.data.directory` has the details):
 
-- Files ending in .png, .jpg, .jpeg, .bmp or .gif (any case) are images; class
-  folders are searched recursively (a folder's own files, sorted by name, come
-  before those of its sub-folders).  Names starting with "." (``.DS_Store``,
-  ``.ipynb_checkpoints/``) are ignored silently.
-- Any other file, and any image file whose header Pillow cannot read, is
-  **skipped with one warning** listing the skipped files.  (Only the header is
-  checked while indexing, which is fast.  An image whose header is fine but
-  whose pixel data is damaged raises a ValueError naming the file when its
-  batch is decoded.)
+- Files ending in .bmp, .gif, .jpeg, .jpg or .png (any case) are images;
+  class folders are searched recursively, in Keras' file order.  Other files
+  (``readme.txt``) and names starting with "." (``.DS_Store``,
+  ``.ipynb_checkpoints/``) are ignored.
+- An image file whose header Pillow cannot read, or that declares more pixels
+  than Pillow's ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb), is an error
+  naming it while the folder is indexed -- or, with ``on_error="skip"``, left
+  out with one warning that counts such files.
+- Pixel data damaged after a good header (a truncated file) is found when its
+  batch is decoded: an error naming the file, or with ``on_error="skip"`` the
+  image is left out of that batch (which is then smaller) with a warning
+  counting the files skipped so far.
 - A class folder left without images is a ValueError naming the folder, and
-  so is a directory with fewer than two class folders.
+  so is a directory with fewer than two class folders; a symbolic-link loop
+  (with ``follow_links=True``) is a ValueError naming the link.
 """
 
 import math
-import os
-import warnings
 
 import numpy as np
 
 from .batching import BatchDataset, _check_batch_size, _entropy, epoch_rng
+from .decode import COLOR_MODES, PIL_FILTERS, decode_batch, load_image
+from .directory import DATASET_FORMATS, check_on_error, class_folders, index_directory, warn_skipped
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataset", "image_dataset_from_directory"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataset", "image_dataset_from_directory", "load_image"]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-
-# color_mode -> (Pillow mode, channels)
-_COLOR_MODES = {"grayscale": ("L", 1), "rgb": ("RGB", 3), "rgba": ("RGBA", 4)}
+IMAGE_EXTENSIONS = DATASET_FORMATS
+_COLOR_MODES = COLOR_MODES
 _LABEL_MODES = ("int", "categorical", "binary")
-_INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos", "hamming")
+_INTERPOLATIONS = tuple(f for f in PIL_FILTERS if f != "box")  # TensorFlow's names
 _SUBSETS = ("training", "validation", "both")
-_MAX_LISTED = 10  # skipped files named in the warning
-
-
-def _pil():
-    try:
-        from PIL import Image
-    except ImportError as exc:  # pragma: no cover - Pillow is a dependency
-        raise ImportError("convnet.data.image_folder needs Pillow: pip install pillow") from exc
-    return Image
-
-
-def _resample(interpolation):
-    image = _pil()
-    return {
-        "nearest": image.Resampling.NEAREST,
-        "bilinear": image.Resampling.BILINEAR,
-        "bicubic": image.Resampling.BICUBIC,
-        "area": image.Resampling.BOX,
-        "lanczos": image.Resampling.LANCZOS,
-        "hamming": image.Resampling.HAMMING,
-    }[interpolation]
-
-
-def load_image(path, image_size, color_mode="rgb", interpolation="bilinear"):
-    """Decode one image file to a uint8 array ``(H, W, C)``, resized to ``image_size``.
-
-    Args:
-        path: image file.
-        image_size: ``(height, width)``.  (Pillow's own sizes are (width, height).)
-        color_mode: ``"grayscale"`` (C=1), ``"rgb"`` (C=3) or ``"rgba"`` (C=4).
-        interpolation: resampling filter name (see image_dataset_from_directory).
-
-    Raises:
-        ValueError: naming the file, if Pillow cannot decode it.
-    """
-    image_mod = _pil()
-    mode, channels = _COLOR_MODES[color_mode]
-    height, width = image_size
-    try:
-        with image_mod.open(path) as im:
-            im = im.convert(mode)  # also forces the full decode (GIF: first frame)
-            if im.size != (width, height):
-                im = im.resize((width, height), resample=_resample(interpolation))
-            array = np.asarray(im, dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError) as exc:
-        # Pillow reports damaged data as OSError ("image file is truncated"),
-        # SyntaxError (some broken headers) or ValueError.
-        raise ValueError(f"cannot decode image {os.fspath(path)}: {exc}") from exc
-    return array.reshape(height, width, channels)
-
-
-def _readable_header(path):
-    """None if Pillow recognises the file's header, else the reason it does not."""
-    image_mod = _pil()
-    try:
-        with image_mod.open(path):
-            return None
-    except (OSError, SyntaxError, ValueError) as exc:
-        return str(exc) or type(exc).__name__
-
-
-def _class_folders(directory, follow_links):
-    names = []
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir(follow_symlinks=follow_links):
-                names.append(entry.name)
-    return sorted(names)
-
-
-def _index_class(folder, follow_links, skipped):
-    """Sorted image paths under ``folder`` (recursively); others go to ``skipped``."""
-    found = []
-    for root, dirs, files in os.walk(folder, followlinks=follow_links):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
-            path = os.path.join(root, name)
-            if not name.lower().endswith(IMAGE_EXTENSIONS):
-                skipped.append((path, "not an image file extension"))
-                continue
-            reason = _readable_header(path)
-            if reason is not None:
-                skipped.append((path, reason))
-                continue
-            found.append(path)
-    return found
-
-
-def index_directory(directory, class_names=None, follow_links=False):
-    """List the images of a class-folder tree.
-
-    Returns:
-        ``(file_paths, labels, class_names)``: a list of N paths grouped by
-        class (sorted within each class), int64 labels ``(N,)`` indexing
-        ``class_names``.
-
-    Raises:
-        ValueError: not a directory; fewer than 2 classes; ``class_names``
-            not matching the folders; a class folder without images.
-    """
-    directory = os.fspath(directory)
-    if not os.path.isdir(directory):
-        raise ValueError(f"image_dataset_from_directory: {directory!r} is not a directory")
-    folders = _class_folders(directory, follow_links)
-    if class_names is None:
-        class_names = folders
-    else:
-        class_names = [str(name) for name in class_names]
-        if sorted(class_names) != folders:
-            raise ValueError(
-                f"image_dataset_from_directory: class_names {class_names} do not match the "
-                f"sub-folders of {directory}: {folders}"
-            )
-    if len(class_names) < 2:
-        found = f"only {class_names[0]!r}" if class_names else "none"
-        raise ValueError(
-            f"image_dataset_from_directory: {directory} must contain one sub-folder per "
-            f"class and at least 2 classes; found {found}"
-        )
-
-    file_paths, labels, skipped = [], [], []
-    for label, name in enumerate(class_names):
-        folder = os.path.join(directory, name)
-        skipped_before = len(skipped)
-        paths = _index_class(folder, follow_links, skipped)
-        if not paths:
-            also = ""
-            if len(skipped) > skipped_before:
-                also = f" ({len(skipped) - skipped_before} unreadable or non-image files skipped)"
-            raise ValueError(
-                f"image_dataset_from_directory: class folder {folder} holds no images "
-                f"with extensions {', '.join(IMAGE_EXTENSIONS)}{also}"
-            )
-        file_paths.extend(paths)
-        labels.extend([label] * len(paths))
-
-    if skipped:
-        listed = "\n  ".join(f"{path}: {why}" for path, why in skipped[:_MAX_LISTED])
-        more = f"\n  ... and {len(skipped) - _MAX_LISTED} more" if len(skipped) > _MAX_LISTED else ""
-        warnings.warn(
-            f"image_dataset_from_directory: skipped {len(skipped)} file(s) in {directory} "
-            f"that are not readable images:\n  {listed}{more}",
-            stacklevel=3,
-        )
-    return file_paths, np.asarray(labels, dtype=np.int64), list(class_names)
+_OWNER = "image_dataset_from_directory"
 
 
 class ImageFolderDataset(BatchDataset):
@@ -215,7 +70,7 @@ class ImageFolderDataset(BatchDataset):
 
     def __init__(self, file_paths, labels, class_names, image_size=(256, 256),
                  color_mode="rgb", label_mode="int", batch_size=32, shuffle=True, seed=None,
-                 interpolation="bilinear", stream=0):
+                 interpolation="bilinear", stream=0, on_error="raise"):
         self.file_paths = list(file_paths)
         self.labels = np.asarray(labels, dtype=np.int64)
         if len(self.labels) != len(self.file_paths):
@@ -230,6 +85,8 @@ class ImageFolderDataset(BatchDataset):
         self.interpolation = interpolation
         self._entropy = _entropy(seed)
         self._stream = stream  # keeps training/validation epoch orders independent
+        self.on_error = check_on_error(on_error, "ImageFolderDataset")
+        self.skipped_files = {}  # path -> reason, for files left out while decoding
 
     @property
     def num_samples(self):
@@ -254,13 +111,19 @@ class ImageFolderDataset(BatchDataset):
         return np.eye(self.num_classes, dtype=np.float32)[labels]
 
     def _decode(self, indices):
-        """Decode ``indices`` into float32 ``(len, H, W, C)`` plus their labels."""
-        height, width = self.image_size
-        x = np.empty((len(indices), height, width, self.channels), dtype=np.float32)
-        for row, i in enumerate(indices):
-            x[row] = load_image(self.file_paths[i], self.image_size, self.color_mode,
-                                self.interpolation)
-        return x, self._labels_out(self.labels[indices])
+        """Decode ``indices`` into float32 ``(len, H, W, C)`` plus their labels.
+
+        With ``on_error="skip"`` undecodable files are left out (the batch is
+        smaller) and a warning counts the files skipped so far.
+        """
+        before = len(self.skipped_files)
+        x, kept = decode_batch([self.file_paths[i] for i in indices], self.image_size,
+                               self.color_mode, self.interpolation, on_error=self.on_error,
+                               skipped=self.skipped_files)
+        if len(self.skipped_files) > before:
+            new = list(self.skipped_files.items())[before:]
+            warn_skipped(_OWNER, new, f"while decoding a batch ({len(self.skipped_files)} so far)")
+        return x, self._labels_out(self.labels[np.asarray(indices)[kept]])
 
     def _iter_epoch(self, epoch):
         n = len(self.file_paths)
@@ -290,7 +153,7 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                                  class_names=None, color_mode="rgb", batch_size=32,
                                  image_size=(256, 256), shuffle=True, seed=None,
                                  validation_split=None, subset=None,
-                                 interpolation="bilinear", follow_links=False):
+                                 interpolation="bilinear", follow_links=False, on_error="raise"):
     """A batch dataset of the images in ``directory``'s class sub-folders.
 
     Args mirror ``keras.utils.image_dataset_from_directory``:
@@ -312,6 +175,9 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
         interpolation: ``"bilinear"``, ``"nearest"``, ``"bicubic"``, ``"area"``,
             ``"lanczos"`` or ``"hamming"`` (Pillow filters).
         follow_links: follow symbolic links to sub-folders.
+        on_error: ``"raise"`` (default): a file that is not a readable image is
+            a ValueError naming it; ``"skip"``: such files are left out with a
+            warning that counts them (see the module doc for when each check runs).
 
     The split follows Keras: shuffle the whole file list once with ``seed``,
     then the last ``int(validation_split * N)`` files are the validation set
@@ -322,7 +188,8 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
 
     Raises:
         ValueError: bad arguments, not a directory, fewer than 2 classes,
-            an empty class folder.  Non-image files are skipped with a warning.
+            an empty class folder, an unreadable image (unless
+            ``on_error="skip"``), a symbolic-link loop.
     """
     if labels != "inferred":
         raise ValueError(f"image_dataset_from_directory: only labels='inferred' is "
@@ -360,7 +227,18 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                              "validation_split with shuffle=True, so that the training and "
                              "validation subsets are split the same way")
 
-    file_paths, label_ids, class_names = index_directory(directory, class_names, follow_links)
+    check_on_error(on_error, _OWNER)
+    folders = None if class_names is None else list(class_names)
+    if folders is not None:
+        actual = class_folders(directory, _OWNER)
+        if sorted(str(c) for c in folders) != actual:
+            raise ValueError(f"{_OWNER}: class_names {folders} do not match the sub-folders of "
+                             f"{directory}: {actual}")
+    file_paths, label_ids, class_names = index_directory(
+        directory, folders, IMAGE_EXTENSIONS, follow_links, on_error, _OWNER)
+    if len(class_names) < 2:
+        raise ValueError(f"{_OWNER}: {directory} must contain one sub-folder per class and at "
+                         f"least 2 classes; found only {class_names[0]!r}")
     if label_mode == "binary" and len(class_names) != 2:
         raise ValueError(f"image_dataset_from_directory: label_mode='binary' needs exactly 2 "
                          f"classes, found {len(class_names)}: {class_names}")
@@ -374,7 +252,8 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
 
     def make(paths, ids, stream):
         return ImageFolderDataset(paths, ids, class_names, (height, width), color_mode,
-                                  label_mode, batch_size, shuffle, seed, interpolation, stream)
+                                  label_mode, batch_size, shuffle, seed, interpolation, stream,
+                                  on_error)
 
     if validation_split is None:
         return make(file_paths, label_ids, 0)
