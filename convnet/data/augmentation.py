@@ -24,6 +24,7 @@ import warnings
 
 import numpy as np
 
+from .._checks import check_real
 from .affine import FILL_MODES, INTERPOLATIONS, affine_sample
 from .batching import _entropy
 
@@ -192,7 +193,7 @@ class ImageDataGenerator:
             raise ValueError(f"ImageDataGenerator: zoom factors must be > 0, got {zoom_range}")
         self.channel_shift_range = _non_negative(channel_shift_range, "channel_shift_range")
         self.fill_mode = fill_mode
-        self.cval = float(cval)
+        self.cval = check_real(cval, "cval", "ImageDataGenerator")
         self.horizontal_flip = bool(horizontal_flip)
         self.vertical_flip = bool(vertical_flip)
         self.rescale = rescale
