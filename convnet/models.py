@@ -16,6 +16,7 @@ underflows to log(0) for confident predictions.
 """
 
 import itertools
+import math
 import warnings
 
 import numpy as np
@@ -438,6 +439,8 @@ class Model:
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or initial_epoch < 0:
             raise ValueError(f"{self.describe()}.fit: initial_epoch must be a non-negative int, "
                              f"got {initial_epoch!r}")
+        steps_per_epoch = _check_steps(steps_per_epoch, "steps_per_epoch", f"{self.describe()}.fit")
+        validation_steps = _check_steps(validation_steps, "validation_steps", f"{self.describe()}.fit")
         train_batches, n_train, x, y = self._training_batches(x, y, batch_size, shuffle, steps_per_epoch,
                                                               validation_split)
         val = self._validation_source(x, y, validation_data, validation_split, batch_size)
@@ -577,6 +580,7 @@ class Model:
         Returns {"loss": ..., "<metric>": ...} (a list in that order with return_dict=False).
         """
         self._require_compiled("evaluate")
+        steps = _check_steps(steps, "steps", f"{self.describe()}.evaluate")
         if y is None and x is not None and not hasattr(x, "shape") and not isinstance(x, (list, tuple)):
             logs = self._evaluate_batches(iter(x), steps, "evaluate")
         else:
@@ -1007,6 +1011,17 @@ def load_model(path, compile=True, allow_nonfinite=False):
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"load_model: {path} has missing or malformed metadata ({exc!r})") from exc
     return model
+
+
+def _check_steps(steps, what, owner):
+    """A step count as an int: fractional counts (samples / batch_size, as the Keras
+    course passes them) round up, as Keras runs ceil(steps) batches."""
+    if steps is None:
+        return None
+    if isinstance(steps, bool) or not isinstance(steps, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(steps) or steps <= 0:
+        raise ValueError(f"{owner}: {what} must be a positive number of batches, got {steps!r}")
+    return int(math.ceil(steps))
 
 
 def _len_or_none(obj):
