@@ -41,6 +41,7 @@ _threads.configure()
 import numba  # noqa: E402
 from numba import njit, prange  # noqa: E402  (threads.configure() must run first)
 
+from .numba_batchnorm import BatchNormKernels  # noqa: E402
 from .numpy_ops import NumpyOps, output_size  # noqa: E402
 
 # Kernels are compiled on first use for each dtype and cached on disk
@@ -850,7 +851,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_ConvWorkers._forget)
 
 
-class NumbaOps(NumpyOps):
+class NumbaOps(BatchNormKernels, NumpyOps):
     """NumpyOps with the hot kernels jitted by Numba (parallel over the batch)."""
 
     name = "numba"

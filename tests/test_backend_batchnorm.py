@@ -1,0 +1,50 @@
+"""The batch-normalization kernel pair of every backend against the NumPy reference."""
+
+import numpy as np
+import pytest
+
+import convnet as cn
+from convnet.backend.numpy_ops import NumpyOps
+
+REF = NumpyOps()
+SHAPES = [(3, 4, 5, 2), (2, 3), (64, 10, 10, 16), (130, 7, 7, 64)]   # below and above the serial cut
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_kernels_match_the_reference(backend, dtype, rtol, shape, training):
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal(shape) * 2 + 3).astype(dtype)
+    gamma = rng.standard_normal(shape[-1]).astype(dtype)
+    beta = rng.standard_normal(shape[-1]).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    host = backend.to_numpy
+    mean, var = backend.batchnorm_statistics(backend.asarray(x))
+    ref_mean, ref_var = REF.batchnorm_statistics(x.astype(np.float64))
+    np.testing.assert_allclose(host(mean), ref_mean, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(host(var), ref_var, rtol=rtol)
+    y, xhat, inv_std = backend.batchnorm_normalize(backend.asarray(x), mean, var, backend.asarray(gamma),
+                                                   backend.asarray(beta), 1e-3)
+    ref = REF.batchnorm_normalize(x, host(mean), host(var), gamma, beta, 1e-3)
+    for got, want in zip((y, xhat, inv_std), ref):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(host(got), want, rtol=rtol, atol=rtol * 10)
+    for need_dx in (True, False):
+        got = backend.batchnorm_backward(backend.asarray(dy), xhat, inv_std, backend.asarray(gamma),
+                                         training, need_dx=need_dx)
+        want = REF.batchnorm_backward(dy, host(xhat), host(inv_std), gamma, training, need_dx=need_dx)
+        if need_dx:
+            np.testing.assert_allclose(host(got[0]), want[0], rtol=rtol * 10, atol=rtol * 10)
+        else:
+            assert got[0] is None
+        # the sums run over every row: compare them relative to their scale
+        for g, w in zip(got[1:], want[1:]):
+            np.testing.assert_allclose(host(g), w, rtol=rtol * 10, atol=rtol * 10 * np.abs(dy).sum(axis=0).max())
+
+
+def test_batchnorm_layer_gradcheck_and_inference(backend, rng):
+    layer = cn.layers.BatchNormalization(dtype="float64")
+    x = rng.standard_normal((6, 3, 3, 4))
+    assert cn.gradcheck(layer, x).passed
+    assert cn.gradcheck(layer, x, training=False).passed
