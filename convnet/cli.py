@@ -340,7 +340,7 @@ def build_parser():
     p = sub.add_parser("train", help="train a model on a dataset or a folder of class folders")
     p.add_argument("data", help="fashion_mnist, mnist, synthetic, or a folder with one sub-folder per class")
     p.add_argument("--model", default="fmnist-cnn",
-                   help="preset fmnist-cnn | cifar-vgg | galaxy, or a model file (.npz) to continue")
+                   help="preset fmnist-cnn | cifar-vgg | galaxy | resnet-small, or a model file (.npz) to continue")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--learning-rate", type=float, default=1e-3)
@@ -380,7 +380,7 @@ def build_parser():
     p.set_defaults(func=cmd_gradcheck)
 
     p = sub.add_parser("profile", help="time and GFLOP/s of each layer's forward and backward pass")
-    p.add_argument("--model", default="fmnist-cnn", help="preset fmnist-cnn | cifar-vgg | galaxy, or a model file")
+    p.add_argument("--model", default="fmnist-cnn", help="preset fmnist-cnn | cifar-vgg | galaxy | resnet-small, or a model file")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--inference", action="store_true", help="time the forward pass only")
