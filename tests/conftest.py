@@ -41,9 +41,9 @@ def strict_cupy(monkeypatch):
     Yields the CupyOps object (not yet active: use cn.use_backend("cupy")). The
     stand-in's transfer counters are reset first.
     """
-    from convnet.backend.cupy_ops import CupyOps
-
     import strict_cupy as stand_in
+
+    from convnet.backend.cupy_ops import CupyOps
     monkeypatch.setitem(sys.modules, "cupy", stand_in.module)
     ops = CupyOps()
     # the backend registry keeps one Ops object per name; this one replaces any
