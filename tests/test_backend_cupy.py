@@ -34,6 +34,9 @@ import numpy as np
 import pytest
 import strict_cupy as stand_in
 from conftest import GPU
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import convnet as cn
 from convnet import layers as L
@@ -99,6 +102,24 @@ def test_stand_in_counts_its_transfers():
     cp.asnumpy(dev * 2)
     float(dev.sum())
     assert stand_in.stats.snapshot() == {"h2d": 1, "h2d_bytes": 40, "d2h": 1, "d2h_bytes": 40, "scalar_reads": 1}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(hnp.arrays(st.sampled_from([np.float32, np.float64, np.int64, np.uint8]),
+                  hnp.array_shapes(min_dims=0, max_dims=4, max_side=5)))
+def test_a_round_trip_through_cupy_ops_is_exact_and_counted(strict_cupy, host):
+    """Any array, any dtype and shape (0-d and empty included): to the device and
+    back gives the same values, one copy each way, its size in bytes."""
+    strict_cupy.transfers.reset()
+    stand_in.stats.reset()
+    dev = strict_cupy.asarray(host)
+    assert is_device_array(dev) and strict_cupy.asarray(dev) is dev      # no second copy
+    back = strict_cupy.to_numpy(dev)
+    np.testing.assert_array_equal(back, host)
+    assert back.dtype == host.dtype and back.shape == host.shape
+    assert strict_cupy.transfers.as_dict() == {"to_device": 1, "to_device_bytes": host.nbytes,
+                                               "to_host": 1, "to_host_bytes": host.nbytes}
+    assert (stand_in.stats.h2d, stand_in.stats.d2h) == (1, 1)
 
 
 # ----------------------------------------------- the stand-in catches an injected mix
