@@ -81,7 +81,7 @@ def _unwrap(value):
 def _wrap(value):
     if isinstance(value, np.ndarray):
         return DeviceArray(value)
-    if isinstance(value, np.generic) and not isinstance(value, np.dtype):
+    if isinstance(value, np.generic):
         return DeviceArray(np.asarray(value))        # reductions give 0-d device arrays
     if isinstance(value, tuple):
         return tuple(_wrap(v) for v in value)
