@@ -1,14 +1,30 @@
 """Small helpers shared by losses, metrics, models and model files."""
 
+import sys
+
 import numpy as np
 
 
+def is_device_array(a):
+    """True for a CuPy (GPU) array. CuPy is never imported here: a program that
+    has not imported it cannot hold its arrays."""
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(a, cupy.ndarray)
+
+
 def to_host(a):
-    """A host numpy array holding the values of `a` (a cupy array is copied back)."""
+    """A host numpy array holding the values of `a`.
+
+    A device (CuPy) array is copied back explicitly through the cupy backend's
+    `to_numpy` (which counts the copy); `np.asarray` would raise on it, as CuPy
+    refuses implicit conversion.
+    """
     if isinstance(a, np.ndarray):
         return a
-    get = getattr(a, "get", None)      # cupy arrays
-    return get() if get is not None else np.asarray(a)
+    if is_device_array(a):
+        from .backend import get_ops
+        return get_ops("cupy").to_numpy(a)
+    return np.asarray(a)
 
 
 def class_indices(y, owner, shape_text="(N,)"):

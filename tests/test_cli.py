@@ -1,4 +1,5 @@
-"""The convnet command end to end on a tiny generated folder of PNG images."""
+"""The convnet command end to end on a tiny generated folder of PNG images, and
+`train`/`evaluate` on every backend (conftest.BACKENDS)."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import convnet as cn
 from convnet import cli
 from convnet.synthetic import CLASS_NAMES, make_shapes
 
@@ -27,10 +29,13 @@ def shapes_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained_run(shapes_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    code = cli.main(["train", str(shapes_folder), "--model", "fmnist-cnn", "--image-size", "16", "16",
-                     "--color-mode", "grayscale", "--epochs", "6", "--batch-size", "16",
-                     "--learning-rate", "3e-3", "--validation-split", "0.25", "--seed", "1",
-                     "--output-dir", str(out), "--verbose", "0", "--backend", "numpy"])
+    # `--backend` sets the process's backend, as a command should; a module-scoped
+    # fixture runs outside the per-test restore, so it puts the backend back itself
+    with cn.use_backend(cn.get_backend()):
+        code = cli.main(["train", str(shapes_folder), "--model", "fmnist-cnn", "--image-size", "16", "16",
+                         "--color-mode", "grayscale", "--epochs", "6", "--batch-size", "16",
+                         "--learning-rate", "3e-3", "--validation-split", "0.25", "--seed", "1",
+                         "--output-dir", str(out), "--verbose", "0", "--backend", "numpy"])
     assert code == 0
     (run,) = out.iterdir()
     return run
@@ -127,3 +132,25 @@ def test_lr_decay_multiplies_the_rate_every_epoch(tmp_path):
     (run,) = tmp_path.iterdir()
     history = json.loads((run / "history.json").read_text())
     assert history["learning_rate"] == pytest.approx([2e-3, 1e-3, 5e-4])
+
+
+@pytest.mark.standin_xfail("load-model-copy")
+def test_train_and_evaluate_on_every_backend(backend_name, tmp_path, capsys):
+    """`convnet train` then `convnet evaluate` of the saved run, on this backend:
+    the run learns, and evaluate reports the accuracy train recorded."""
+    assert cli.main(["train", "synthetic", "--model", "fmnist-cnn", "--epochs", "3", "--limit", "300",
+                     "--batch-size", "32", "--learning-rate", "3e-3", "--output-dir", str(tmp_path),
+                     "--verbose", "0", "--backend", backend_name]) == 0
+    assert cn.get_backend() == backend_name
+    (run,) = tmp_path.iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["backend"] == backend_name and metrics["epochs_run"] == 3
+    history = json.loads((run / "history.json").read_text())
+    assert history["loss"][-1] < history["loss"][0]
+    out = capsys.readouterr().out
+    trained = float(out.split("test accuracy:")[1].split()[0])
+    assert trained >= 0.8, out
+    assert cli.main(["evaluate", str(run / "model.npz"), "synthetic", "--limit", "60",   # train tested on limit // 5
+                     "--backend", backend_name]) == 0
+    out = capsys.readouterr().out
+    assert float(out.split("accuracy:")[1].split()[0]) == pytest.approx(trained, abs=1e-3)

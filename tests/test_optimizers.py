@@ -7,9 +7,12 @@ import convnet as cn
 
 
 def run(optimizer, grads, p0):
+    """Apply host gradients to p0 (an array of the active backend); on a device
+    backend each gradient goes over first, as a layer's would already be there."""
+    ops = cn.get_ops()
     p = p0.copy()
     for g in grads:
-        optimizer.apply_gradients([("p", p, g)])
+        optimizer.apply_gradients([("p", p, ops.asarray(g))])
     return p
 
 

@@ -1,7 +1,10 @@
-"""End-to-end: a W1-style CNN learns the synthetic shapes dataset; fit/evaluate/
-predict/summary/train_step behave as the Keras API promises."""
+"""End-to-end: a W1-style CNN learns the synthetic shapes dataset on every backend
+(conftest.BACKENDS, the grid the layer gradient checks use: numpy, numba, the
+strict CuPy stand-in, and a real GPU where one works); training saved and resumed
+gives the run it would have given uninterrupted; fit/evaluate/predict/summary/
+train_step behave as the Keras API promises.
 
-import time
+No test here reads a clock: how fast training runs is measured in benchmarks/."""
 
 import numpy as np
 import pytest
@@ -25,23 +28,79 @@ def w1_style(size, seed=0, final_softmax=False):
 
 
 @pytest.mark.parametrize("final_softmax", [False, True])
-def test_cnn_learns_synthetic_shapes(final_softmax):
+def test_cnn_learns_synthetic_shapes(backend, final_softmax):
     x, y = make_shapes(1200, size=16, seed=0)
     x_test, y_test = make_shapes(300, size=16, seed=1)
     model = w1_style(16, final_softmax=final_softmax)
     model.compile(optimizer=cn.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    start = time.perf_counter()
     history = model.fit(x, y, epochs=6, batch_size=32, verbose=0, validation_data=(x_test, y_test))
-    elapsed = time.perf_counter() - start
     result = model.evaluate(x_test, y_test)
     assert result["accuracy"] >= 0.95, (result, history.history)
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert len(history.history["val_accuracy"]) == 6
-    assert elapsed < 60
+    # what the user gets back is host data, whatever the backend computed on
+    assert all(type(v) is float for values in history.history.values() for v in values)
+    assert all(type(v) is float for v in result.values())
     probs = model.predict(x_test[:5])
-    assert probs.shape == (5, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert type(probs) is np.ndarray and probs.shape == (5, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert all(type(w) is np.ndarray for w in model.get_weights())
+
+
+def compiled(seed=7):
+    model = cn.Sequential([
+        L.Conv2D(4, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(2),
+        L.BatchNormalization(),
+        L.Flatten(),
+        L.Dropout(0.3),
+        L.Dense(3),
+    ], input_shape=(12, 12, 1), seed=seed, name="resumable")
+    model.compile(optimizer=cn.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.standin_xfail("load-model-copy")
+def test_save_load_resume_continues_the_same_run(backend, tmp_path):
+    """Three epochs straight, or two, save, load, one more: the same losses and
+    weights (Adam's moments, BatchNorm's statistics, the shuffling and dropout
+    generators all travel in the file)."""
+    x, y = make_shapes(96, size=12, seed=4)
+    straight = compiled()
+    full = straight.fit(x, y, epochs=3, batch_size=16, verbose=0).history["loss"]
+
+    first = compiled()
+    part = first.fit(x, y, epochs=2, batch_size=16, verbose=0).history["loss"]
+    first.save(tmp_path / "m.npz")
+    resumed = cn.load_model(tmp_path / "m.npz")
+    rest = resumed.fit(x, y, epochs=1, batch_size=16, verbose=0).history["loss"]
+
+    np.testing.assert_allclose(part + rest, full, rtol=1e-6)
+    for a, b in zip(resumed.get_weights(), straight.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert resumed.optimizer.iterations == straight.optimizer.iterations == 18
+
+
+@pytest.mark.standin_xfail("load-model-copy")
+def test_a_model_file_loads_onto_every_backend(backend, tmp_path):
+    """Saved on this backend, loaded onto numpy (and back): the same predictions;
+    the file holds host arrays only, whatever backend wrote it."""
+    x, y = make_shapes(48, size=12, seed=5)
+    model = compiled()
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    expected = model.predict(x)
+    model.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as data:
+        assert all(type(data[k]) is np.ndarray for k in data.files)
+    with cn.use_backend("numpy"):
+        on_numpy = cn.load_model(tmp_path / "m.npz")
+        np.testing.assert_allclose(on_numpy.predict(x), expected, rtol=1e-4, atol=1e-6)
+        on_numpy.save(tmp_path / "from_numpy.npz")
+    again = cn.load_model(tmp_path / "from_numpy.npz")      # onto this backend
+    np.testing.assert_allclose(again.predict(x), expected, rtol=1e-4, atol=1e-6)
 
 
 def test_same_seed_gives_same_run(numpy_backend):
