@@ -90,7 +90,7 @@ def _float64_copy(layer, input_shape):
     twin.build(input_shape, rng=np.random.default_rng(0))
     for store, src in ((twin.params, layer.params), (twin.state, layer.state)):
         for key in store:
-            store[key][...] = np.asarray(to_host(src[key]), dtype=np.float64)
+            store[key][...] = get_ops().asarray(np.asarray(to_host(src[key]), dtype=np.float64))
     return twin
 
 

@@ -209,7 +209,6 @@ def test_a_training_step_moves_the_batch_in_and_the_loss_out_whatever_the_depth(
     assert counts["scalar_reads"] == 1                                    # the loss
 
 
-@pytest.mark.standin_xfail("train-step-probabilities")
 def test_train_step_copies_back_only_the_loss(strict_cupy):
     x, y = make_shapes(16, size=12)
     with cn.use_backend("cupy") as ops:
@@ -240,10 +239,12 @@ def without_layer_names(meta):
     meta = json.loads(str(meta))
     for spec in meta["model"]["layers"]:
         spec["config"].pop("name")
+        spec.pop("inbound_nodes", None)       # the topology refers to layers by name
+    meta["model"].pop("inputs", None)
+    meta["model"].pop("outputs", None)
     return meta
 
 
-@pytest.mark.standin_xfail("load-model-copy")
 def test_save_on_the_device_load_anywhere(strict_cupy, tmp_path):
     """The file written from the device holds the same arrays and metadata as the
     one written from the CPU for the same run, and loads onto either backend."""

@@ -134,7 +134,6 @@ def test_lr_decay_multiplies_the_rate_every_epoch(tmp_path):
     assert history["learning_rate"] == pytest.approx([2e-3, 1e-3, 5e-4])
 
 
-@pytest.mark.standin_xfail("load-model-copy")
 def test_train_and_evaluate_on_every_backend(backend_name, tmp_path, capsys):
     """`convnet train` then `convnet evaluate` of the saved run, on this backend:
     the run learns, and evaluate reports the accuracy train recorded."""

@@ -31,21 +31,18 @@ def check(layer, x, **kwargs):
     return report
 
 
-@pytest.mark.standin_xfail("gradcheck-copy")
 @pytest.mark.parametrize("kernel,stride,padding,shape,filters", CONV_GRID)
 def test_conv2d_gradients(backend, rng, kernel, stride, padding, shape, filters):
     layer = L.Conv2D(filters, kernel, strides=stride, padding=padding, dtype="float64", seed=1)
     check(layer, rng.standard_normal(shape), max_checks=60)
 
 
-@pytest.mark.standin_xfail("gradcheck-copy")
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "softmax", "linear"])
 def test_conv2d_with_activation(backend, rng, activation):
     layer = L.Conv2D(3, 3, padding="same", activation=activation, dtype="float64", seed=2)
     check(layer, rng.standard_normal((2, 5, 6, 2)), max_checks=60)
 
 
-@pytest.mark.standin_xfail("gradcheck-copy")
 def test_conv2d_rectangular_kernel_and_no_bias(backend, rng):
     layer = L.Conv2D(2, (2, 3), strides=(2, 1), padding="same", use_bias=False, dtype="float64")
     check(layer, rng.standard_normal((2, 7, 6, 3)))
@@ -67,7 +64,6 @@ def test_avgpool_gradients(backend, rng, pool, stride, padding, shape):
     check(layer, rng.standard_normal(shape), max_checks=80)
 
 
-@pytest.mark.standin_xfail("gradcheck-copy")
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "softmax", None])
 @pytest.mark.parametrize("batch", [1, 4])
 def test_dense_gradients(backend, rng, activation, batch):
@@ -75,7 +71,6 @@ def test_dense_gradients(backend, rng, activation, batch):
     check(layer, rng.standard_normal((batch, 7)))
 
 
-@pytest.mark.standin_xfail("gradcheck-copy")
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("shape", [(4, 3), (3, 5, 4, 2)])
 def test_batchnorm_gradients(backend, rng, training, shape):
@@ -126,7 +121,6 @@ def test_gradcheck_of_float32_layer_uses_float64_twin(numpy_backend, rng):
     assert layer.params["W"].dtype == np.float32
 
 
-@pytest.mark.standin_xfail("gradcheck-copy")
 def test_model_gradcheck(backend, rng):
     model = cn.Sequential([
         L.Conv2D(2, 3, padding="same", activation="tanh"),
@@ -144,7 +138,6 @@ def test_model_gradcheck(backend, rng):
     assert len(report.errors) == 6   # W, b of conv and dense; gamma, beta
 
 
-@pytest.mark.standin_xfail("gradcheck-copy")
 def test_model_gradcheck_when_backprop_stops_early(backend, rng):
     """The first layers (Rescaling, Flatten) have no parameters, so backprop stops at
     the first Conv2D/Dense and skips its input gradient; the weights' gradients

@@ -63,7 +63,6 @@ def compiled(seed=7):
     return model
 
 
-@pytest.mark.standin_xfail("load-model-copy")
 def test_save_load_resume_continues_the_same_run(backend, tmp_path):
     """Three epochs straight, or two, save, load, one more: the same losses and
     weights (Adam's moments, BatchNorm's statistics, the shuffling and dropout
@@ -84,7 +83,6 @@ def test_save_load_resume_continues_the_same_run(backend, tmp_path):
     assert resumed.optimizer.iterations == straight.optimizer.iterations == 18
 
 
-@pytest.mark.standin_xfail("load-model-copy")
 def test_a_model_file_loads_onto_every_backend(backend, tmp_path):
     """Saved on this backend, loaded onto numpy (and back): the same predictions;
     the file holds host arrays only, whatever backend wrote it."""
