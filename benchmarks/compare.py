@@ -210,7 +210,7 @@ def main(argv=None):
     info["blas"] = blas_info()
     info["threads"] = subprocess.run(
         [sys.executable, "-c", "import sys; sys.path.insert(0, '.'); import convnet as cn; "
-         "from convnet.backend import threads; cn.get_ops('numba').relu(__import__('numpy').ones(1 << 17)); "
+         "from convnet.backend.numba import threads; cn.get_ops('numba').relu(__import__('numpy').ones(1 << 17)); "
          "print(threads.describe())"], capture_output=True, text=True, cwd=ROOT, env=bench_env()
     ).stdout.strip() or "numba not available"
 

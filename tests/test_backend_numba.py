@@ -143,11 +143,11 @@ def test_wide_convolution_one_job_per_core_matches_reference(jobs_per_core):
     # wide convolutions (F > 16, K > 32) as one job per worker thread (serial
     # kernels, one-core BLAS) or as one job: the same results, for wide and narrow
     # channel counts, an odd batch (uneven shares) and a tiny chunk size
-    from convnet.backend.numba_ops import _ConvWorkers
+    from convnet.backend.numba.workers import CoreJobs
     ops = type(NB)()
     ops.conv_jobs_per_core = jobs_per_core
     ops.conv_chunk_bytes = 2000
-    if jobs_per_core and _ConvWorkers.get() is None:
+    if jobs_per_core and CoreJobs.get() is None:
         pytest.skip("BLAS cannot be confined per thread here, or one thread only")
     rng = np.random.default_rng(14)
     for (kh, kw), (sh, sw), c, padding in [((3, 3), (1, 1), 9, "same"), ((5, 3), (2, 1), 3, "valid")]:
@@ -173,8 +173,8 @@ def test_one_job_per_core_restores_the_blas_thread_count():
     # OpenBLAS's thread count is process-wide: the jobs set it to 1 while they
     # run; afterwards (also after a failed job) the rest of the program gets it back
     from convnet.backend import blas
-    from convnet.backend.numba_ops import _ConvWorkers
-    workers = _ConvWorkers.get()
+    from convnet.backend.numba.workers import CoreJobs
+    workers = CoreJobs.get()
     if workers is None:
         pytest.skip("BLAS cannot be confined per thread here, or one thread only")
     get_threads, _ = blas.thread_count_functions()
@@ -236,8 +236,8 @@ def test_conv_chunking_covers_the_batch():
 def kernel_size_mode(request, monkeypatch):
     """Run a test once with the serial twins of the memory-bound kernels (what
     small arrays get) and once with the parallel kernels (large arrays)."""
-    from convnet.backend import numba_ops
-    monkeypatch.setattr(numba_ops, "SERIAL_BELOW", 1 << 62 if request.param == "serial" else 0)
+    from convnet.backend.numba import threads
+    monkeypatch.setattr(threads, "_serial_below", 1 << 62 if request.param == "serial" else 0)
     return request.param
 
 
@@ -432,3 +432,22 @@ def test_model_gradcheck_and_training_match_numpy():
         model = build()
         numpy_losses = [model.train_step(x, y) for _ in range(5)]
     np.testing.assert_allclose(numba_losses, numpy_losses, rtol=1e-4)
+
+
+def test_conv_algorithm_is_named_and_chosen_in_one_place():
+    # the choice profiles report: direct on stride phases for small convolutions,
+    # chunked im2col + GEMM for wide ones, the reference for other dtypes
+    assert NB.conv2d_algorithm((128, 28, 28, 1), (9, 32), (np.float32,)) == "phases"
+    assert NB.conv2d_algorithm((128, 14, 14, 32), (288, 64), (np.float32,)) == "gemm-chunks"
+    assert NB.conv2d_algorithm((1, 8, 8, 4), (36, 20), (np.float16,)) == "im2col-gemm"
+    assert NB.conv2d_algorithm((1, 8, 8, 4), (9, 8), (np.float32, np.float64)) == "gemm-chunks"
+    assert REF.conv2d_algorithm((128, 28, 28, 1), (9, 32)) == "im2col-gemm"
+    layer = L.Conv2D(32, 3, padding="same")
+    layer.build((10, 10, 16))
+    with cn.use_backend("numba"):
+        assert layer.algorithm() == "gemm-chunks"
+        layer.forward(np.zeros((2, 10, 10, 16), np.float32))
+        assert layer.algorithm() == "gemm-chunks"
+        assert layer.algorithm((2, 10, 10, 16)) == "gemm-chunks"
+    with cn.use_backend("numpy"):
+        assert layer.algorithm() == "im2col-gemm"

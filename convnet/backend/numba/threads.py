@@ -23,7 +23,7 @@ CONVNET_THREADING_LAYER) is respected as is. Numba and
 OpenBLAS each keep their default thread count (the core count): they run one
 after the other, never at the same time, so splitting the cores would only idle
 them. The one exception is a wide convolution, which runs as one job per core
-with OpenBLAS set to one thread for its duration (numba_ops._ConvWorkers): there
+with OpenBLAS set to one thread for its duration (workers.CoreJobs): there
 the hand-offs between the two pools cost more than they gave.
 
 OpenBLAS's own workers also spin (about 0.1 s) after every GEMM; convnet sets
@@ -31,7 +31,8 @@ OPENBLAS_THREAD_TIMEOUT=4 before numpy loads, so they sleep at once instead
 (convnet/_openblas_env.py; about 1.3x on whole training steps here).
 
 configure() must run before the first parallel kernel is launched (the layer is
-fixed at that moment); convnet.backend.numba_ops calls it at import.
+fixed at that moment); convnet.backend.numba._jit calls it at import, before any
+kernel module is loaded.
 
 The `tbb` wheel from PyPI puts libtbb.so.12 in the environment's lib/ folder
 (.venv/lib), where the dynamic loader does not look, so Numba's TBB layer fails
@@ -44,6 +45,9 @@ import ctypes
 import glob
 import os
 import sys
+import warnings
+
+import numba
 
 #: Numba tries these in order and takes the first that loads
 LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
@@ -73,7 +77,6 @@ def configure():
     """Ask Numba for tbb, else workqueue (see the module docstring), unless the
     user chose: NUMBA_THREADING_LAYER / NUMBA_THREADING_LAYER_PRIORITY are kept,
     and CONVNET_THREADING_LAYER names a layer for convnet to use."""
-    import numba
     _load_tbb_from_environment()
     if os.environ.get("NUMBA_THREADING_LAYER") or os.environ.get("NUMBA_THREADING_LAYER_PRIORITY"):
         return
@@ -87,9 +90,81 @@ def configure():
 
 def describe():
     """The thread settings in effect, for benchmark reports."""
-    import numba
     try:
         layer = numba.threading_layer()
     except ValueError:              # no parallel kernel has run yet
         layer = f"{numba.config.THREADING_LAYER} (not launched yet)"
     return {"numba_threading_layer": layer, "numba_threads": numba.get_num_threads()}
+
+
+# Below this many elements (of a memory-bound kernel; multiply-adds of the direct
+# convolution) a parallel launch costs more than it saves, which shows at batch 1
+# and on biases, so those kernels run their serial twins. With tbb a launch costs
+# ~2 us (measured with relu: 1.5 us parallel vs 0.3 us serial at 1K elements, 3.1
+# vs 1.4 us at 25K, 5.0 vs 4.3 us at 100K, 17 vs 30 us at 400K). workqueue and omp
+# wake sleeping workers for each launch (~60-80 us), so only large kernels pay.
+SERIAL_BELOW = {"tbb": 1 << 16}
+SERIAL_BELOW_SLOW_LAUNCH = 1 << 20
+
+_layer = None
+_serial_below = None
+_warned = False
+
+
+def _probe(a):
+    # the smallest parallel kernel: launching it fixes (and so reveals) the layer
+    for i in numba.prange(a.size):
+        a[i] = i
+
+
+def layer():
+    """The threading layer Numba runs convnet's parallel kernels on ("tbb",
+    "workqueue" or "omp"); launches one tiny parallel kernel the first time."""
+    global _layer
+    if _layer is None:
+        import numpy as np
+        try:
+            _layer = numba.threading_layer()
+        except ValueError:              # nothing launched yet: launch the probe
+            numba.njit(parallel=True, cache=True)(_probe)(np.zeros(2, np.int64))
+            _layer = numba.threading_layer()
+        _warn_if_slow(_layer)
+    return _layer
+
+
+def serial_below():
+    """Elements below which the memory-bound kernels run serially (see SERIAL_BELOW)."""
+    global _serial_below
+    if _serial_below is None:
+        _serial_below = SERIAL_BELOW.get(layer(), SERIAL_BELOW_SLOW_LAUNCH)
+    return _serial_below
+
+
+def num_threads():
+    """Numba's thread count: how many parallel jobs the backend runs at once."""
+    return numba.get_num_threads()
+
+
+def tbb_wheel_exists():
+    """True on the platforms PyPI has tbb wheels for (the marker in pyproject.toml)."""
+    import platform
+    return platform.system() in ("Linux", "Windows") and platform.machine().lower() in ("x86_64", "amd64")
+
+
+def _user_chose_layer():
+    return any(os.environ.get(name) for name in
+               ("NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY", "CONVNET_THREADING_LAYER"))
+
+
+def _warn_if_slow(name):
+    """Say once, naming the fix, when convnet runs without TBB for a reason the
+    user can fix (the tbb package missing); a layer the user chose is not a fault."""
+    global _warned
+    if _warned or name == "tbb" or _user_chose_layer() or not tbb_wheel_exists():
+        return
+    _warned = True
+    warnings.warn(
+        f"convnet: Numba's TBB threading layer could not load, so the numba backend runs on "
+        f"'{name}', where every parallel kernel launch costs ~60-80 us (small batches run up "
+        f"to ~2x slower). Fix: `pip install tbb` (the convnet[numba] extra installs it).",
+        RuntimeWarning, stacklevel=3)
