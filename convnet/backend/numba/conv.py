@@ -11,7 +11,9 @@ the gradient dL/dy as the (N*OH*OW, F) matrix:
   rows go to a cache-sized buffer and are multiplied at once (numpy's BLAS), so the
   full im2col matrix never exists and nothing is kept for backward (backward
   recomputes the chunks from x). With workers (workers.CoreJobs) the batch is
-  split into one job per core, each with a one-thread BLAS.
+  split into one job per core, each with a one-thread BLAS; a batch too small to
+  split runs the parallel kernels, and its products split themselves by rows
+  (workers.matmul).
 - "phases": direct convolution on the input split into stride phases
   (phases.py), for small convolutions (few filters or a short window), where a
   GEMM is memory-bound. Training keeps the split (about the size of x) for dW2;
@@ -21,6 +23,8 @@ the gradient dL/dy as the (N*OH*OW, F) matrix:
 
 `choose` is the only place that decides.
 """
+
+import functools
 
 import numpy as np
 
@@ -32,11 +36,13 @@ PHASES = "phases"
 REFERENCE = "im2col-gemm"
 
 
+@functools.lru_cache(maxsize=1024)
 def choose(W2_shape, dtypes):
     """The algorithm for a convolution with kernel matrix shape (K, F) on arrays of
-    the given dtypes: "phases" for small convolutions (phases.is_small) when all
+    the given dtypes (a tuple): "phases" for small convolutions (phases.is_small) when all
     dtypes agree, "gemm-chunks" otherwise, and "im2col-gemm" (the reference) for
-    dtypes the kernels are not compiled for."""
+    dtypes the kernels are not compiled for. Cached: a batch-1 convolution takes
+    ~25 us, so the choice must cost next to nothing."""
     dtypes = [np.dtype(d) for d in dtypes]
     if not all(d in JIT_DTYPES for d in dtypes):
         return REFERENCE
@@ -52,6 +58,14 @@ def _chunk_images(n, rows_per_image, k, itemsize, chunk_bytes, serial):
     budget = chunk_bytes // (threads.num_threads() if serial else 1)
     per_image = max(rows_per_image * k * itemsize, 1)
     return max(1, min(n, budget // per_image))
+
+
+def _gemm(serial):
+    # inside a job of its own core (BLAS already at one thread): numpy's product;
+    # else the product that splits itself into jobs (workers.matmul)
+    if serial:
+        return lambda a, b, out: np.matmul(a, b, out=out)
+    return workers.matmul
 
 
 def bias_grad(dy):
@@ -74,13 +88,14 @@ def gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, chunk_bytes, j
     def forward_images(s0, e0, serial):
         # y rows of images [s0, e0): chunk by chunk, unfold and multiply
         step = _chunk_images(e0 - s0, rows, k, x.itemsize, chunk_bytes, serial)
+        gemm = _gemm(serial)
         buf = np.empty((step * rows, k), dtype=x.dtype)
         for s in range(s0, e0, step):
             e = min(e0, s + step)
             cols = buf[:(e - s) * rows]
             im2col.im2col(x[s:e], kh, kw, sh, sw, pt, pl, oh, ow, cols, serial)
             out = y[s * rows:e * rows]
-            np.matmul(cols, W2, out=out)
+            gemm(cols, W2, out)
             if b is not None:
                 out += b
 
@@ -105,17 +120,18 @@ def gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, need_dx, nee
         dbuf = np.empty((step * rows, k), dtype=dy.dtype) if need_dx else None
         share = np.zeros((k, f), dtype=dy.dtype) if need_dW2 else None
         part = np.empty((k, f), dtype=dy.dtype) if need_dW2 else None
+        gemm = _gemm(serial)
         for s in range(s0, e0, step):
             e = min(e0, s + step)
             d = dy[s * rows:e * rows]
             if need_dW2:
                 cols = buf[:(e - s) * rows]
                 im2col.im2col(x[s:e], kh, kw, sh, sw, pt, pl, oh, ow, cols, serial)
-                np.matmul(cols.T, d, out=part)
+                gemm(cols.T, d, part)
                 share += part
             if need_dx:
                 dcols = dbuf[:(e - s) * rows]
-                np.matmul(d, W2.T, out=dcols)
+                gemm(d, W2.T, dcols)
                 im2col.col2im(dcols, e - s, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, dx[s:e], serial)
         return share
 

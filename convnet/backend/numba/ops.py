@@ -11,7 +11,7 @@ Inputs the kernels are not compiled for (float16, ints) take the reference path.
 import numpy as np
 
 from ..numpy_ops import NumpyOps, output_size
-from . import conv, elementwise, im2col, optimizers, pooling
+from . import conv, elementwise, im2col, optimizers, pooling, workers
 from ._jit import contig, jittable
 
 
@@ -27,6 +27,15 @@ class NumbaOps(NumpyOps):
     conv_chunk_bytes = 8 << 20
     #: whether "gemm-chunks" may run as one job per core (see workers.CoreJobs)
     conv_jobs_per_core = True
+
+    # ------------------------------------------------------------------ arrays
+    def matmul(self, a, b):
+        """Same as NumpyOps.matmul: a @ b; 2-D float products run with a one-thread
+        BLAS, large ones as one job per core (workers.matmul explains why)."""
+        if a.ndim != 2 or b.ndim != 2 or a.shape[0] * a.shape[1] * b.shape[1] <= workers.BLAS_SINGLE_THREAD_MNK \
+                or a.dtype != b.dtype or not jittable(a) or a.shape[1] != b.shape[0]:
+            return a @ b        # small: OpenBLAS runs it on this thread anyway
+        return workers.matmul(a, b)
 
     # ------------------------------------------------------------------ im2col
     def im2col(self, x, kh, kw, sh, sw, pads):
@@ -66,7 +75,7 @@ class NumbaOps(NumpyOps):
         shape x_shape (N, H, W, C) and a kernel matrix of shape (kh*kw*C, F) on
         arrays of these dtypes: "phases", "gemm-chunks" or "im2col-gemm" (see
         convnet/backend/numba/conv.py, the one place that chooses)."""
-        return conv.choose(W2_shape, dtypes)
+        return conv.choose(tuple(W2_shape), tuple(dtypes))
 
     def conv2d_forward(self, x, W2, b, kh, kw, sh, sw, pads, training=True):
         """Same as NumpyOps.conv2d_forward: (y = im2col(x) @ W2 + b, (N*OH*OW, F),

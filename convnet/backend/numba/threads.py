@@ -20,15 +20,17 @@ Measured with benchmarks/threads.py (numbers in benchmarks/RESULTS.md):
 So: the layer is "tbb" when TBB loads, else "workqueue" (Numba's layer
 priority list); a user's NUMBA_THREADING_LAYER (or _PRIORITY, or
 CONVNET_THREADING_LAYER) is respected as is. Numba and
-OpenBLAS each keep their default thread count (the core count): they run one
-after the other, never at the same time, so splitting the cores would only idle
-them. The one exception is a wide convolution, which runs as one job per core
-with OpenBLAS set to one thread for its duration (workers.CoreJobs): there
-the hand-offs between the two pools cost more than they gave.
+OpenBLAS each keep their default thread count (the core count), but convnet
+never hands OpenBLAS's pool work: every product it runs uses a one-thread BLAS,
+large ones split into one job per core by convnet (workers.py). OpenBLAS's own
+workers would otherwise spin (about 0.1 s) after every product, and a script that
+imports numpy before convnet cannot stop that with OPENBLAS_THREAD_TIMEOUT.
 
-OpenBLAS's own workers also spin (about 0.1 s) after every GEMM; convnet sets
-OPENBLAS_THREAD_TIMEOUT=4 before numpy loads, so they sleep at once instead
-(convnet/_openblas_env.py; about 1.3x on whole training steps here).
+Without TBB, a parallel launch costs ~60-80 us, so the memory-bound kernels stay
+serial up to SERIAL_BELOW_SLOW_LAUNCH elements (16x the TBB threshold): W1
+inference at batch 1 then runs about as fast as with TBB instead of ~25x slower
+(benchmarks/RESULTS.md). convnet warns once, naming the fix, when TBB could load
+here but did not.
 
 configure() must run before the first parallel kernel is launched (the layer is
 fixed at that moment); convnet.backend.numba._jit calls it at import, before any
