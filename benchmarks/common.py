@@ -138,7 +138,7 @@ def emit(results, as_json):
         print("JSON " + json.dumps(results))
         return
     for r in results:
-        print(f"{r['engine']:<14}{r['workload']:<4}{r['mode']:<7}batch {r['batch']:>4}"
+        print(f"{r['engine']:<20} {r['workload']:<4}{r['mode']:<7}batch {r['batch']:>4}"
               f"{r['images_per_s']:>12,.0f} img/s")
 
 
@@ -154,7 +154,7 @@ def convnet_main(run, description, default_batches, argv=None):
     import argparse
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--backend", default=None, help="numpy or numba (default: the default backend)")
-    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3"])
+    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3", "W4"])
     parser.add_argument("--batch", nargs="+", type=int, default=default_batches)
     parser.add_argument("--min-time", type=float, default=0.4)
     parser.add_argument("--windows", type=int, default=5)

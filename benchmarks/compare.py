@@ -1,18 +1,26 @@
-"""convnet vs PyTorch, side by side, written to benchmarks/RESULTS.md.
+"""convnet vs PyTorch, Keras/TensorFlow and ONNX Runtime, written to benchmarks/RESULTS.md.
 
-Runs the engines in separate processes (their thread pools would interfere in
-one), alternating them over `--rounds` rounds (the order flips every round), and
-reports the median images/s of each configuration and the ratio convnet/torch:
+Measures the way users run code: every convnet process imports numpy first, then
+convnet, with no environment variable set (only the OpenBLAS overrides below are
+removed). Runs each engine in its own process (their thread pools would interfere
+in one), alternating them over `--rounds` rounds (the order flips every round),
+and reports the median images/s of each configuration and convnet's ratios:
 
-  training   W1-W3 at batch 32 and 128 (train.py / torch_workloads.py --mode train)
-  inference  W1-W3 at batch 1, 32 and 128 (infer.py / torch_workloads.py --mode infer)
+  training   W1-W4 at batch 32 and 128: convnet model.train_step, PyTorch eager step,
+             Keras model.fit over 16 in-memory batches
+  inference  W1-W4 at batch 1, 32 and 128: convnet model.predict, PyTorch softmax under
+             inference_mode, Keras predict_on_batch, ONNX Runtime session.run (CPU, 2 threads)
   memory     peak RSS of W2 training at batch 128, each engine in its own process
   start-up   first W1 training step in a new process, warm and cold Numba cache
-  layers     each conv layer's GFLOP/s at batch 128 vs numpy's GEMM rate
+  layers     each conv layer's GFLOP/s at batch 128 vs numpy's GEMM rate, and its algorithm
   threads    the GEMM-then-parallel-kernel interference per thread setting
 
-    python benchmarks/compare.py                  # everything, 5 rounds, writes RESULTS.md
+PyTorch, TensorFlow and ONNX Runtime are optional (the bench extra: pip install
+-e '.[bench]'); a missing one is skipped with a message and its column is empty.
+
+    python benchmarks/compare.py                  # everything, 5 rounds, writes RESULTS.md (long)
     python benchmarks/compare.py --rounds 3 --no-write
+    python benchmarks/compare.py --quick          # tiny settings, end to end in ~2 min; prints only
 
 The OpenBLAS overrides OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are removed from the
 benchmark processes' environment. Text below the "<!-- notes -->" line of an
@@ -32,11 +40,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "RESULTS.md")
 NOTES_MARK = "<!-- notes -->"
 
+WORKLOAD_NAMES = ["W1", "W2", "W3", "W4"]
 TRAIN_BATCHES = [32, 128]
 INFER_BATCHES = [1, 32, 128]
 busy_log = []     # CPU busy fraction seen before each benchmark process started
-TARGETS = {("train", "W1"): 1.0, ("train", "W2"): 0.8, ("train", "W3"): 1.0,
-           ("infer", "W1"): 1.0, ("infer", "W2"): 1.0, ("infer", "W3"): 1.0}
+ENGINES = ["torch", "keras", "onnx"]
+ENGINE_TITLES = {"convnet": "convnet", "torch": "PyTorch", "keras": "Keras/TF", "onnx": "ONNX RT"}
+#: minimum ratio convnet / engine, per (mode, engine, workload) (issue #9)
+TARGETS = {("train", "torch", "W1"): 1.5, ("train", "torch", "W2"): 1.2, ("train", "torch", "W3"): 1.5,
+           ("train", "torch", "W4"): 1.5,
+           **{("train", "keras", w): 1.0 for w in WORKLOAD_NAMES},
+           **{("infer", "torch", w): 1.5 for w in WORKLOAD_NAMES},
+           **{("infer", "onnx", w): 0.7 for w in WORKLOAD_NAMES}}
 
 
 def script(name, *args, env=None, timeout=900):
@@ -48,41 +63,64 @@ def script(name, *args, env=None, timeout=900):
     return parse_json_line(proc.stdout)
 
 
-def torch_available():
-    proc = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True)
+def available(module):
+    proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
     return proc.returncode == 0
 
 
-def throughput_rounds(rounds, workloads, min_time, with_torch, log):
+#: the engines and the packages each needs, with the command that installs them
+NEEDS = {"torch": (["torch"], "pip install torch==2.13.0 (CPU build)"),
+         "keras": (["tensorflow"], "pip install tensorflow-cpu"),
+         "onnx": (["torch", "onnx", "onnxruntime"], "pip install torch==2.13.0 onnx onnxruntime")}
+
+
+def engines_available(log):
+    found = []
+    for engine in ENGINES:
+        modules, fix = NEEDS[engine]
+        missing = [m for m in modules if not available(m)]
+        if missing:
+            log(f"{ENGINE_TITLES[engine]}: {', '.join(missing)} not installed, skipped ({fix})")
+        else:
+            found.append(engine)
+    return found
+
+
+def throughput_rounds(rounds, workloads, min_time, windows, engines, train_batches, infer_batches, log,
+                      quiet=True):
     """{(engine_kind, mode, workload, batch): [images/s per round]}"""
     runs = {}
     busy_log.clear()
-    jobs = [("convnet", "train", "train.py", ["--batch", *TRAIN_BATCHES]),
-            ("torch", "train", "torch_workloads.py", ["--mode", "train", "--batch", *TRAIN_BATCHES]),
-            ("convnet", "infer", "infer.py", ["--batch", *INFER_BATCHES]),
-            ("torch", "infer", "torch_workloads.py", ["--mode", "infer", "--batch", *INFER_BATCHES])]
-    if not with_torch:
-        jobs = [j for j in jobs if j[0] != "torch"]
+    scripts = {"convnet": {"train": "train.py", "infer": "infer.py"},
+               "torch": {"train": "torch_workloads.py", "infer": "torch_workloads.py"},
+               "keras": {"train": "keras_workloads.py", "infer": "keras_workloads.py"},
+               "onnx": {"infer": "onnx_workloads.py"}}
+    jobs = []
+    for mode, batches in (("train", train_batches), ("infer", infer_batches)):
+        for kind in ["convnet", *engines]:
+            if mode in scripts[kind]:
+                args = ([] if kind == "convnet" else ["--mode", mode]) + ["--batch", *batches]
+                jobs.append((kind, mode, scripts[kind][mode], args))
     for rnd in range(rounds):
-        order = jobs if rnd % 2 == 0 else [jobs[i ^ 1] for i in range(len(jobs))]
+        order = jobs if rnd % 2 == 0 else jobs[::-1]
         for kind, mode, name, args in order:
-            busy = wait_for_quiet()
+            busy = wait_for_quiet() if quiet else None
             log(f"round {rnd + 1}/{rounds}: {kind} {mode} (CPU busy before start "
                 f"{'?' if busy is None else f'{100 * busy:.0f}%'})")
             busy_log.append(busy)
-            for r in script(name, *args, "--workload", *workloads, "--min-time", min_time):
+            for r in script(name, *args, "--workload", *workloads, "--min-time", min_time, "--windows", windows):
                 runs.setdefault((kind, mode, r["workload"], r["batch"]), []).append(r["images_per_s"])
     return runs
 
 
-def memory_rounds(rounds, with_torch):
+def memory_rounds(rounds, with_torch, batch=128):
     out = {"convnet": [], "torch": []}
     for rnd in range(rounds):
         engines = ["convnet", "torch"] if rnd % 2 == 0 else ["torch", "convnet"]
         for engine in engines:
             if engine == "torch" and not with_torch:
                 continue
-            r = script("memory.py", "--engine", engine)
+            r = script("memory.py", "--engine", engine, "--batch", batch)
             out[engine].append(r)
     return out
 
@@ -92,9 +130,8 @@ def fmt_rate(v):
 
 
 def build_report(info, runs, mem, startup, layers, threads, rounds, command, load_before, load_after,
-                 with_torch):
+                 engines, train_batches=TRAIN_BATCHES, infer_batches=INFER_BATCHES, layers_batch=128):
     med = {k: statistics.median(v) for k, v in runs.items()}
-    best = {k: max(v) for k, v in runs.items()}
     lines = ["# convnet benchmark results", "",
              f"Produced by `{command}` on {info['date']} "
              f"(load average {load_before:.2f} before, {load_after:.2f} after).", "",
@@ -102,7 +139,10 @@ def build_report(info, runs, mem, startup, layers, threads, rounds, command, loa
              f"- CPU: {info['cpu']}, {info['cores']} cores, AVX-512: {'yes' if info['avx512'] else 'no'}, "
              f"memory {info.get('memory_gib', '?')} GiB; {info['platform']}",
              f"- Python {info['python']}, numpy {info['numpy']}, numba {info['numba']}, "
-             f"torch {info['torch']} (CPU, `torch.set_num_threads(2)`)",
+             f"torch {info['torch']} (CPU, `torch.set_num_threads(2)`); engines compared: "
+             + (", ".join(ENGINE_TITLES[e] for e in engines) or "none installed"),
+             "- convnet runs as users run it: each script imports numpy first, then convnet, "
+             "with no environment variable set",
              f"- numpy BLAS: {info['blas']}",
              f"- convnet numba threads: {info['threads']}",
              "- OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed from the benchmark processes' environment",
@@ -111,37 +151,41 @@ def build_report(info, runs, mem, startup, layers, threads, rounds, command, loa
              "of 5 timing windows after 2 warm-up steps. float32, random data, Adam.",
              "- The machine is shared: before each process starts, the script waits (up to 90 s) until "
              "other processes use < 25% of the CPUs; busy fractions seen: "
-             + ", ".join("?" if b is None else f"{100 * b:.0f}%" for b in busy_log) + ". "
-             "'best' is the best round of each engine: the least disturbed one, for both engines.",
+             + ", ".join("?" if b is None else f"{100 * b:.0f}%" for b in busy_log) + ".",
              ""]
 
     def table(mode, batches):
-        head = ("| workload | batch | convnet (numba) img/s | PyTorch img/s | ratio | target | met "
-                "| best convnet | best PyTorch | ratio of bests |")
-        rows = [head, "|---|---|---|---|---|---|---|---|---|---|"]
-        for w in ("W1", "W2", "W3"):
+        others = [e for e in engines if mode == "train" and e != "onnx" or mode == "infer"]
+        head = "| workload | batch | convnet img/s | " + " | ".join(f"{ENGINE_TITLES[e]} img/s" for e in others)
+        head += " | " + " | ".join(f"vs {ENGINE_TITLES[e]} (target)" for e in others) + " |"
+        rows = [head, "|" + "---|" * (3 + 2 * len(others))]
+        for w in WORKLOAD_NAMES:
             for n in batches:
                 c = med.get(("convnet", mode, w, n))
-                t = med.get(("torch", mode, w, n))
                 if c is None:
                     continue
-                ratio = c / t if t else None
-                target = TARGETS[(mode, w)]
-                met = "" if ratio is None else ("yes" if ratio >= target else "**no**")
-                bc, bt = best.get(("convnet", mode, w, n)), best.get(("torch", mode, w, n))
-                best_ratio = f"{bc / bt:.2f}x" if bt else ""
-                rows.append(f"| {w} | {n} | {fmt_rate(c)} | {fmt_rate(t)} | "
-                            f"{'' if ratio is None else f'{ratio:.2f}x'} | >= {target:.1f}x | {met} | "
-                            f"{fmt_rate(bc)} | {fmt_rate(bt) if bt else 'n/a'} | {best_ratio} |")
+                rates, ratios = [], []
+                for e in others:
+                    t = med.get((e, mode, w, n))
+                    rates.append(fmt_rate(t))
+                    target = TARGETS.get((mode, e, w))
+                    if not t:
+                        ratios.append("")
+                        continue
+                    ratio = c / t
+                    verdict = "" if target is None else (f" (>= {target:.1f}x: " +
+                                                         ("met)" if ratio >= target else "**missed**)"))
+                    ratios.append(f"{ratio:.2f}x{verdict}")
+                rows.append(f"| {w} | {n} | {fmt_rate(c)} | " + " | ".join(rates + ratios) + " |")
         return rows
 
     lines += ["## Training throughput (images/s, forward + loss + backward + Adam)", ""]
-    lines += table("train", TRAIN_BATCHES)
-    lines += ["", "## Inference throughput (images/s, `model.predict` / `net(x).softmax` under inference_mode)",
-              ""]
-    lines += table("infer", INFER_BATCHES)
-    if not with_torch:
-        lines += ["", "PyTorch is not installed: the torch columns are empty."]
+    lines += table("train", train_batches)
+    lines += ["", "## Inference throughput (images/s: convnet `model.predict`, PyTorch softmax under "
+              "inference_mode, Keras `predict_on_batch`, ONNX Runtime `session.run` + softmax)", ""]
+    lines += table("infer", infer_batches)
+    if not engines:
+        lines += ["", "No other engine is installed: only convnet's columns are filled."]
 
     lines += ["", "## Per-round numbers (images/s)", "",
               "| engine | mode | workload | batch | rounds |", "|---|---|---|---|---|"]
@@ -157,23 +201,27 @@ def build_report(info, runs, mem, startup, layers, threads, rounds, command, loa
         t_peak = statistics.median(r["peak_rss_mib"] for r in mem["torch"])
         t_imp = statistics.median(r["after_import_mib"] for r in mem["torch"])
         lines.append(f"| PyTorch | {t_peak:.0f} | {t_imp:.0f} |")
-        lines += ["", f"Ratio convnet / PyTorch: **{c_peak / t_peak:.2f}x** (target <= 1.5x: "
-                  f"{'met' if c_peak / t_peak <= 1.5 else 'not met'})."]
+        lines += ["", f"Ratio convnet / PyTorch: **{c_peak / t_peak:.2f}x** (target <= 1.0x: "
+                  f"{'met' if c_peak / t_peak <= 1.0 else 'not met'})."]
 
     warm, cold = startup
     lines += ["", "## Start-up: first W1 training step (batch 32) in a new process", "",
               "| Numba cache | import convnet s | first step s | steady step ms | first - steady s |",
               "|---|---|---|---|---|"]
     for s in (warm, cold):
+        if s is None:
+            continue
         lines.append(f"| {s['cache']} | {s['import_s']:.2f} | {s['first_s']:.3f} | {s['steady_s'] * 1e3:.1f} | "
                      f"{s['overhead_s']:.3f} |")
-    lines += ["", f"Warm-cache overhead {warm['overhead_s']:.2f} s (target < 1 s: "
-              f"{'met' if warm['overhead_s'] < 1 else 'not met'}); cold compile of every kernel the "
-              f"W1 step uses: {cold['overhead_s']:.1f} s (empty NUMBA_CACHE_DIR)."]
+    lines += ["", f"Warm-cache overhead {warm['overhead_s']:.2f} s (target < 0.5 s: "
+              f"{'met' if warm['overhead_s'] < 0.5 else 'not met'})" + (
+                  "" if cold is None else f"; cold compile of every kernel the W1 step uses: "
+                  f"{cold['overhead_s']:.1f} s (empty NUMBA_CACHE_DIR; target < 10 s: "
+                  f"{'met' if cold['overhead_s'] < 10 else 'not met'})") + "."]
 
     import layers as layers_mod
     square, lrows = layers
-    lines += ["", "## Conv layers at batch 128 (training: forward + backward)", "",
+    lines += ["", f"## Conv layers at batch {layers_batch} (training: forward + backward)", "",
               "fwd+bwd GF/s = (forward + backward FLOPs) / (forward + backward time), times the minimum "
               "of 7 repeats; the first layer's "
               "backward computes only the weight gradient. Target: >= 60% of the measured numpy float32 "
@@ -192,43 +240,54 @@ def build_report(info, runs, mem, startup, layers, threads, rounds, command, loa
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3"])
+    parser.add_argument("--workload", nargs="+", default=WORKLOAD_NAMES)
     parser.add_argument("--min-time", type=float, default=0.4)
+    parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--no-write", action="store_true", help="print the report instead of writing it")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny settings (1 round, batch 4, short windows, no cold start), to check the "
+                             "scripts end to end; prints the report, never writes RESULTS.md")
     args = parser.parse_args(argv)
+    train_batches, infer_batches, layers_batch, mem_batch = TRAIN_BATCHES, INFER_BATCHES, 128, 128
+    if args.quick:
+        args.rounds, args.min_time, args.windows, args.no_write = 1, 0.02, 1, True
+        train_batches, infer_batches, layers_batch, mem_batch = [4], [1, 4], 4, 8
     command = "python benchmarks/compare.py" + (f" --rounds {args.rounds}" if args.rounds != 5 else "")
 
     def log(msg):
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
-    with_torch = torch_available()
-    if not with_torch:
-        log("torch is not installed: running convnet only (pip install torch==2.13.0, CPU build)")
+    engines = engines_available(log)
+    quiet = wait_for_quiet if not args.quick else (lambda: None)
     load_before = os.getloadavg()[0]
     info = machine_info()
     info.update(versions())
     info["blas"] = blas_info()
     info["threads"] = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.path.insert(0, '.'); import convnet as cn; "
-         "from convnet.backend import threads; cn.get_ops('numba').relu(__import__('numpy').ones(1 << 17)); "
+        [sys.executable, "-c", "import sys; sys.path.insert(0, '.'); import numpy as np; import convnet as cn; "
+         "from convnet.backend.numba import threads; cn.get_ops('numba').relu(np.ones(1 << 21)); "
          "print(threads.describe())"], capture_output=True, text=True, cwd=ROOT, env=bench_env()
     ).stdout.strip() or "numba not available"
 
-    runs = throughput_rounds(args.rounds, args.workload, args.min_time, with_torch, log)
-    wait_for_quiet()
+    runs = throughput_rounds(args.rounds, args.workload, args.min_time, args.windows, engines,
+                             train_batches, infer_batches, log, quiet=not args.quick)
+    quiet()
     log("memory")
-    mem = memory_rounds(max(3, args.rounds // 2), with_torch)
+    mem = memory_rounds(1 if args.quick else max(3, args.rounds // 2), "torch" in engines, mem_batch)
     log("start-up")
-    startup = (script("startup.py"), script("startup.py", "--cold", "--repeats", 1))
-    wait_for_quiet()
+    startup = (script("startup.py", *(["--repeats", 1] if args.quick else [])),
+               None if args.quick else script("startup.py", "--cold", "--repeats", 1))
+    quiet()
     log("layers")
-    lay = script("layers.py", "--workload", *args.workload)
-    wait_for_quiet()
+    lay = script("layers.py", "--workload", *args.workload, "--batch", layers_batch,
+                 *(["--repeats", 1] if args.quick else []))
+    quiet()
     log("threads")
-    thr = script("threads.py", "--rounds", 3)
+    thr = script("threads.py", "--rounds", 1 if args.quick else 3, *(["--reps", 2] if args.quick else []))
     load_after = os.getloadavg()[0]
     report = build_report(info, runs, mem, startup, (lay["square_gemm_gflops"], lay["rows"]), thr,
-                          args.rounds, command, load_before, load_after, with_torch)
+                          args.rounds, command, load_before, load_after, engines, train_batches,
+                          infer_batches, layers_batch)
     if args.no_write:
         print(report)
         return

@@ -1,10 +1,11 @@
 """Per-layer microbenchmarks: each layer's forward and backward GFLOP/s per backend.
 
-For every workload (W1-W3) and backend, runs convnet.profile.profile_model on a
+For every workload (W1-W4) and backend, runs convnet.profile.profile_model on a
 batch (default 128) and prints the per-layer table; then, for the conv layers,
 compares the rate of their whole training work (forward + backward FLOPs over
 forward + backward time) with numpy's float32 GEMM rate measured on this
-machine (a large square product, and the layer's own forward GEMM shape).
+machine (a large square product, and the layer's own forward GEMM shape), and
+names the algorithm each conv layer ran (Conv2D.algorithm()).
 Layer times are the minimum over the repeats by default (--stat), the run least
 disturbed by other processes on a shared machine.
 
@@ -66,6 +67,7 @@ def run(backends, workloads, batch, repeats, print_tables=True, stat="min"):
                     bwd_flops = fwd_flops * (1 if i == 0 else 2)
                     total = (fwd_flops + bwd_flops) / ((r["fwd_ms"] + r["bwd_ms"]) / 1e3) / 1e9
                     rows.append({"backend": backend, "workload": w, "layer": layer.name,
+                                 "algorithm": layer.algorithm((batch, *layer.input_shape)),
                                  "gemm_shape": [batch * oh * ow, k, f],
                                  "fwd_gflops": r["fwd_gflops"], "bwd_gflops": r["bwd_gflops"],
                                  "train_gflops": total,
@@ -76,12 +78,13 @@ def run(backends, workloads, batch, repeats, print_tables=True, stat="min"):
 
 def format_rows(square, rows):
     lines = [f"numpy float32 GEMM, 2048x2048x2048: {square:.0f} GFLOP/s",
-             "", "| backend | workload | layer | GEMM (M, K, N) | fwd GF/s | bwd GF/s | fwd+bwd GF/s "
-             "| % of square GEMM | same-shape GEMM GF/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "", "| backend | workload | layer | algorithm | GEMM (M, K, N) | fwd GF/s | bwd GF/s "
+             "| fwd+bwd GF/s | % of square GEMM | same-shape GEMM GF/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m, k, n = r["gemm_shape"]
-        lines.append(f"| {r['backend']} | {r['workload']} | {r['layer']} | ({m}, {k}, {n}) | "
+        lines.append(f"| {r['backend']} | {r['workload']} | {r['layer']} | {r.get('algorithm', '?')} | "
+                     f"({m}, {k}, {n}) | "
                      f"{r['fwd_gflops']:.0f} | {r['bwd_gflops']:.0f} | {r['train_gflops']:.0f} | "
                      f"{100 * r['train_gflops'] / square:.0f}% | {r['shape_gemm_gflops']:.0f} |")
     return "\n".join(lines)
@@ -90,7 +93,7 @@ def format_rows(square, rows):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", nargs="+", default=["numba"])
-    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3"])
+    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3", "W4"])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--stat", choices=["min", "median"], default="min",

@@ -1,7 +1,7 @@
 """Entry point of `make bench`: the whole benchmark suite, results in RESULTS.md.
 
     python benchmarks/run_all.py              # compare.py with 5 rounds (about 15-20 min)
-    python benchmarks/run_all.py --quick      # 1 round, shorter windows, prints only
+    python benchmarks/run_all.py --quick      # compare.py --quick: tiny settings, prints only
 
 Run it on a quiet machine (check `uptime`): other processes on the two cores
 move the numbers by tens of percent.
@@ -25,7 +25,7 @@ def main(argv=None):
         print(f"note: load average is {load:.2f}; timings will be noisy", file=sys.stderr)
     cmd = [sys.executable, os.path.join(HERE, "compare.py")]
     if args.quick:
-        cmd += ["--rounds", "1", "--min-time", "0.2", "--no-write"]
+        cmd += ["--quick"]
     else:
         cmd += ["--rounds", str(args.rounds)]
     return subprocess.call(cmd)

@@ -39,7 +39,7 @@ def child(reps):
     # OpenBLAS (convnet/_openblas_env.py), as the other benchmark scripts do
     import time  # noqa: I001
     import convnet as cn
-    from convnet.backend.numba_ops import _im2col
+    from convnet.backend.numba.im2col import _im2col_wide as _im2col
     import numpy as np
     import workloads as wl
 

@@ -1,4 +1,4 @@
-"""The same three workloads in PyTorch (CPU, 2 threads), for comparison.
+"""The same four workloads in PyTorch (CPU, 2 threads), for comparison.
 
     python benchmarks/torch_workloads.py --mode train --batch 32 128
     python benchmarks/torch_workloads.py --mode infer --batch 1 32 128
@@ -7,7 +7,9 @@ Training step: forward, F.cross_entropy (softmax cross-entropy from logits),
 backward, torch.optim.Adam step, as model.train_step does in convnet. Inference:
 forward under torch.inference_mode() and softmax, returning a numpy array, as
 model.predict does. Layout is PyTorch's default NCHW (its oneDNN path); the
-networks have the same layers, shapes and FLOPs as benchmarks/workloads.py.
+networks have the same layers, shapes and FLOPs as benchmarks/workloads.py
+(W4's softmax + categorical cross-entropy is F.cross_entropy on its logits, the
+same function). onnx_workloads.py exports these definitions to ONNX.
 Exits with a message (status 0) when torch is not installed.
 """
 
@@ -18,7 +20,8 @@ from common import emit, throughput
 from workloads import WORKLOADS
 
 
-def build(workload, torch):
+def build(workload, torch, size=None):
+    """The workload as a torch.nn.Sequential (NCHW); `size` replaces H and W (W4 only)."""
     nn = torch.nn
     h, w, c = WORKLOADS[workload]["input_shape"]
     if workload == "W1":
@@ -35,6 +38,12 @@ def build(workload, torch):
         net = nn.Sequential(nn.Conv2d(c, 8, 3, stride=2), nn.ReLU(), nn.MaxPool2d(2),
                             nn.Conv2d(8, 8, 3, stride=2), nn.ReLU(), nn.MaxPool2d(2),
                             nn.Flatten(), nn.Linear(8 * 7 * 7, 16), nn.ReLU(), nn.Linear(16, 4))
+    elif workload == "W4":
+        side = (((size or h) - 5) // 3 + 1) // 2       # conv 5x5 stride 3, pool 2
+        side = (side - 2) // 2                         # conv 3x3 valid, pool 2
+        net = nn.Sequential(nn.Conv2d(c, 5, 5, stride=3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.1),
+                            nn.Conv2d(5, 3, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.2),
+                            nn.Flatten(), nn.Linear(3 * side * side, 3))
     else:
         raise ValueError(f"unknown workload {workload!r}")
     return net
@@ -83,7 +92,7 @@ def run(mode, workloads, batches, threads=2, min_time=0.4, windows=5):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["train", "infer"], default="train")
-    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3"])
+    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3", "W4"])
     parser.add_argument("--batch", nargs="+", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--min-time", type=float, default=0.4)

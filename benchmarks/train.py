@@ -1,7 +1,8 @@
-"""End-to-end training throughput of convnet (images/s) for W1-W3.
+"""End-to-end training throughput of convnet (images/s) for W1-W4.
 
 One step = forward + softmax cross-entropy + backward + Adam update
-(model.train_step), float32, random data of the workload's shape.
+(model.train_step), float32, random data of the workload's shape. Measured the
+way users run code: numpy imported first (by workloads.py), no environment set.
 
     python benchmarks/train.py                     # numba (default backend), all workloads
     python benchmarks/train.py --backend numpy --workload W1 --batch 32 128

@@ -1,13 +1,20 @@
-"""The three benchmark workloads of DESIGN.md, built with convnet (float32).
+"""The four benchmark workloads, built with convnet (float32).
 
 W1 fmnist-cnn  28x28x1    Conv32-Pool-Conv64-Pool-Dense128-Dense10
 W2 cifar-vgg   32x32x3    Conv32-Conv32-Pool-Conv64-Conv64-Pool-Dense256-Dense10
 W3 galaxy      128x128x3  Conv8/2-Pool-Conv8/2-Pool-Dense16-Dense4
-benchmarks/torch_workloads.py builds the same networks in PyTorch.
+W4 xray        256x256x1  Conv5 5x5/3-Pool-Drop0.1-Conv3-Pool-Drop0.2-Dense3 softmax,
+                          categorical cross-entropy (the course's chest X-ray model)
+benchmarks/torch_workloads.py and keras_workloads.py build the same networks.
+
+The scripts measure the way users run code: numpy is imported first (below), then
+convnet, and no environment variable is set.
 """
 
 import os
 import sys
+
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -17,13 +24,23 @@ WORKLOADS = {
     "W1": {"name": "fmnist-cnn", "input_shape": (28, 28, 1), "classes": 10},
     "W2": {"name": "cifar-vgg", "input_shape": (32, 32, 3), "classes": 10},
     "W3": {"name": "galaxy", "input_shape": (128, 128, 3), "classes": 4},
+    "W4": {"name": "xray", "input_shape": (256, 256, 1), "classes": 3},
 }
+#: workloads trained on one-hot targets (categorical cross-entropy), as in the course
+ONE_HOT = {"W4"}
 
 
-def build(workload, seed=0):
-    """A compiled convnet Sequential for workload "W1", "W2" or "W3" (Adam, logits)."""
+def input_shape(workload, size=None):
+    """The workload's input shape (H, W, C); `size` replaces H and W (the cost tables)."""
+    h, w, c = WORKLOADS[workload]["input_shape"]
+    return (h, w, c) if size is None else (size, size, c)
+
+
+def build(workload, seed=0, size=None):
+    """A compiled convnet Sequential for workload "W1".."W4" (Adam; logits, except W4's softmax)."""
     import convnet as cn
     L = cn.layers
+    loss = "sparse_categorical_crossentropy"
     if workload == "W1":
         layers = [L.Conv2D(32, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
                   L.Conv2D(64, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
@@ -38,23 +55,26 @@ def build(workload, seed=0):
         layers = [L.Conv2D(8, 3, strides=2, padding="valid", activation="relu"), L.MaxPooling2D(2),
                   L.Conv2D(8, 3, strides=2, padding="valid", activation="relu"), L.MaxPooling2D(2),
                   L.Flatten(), L.Dense(16, activation="relu"), L.Dense(4)]
+    elif workload == "W4":
+        layers = [L.Conv2D(5, 5, strides=3, padding="valid", activation="relu"), L.MaxPooling2D(2),
+                  L.Dropout(0.1, seed=seed), L.Conv2D(3, 3, padding="valid", activation="relu"),
+                  L.MaxPooling2D(2), L.Dropout(0.2, seed=seed + 1), L.Flatten(),
+                  L.Dense(3, activation="softmax")]
+        loss = "categorical_crossentropy"
     else:
         raise ValueError(f"unknown workload {workload!r}; expected one of {sorted(WORKLOADS)}")
-    model = cn.Sequential(layers, input_shape=WORKLOADS[workload]["input_shape"], seed=seed,
+    model = cn.Sequential(layers, input_shape=input_shape(workload, size), seed=seed,
                           name=f"{workload}-{WORKLOADS[workload]['name']}")
-    model.compile(optimizer=cn.optimizers.Adam(learning_rate=1e-3),
-                  loss="sparse_categorical_crossentropy")
+    model.compile(optimizer=cn.optimizers.Adam(learning_rate=1e-3), loss=loss)
     return model
 
 
-def batch(workload, n, seed=0):
-    """A random float32 batch (x, y) with the workload's shapes."""
-    # numpy is imported here, not at the top: convnet must load first (build()),
-    # since it sets OpenBLAS's thread timeout before numpy loads OpenBLAS
-    # (convnet/_openblas_env.py), and the PyTorch side imports only WORKLOADS
-    import numpy as np
+def batch(workload, n, seed=0, size=None):
+    """A random float32 batch (x, y) with the workload's shapes; y one-hot for W4."""
     rng = np.random.default_rng(seed)
-    spec = WORKLOADS[workload]
-    x = rng.random((n, *spec["input_shape"]), dtype=np.float32)
-    y = rng.integers(0, spec["classes"], n)
+    classes = WORKLOADS[workload]["classes"]
+    x = rng.random((n, *input_shape(workload, size)), dtype=np.float32)
+    y = rng.integers(0, classes, n)
+    if workload in ONE_HOT:
+        y = np.eye(classes, dtype=np.float32)[y]
     return x, y

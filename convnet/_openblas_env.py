@@ -1,16 +1,17 @@
 """How long OpenBLAS's idle worker threads spin: set before numpy loads OpenBLAS.
 
-After each matrix product OpenBLAS's workers busy-wait for new work, by default
-for about 2^28 cycles (~0.1 s). In a training step a GEMM is followed at once by a
-parallel Numba kernel (im2col, col2im, pooling, relu) that needs both cores, so the
-spinning workers take half the machine from it. OPENBLAS_THREAD_TIMEOUT=4 (2^4
-cycles) makes them sleep almost at once. Measured here with benchmarks/train.py:
-W1 training at batch 128 went from ~2,500 to ~3,400 img/s, W2 from ~580 to ~730.
+After each matrix product it splits over its threads, OpenBLAS's workers
+busy-wait for new work, by default for about 2^28 cycles (~0.1 s), taking cores
+from whatever runs next. OPENBLAS_THREAD_TIMEOUT=4 (2^4 cycles) makes them sleep
+almost at once. OpenBLAS reads the variable once, when numpy is first imported, so
+this only works when convnet is imported before numpy; a value the user set is kept.
 
-OpenBLAS reads the variable once, when numpy is first imported; so this works when
-convnet is imported before numpy (as `convnet ...` and `python -m convnet` do). A
-script that imports numpy first can export OPENBLAS_THREAD_TIMEOUT=4 itself. A
-value the user set is kept.
+convnet's own speed no longer depends on it: the numba backend runs every matrix
+product with a one-thread BLAS and splits large ones into one job per core itself
+(convnet/backend/numba/workers.py), so OpenBLAS's workers get no work from convnet
+and never spin, whatever the import order. The setting remains for the user's own
+multi-threaded numpy products between convnet's calls, in processes where it can
+still apply.
 """
 
 import os

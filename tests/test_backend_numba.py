@@ -143,11 +143,11 @@ def test_wide_convolution_one_job_per_core_matches_reference(jobs_per_core):
     # wide convolutions (F > 16, K > 32) as one job per worker thread (serial
     # kernels, one-core BLAS) or as one job: the same results, for wide and narrow
     # channel counts, an odd batch (uneven shares) and a tiny chunk size
-    from convnet.backend.numba_ops import _ConvWorkers
+    from convnet.backend.numba.workers import CoreJobs
     ops = type(NB)()
     ops.conv_jobs_per_core = jobs_per_core
     ops.conv_chunk_bytes = 2000
-    if jobs_per_core and _ConvWorkers.get() is None:
+    if jobs_per_core and CoreJobs.get() is None:
         pytest.skip("BLAS cannot be confined per thread here, or one thread only")
     rng = np.random.default_rng(14)
     for (kh, kw), (sh, sw), c, padding in [((3, 3), (1, 1), 9, "same"), ((5, 3), (2, 1), 3, "valid")]:
@@ -173,8 +173,8 @@ def test_one_job_per_core_restores_the_blas_thread_count():
     # OpenBLAS's thread count is process-wide: the jobs set it to 1 while they
     # run; afterwards (also after a failed job) the rest of the program gets it back
     from convnet.backend import blas
-    from convnet.backend.numba_ops import _ConvWorkers
-    workers = _ConvWorkers.get()
+    from convnet.backend.numba.workers import CoreJobs
+    workers = CoreJobs.get()
     if workers is None:
         pytest.skip("BLAS cannot be confined per thread here, or one thread only")
     get_threads, _ = blas.thread_count_functions()
@@ -236,8 +236,8 @@ def test_conv_chunking_covers_the_batch():
 def kernel_size_mode(request, monkeypatch):
     """Run a test once with the serial twins of the memory-bound kernels (what
     small arrays get) and once with the parallel kernels (large arrays)."""
-    from convnet.backend import numba_ops
-    monkeypatch.setattr(numba_ops, "SERIAL_BELOW", 1 << 62 if request.param == "serial" else 0)
+    from convnet.backend.numba import threads
+    monkeypatch.setattr(threads, "_serial_below", 1 << 62 if request.param == "serial" else 0)
     return request.param
 
 
@@ -432,3 +432,132 @@ def test_model_gradcheck_and_training_match_numpy():
         model = build()
         numpy_losses = [model.train_step(x, y) for _ in range(5)]
     np.testing.assert_allclose(numba_losses, numpy_losses, rtol=1e-4)
+
+
+def test_conv_algorithm_is_named_and_chosen_in_one_place():
+    # the choice profiles report: direct on stride phases for small convolutions,
+    # chunked im2col + GEMM for wide ones, the reference for other dtypes
+    assert NB.conv2d_algorithm((128, 28, 28, 1), (9, 32), (np.float32,)) == "phases"
+    assert NB.conv2d_algorithm((128, 14, 14, 32), (288, 64), (np.float32,)) == "gemm-chunks"
+    assert NB.conv2d_algorithm((1, 8, 8, 4), (36, 20), (np.float16,)) == "im2col-gemm"
+    assert NB.conv2d_algorithm((1, 8, 8, 4), (9, 8), (np.float32, np.float64)) == "gemm-chunks"
+    assert REF.conv2d_algorithm((128, 28, 28, 1), (9, 32)) == "im2col-gemm"
+    layer = L.Conv2D(32, 3, padding="same")
+    layer.build((10, 10, 16))
+    with cn.use_backend("numba"):
+        assert layer.algorithm() == "gemm-chunks"
+        layer.forward(np.zeros((2, 10, 10, 16), np.float32))
+        assert layer.algorithm() == "gemm-chunks"
+        assert layer.algorithm((2, 10, 10, 16)) == "gemm-chunks"
+    with cn.use_backend("numpy"):
+        assert layer.algorithm() == "im2col-gemm"
+
+
+# ------------------------------------------------ thread settings, per process
+_CHILD = r'''
+import json, resource, sys, time, types
+if sys.argv[1] == "numpy-first":
+    import numpy
+import convnet as cn
+import numpy as np
+from convnet.backend import blas
+from convnet.backend.numba import conv, threads, workers
+
+get_threads, _ = blas.thread_count_functions()
+seen = set()
+
+def spy_matmul(a, b, out=None):
+    # the BLAS thread count while convnet's products run (those OpenBLAS would split)
+    if a.shape[0] * a.shape[1] * b.shape[1] > workers.BLAS_SINGLE_THREAD_MNK:
+        seen.add(get_threads())
+    return np.matmul(a, b, out=out)
+
+spy = types.SimpleNamespace(**{k: getattr(np, k) for k in dir(np) if not k.startswith("__")})
+spy.matmul = spy_matmul
+workers.np = conv.np = spy
+L = cn.layers
+model = cn.Sequential([L.Conv2D(16, 3, padding="same", activation="relu"),
+                       L.Conv2D(24, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+                       L.Flatten(), L.Dense(64, activation="relu"), L.Dense(3)], input_shape=(14, 14, 2), seed=0)
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+rng = np.random.default_rng(0)
+x = rng.random((64, 14, 14, 2), dtype=np.float32)
+y = rng.integers(0, 3, 64)
+with cn.use_backend("numba"):
+    for _ in range(3):
+        model.train_step(x, y)
+    model.predict(x, batch_size=64)
+before = resource.getrusage(resource.RUSAGE_SELF)
+time.sleep(0.3)
+after = resource.getrusage(resource.RUSAGE_SELF)
+cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+print(json.dumps({"blas_in_products": sorted(seen), "blas_after": get_threads(),
+                  "layer": threads.layer(), "numba_threads": threads.num_threads(), "idle_cpu_s": cpu}))
+'''
+
+
+def _run_child(order, env_extra=None):
+    import json
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENBLAS_", "NUMBA_THREADING", "CONVNET_THREADING", "CONVNET_BACKEND"))}
+    env.update(env_extra or {})
+    proc = subprocess.run([sys.executable, "-c", _CHILD, order], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_thread_settings_inside_kernels_do_not_depend_on_the_import_order():
+    # A script that imports numpy first gets OpenBLAS's default busy-wait (convnet
+    # cannot set OPENBLAS_THREAD_TIMEOUT in time). convnet's products then must
+    # still run with a one-thread BLAS (OpenBLAS's workers get no work, so they do
+    # not spin while the next Numba kernel needs the cores), the user's BLAS count
+    # comes back afterwards, and the threading layer is the same.
+    from convnet.backend import blas
+    if blas.thread_count_functions() is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS whose thread count can be set")
+    first = _run_child("convnet-first")
+    late = _run_child("numpy-first")
+    for report in (first, late):
+        if report["numba_threads"] > 1:
+            assert report["blas_in_products"] == [1], report
+        # idle threads sleep: OpenBLAS's spin burns ~0.05-0.1 s of CPU per worker here
+        assert report["idle_cpu_s"] < 0.02, report
+    for key in ("blas_in_products", "blas_after", "layer", "numba_threads"):
+        assert first[key] == late[key], (key, first, late)
+
+
+_WARN_CHILD = r'''
+import sys, warnings
+sys.modules["numba.np.ufunc.tbbpool"] = None      # as if TBB could not load
+import numpy as np
+import convnet as cn
+from convnet.backend.numba import threads
+ops = cn.get_ops("numba")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for _ in range(3):
+        ops.relu(np.ones(1 << 21, np.float32))
+        ops.relu(np.ones(8, np.float32))
+messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+print(len(messages), threads.layer(), threads.serial_below() == threads.SERIAL_BELOW_SLOW_LAUNCH)
+print(messages[0] if messages else "")
+'''
+
+
+def test_warns_once_naming_the_fix_when_tbb_cannot_load():
+    import subprocess
+    import sys
+
+    from convnet.backend.numba import threads
+    if not threads.tbb_wheel_exists():
+        pytest.skip("no tbb wheel for this platform: nothing the user can fix")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_THREADING", "CONVNET_THREADING"))}
+    proc = subprocess.run([sys.executable, "-c", _WARN_CHILD], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    count, layer, slow_threshold = proc.stdout.splitlines()[0].split()
+    assert layer in ("workqueue", "omp")
+    assert count == "1" and slow_threshold == "True", proc.stdout
+    assert "pip install tbb" in proc.stdout

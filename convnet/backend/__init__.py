@@ -24,7 +24,7 @@ def _create(name):
         return NumpyOps()
     if name == "numba":
         try:
-            from .numba_ops import NumbaOps
+            from .numba import NumbaOps
         except ImportError as exc:
             raise ValueError(
                 f"backend 'numba' is not available: {exc}. "

@@ -49,7 +49,8 @@ class NumpyOps:
         x: (N, H, W, C)  ->  cols: (N*OH*OW, kh*kw*C)
 
         Row r = (n, i, j) holds the window whose top-left corner sits at
-        (i*sh - top, j*sw - left) in x, flattened in (dy, dx, c) order. That order
+        (i*sh - top, j*sw - left) in x, flattened in (ty, tx, c) order (tap row,
+        tap column, channel). That order
         matches a kernel W of shape (kh, kw, C, F) reshaped to (kh*kw*C, F), so the
         convolution becomes one matrix product cols @ W.
         """
@@ -61,10 +62,10 @@ class NumpyOps:
         xpad = xp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
         cols = xp.empty((n, oh, ow, kh, kw, c), dtype=x.dtype)
         # Loop over the kh*kw kernel offsets (small) instead of the OH*OW windows
-        # (large): each offset (dy, dx) picks a strided sub-grid of the padded image.
-        for dy in range(kh):
-            for dx in range(kw):
-                cols[:, :, :, dy, dx, :] = xpad[:, dy:dy + sh * oh:sh, dx:dx + sw * ow:sw, :]
+        # (large): each offset (ty, tx) picks a strided sub-grid of the padded image.
+        for ty in range(kh):
+            for tx in range(kw):
+                cols[:, :, :, ty, tx, :] = xpad[:, ty:ty + sh * oh:sh, tx:tx + sw * ow:sw, :]
         return cols.reshape(n * oh * ow, kh * kw * c)
 
     def col2im(self, cols, x_shape, kh, kw, sh, sw, pads):
@@ -82,48 +83,56 @@ class NumpyOps:
         ow = output_size(w, kw, sw, pl, pr)
         cols = cols.reshape(n, oh, ow, kh, kw, c)
         dxpad = xp.zeros((n, h + pt + pb, w + pl + pr, c), dtype=cols.dtype)
-        for dy in range(kh):
-            for dx in range(kw):
-                dxpad[:, dy:dy + sh * oh:sh, dx:dx + sw * ow:sw, :] += cols[:, :, :, dy, dx, :]
+        for ty in range(kh):
+            for tx in range(kw):
+                dxpad[:, ty:ty + sh * oh:sh, tx:tx + sw * ow:sw, :] += cols[:, :, :, ty, tx, :]
         return dxpad[:, pt:pt + h, pl:pl + w, :]
 
     # ------------------------------------------------------- whole convolution
-    #: True on backends whose conv2d_forward/backward do better than the steps
-    #: Conv2D spells out itself (im2col, matmul, col2im); Conv2D then calls them.
-    fused_conv = False
+    def conv2d_algorithm(self, x_shape, W2_shape, dtypes=(np.float32,)):
+        """The name of the algorithm conv2d_forward/backward run for an input of shape
+        x_shape (N, H, W, C) and a kernel matrix of shape (kh*kw*C, F): here always
+        "im2col-gemm", the steps spelled out below (faster backends choose among
+        several; profiles show the name)."""
+        return "im2col-gemm"
 
     def conv2d_forward(self, x, W2, b, kh, kw, sh, sw, pads, training=True):
-        """A whole convolution: y = im2col(x) @ W2 + b, as Conv2D writes it out.
+        """A whole convolution: y = im2col(x) @ W2 + b.
 
-        x: (N, H, W, C), W2: (kh*kw*C, F), b: (F,) or None
-        -> (y: (N*OH*OW, F), saved), where `saved` is what conv2d_backward needs
-        (here the im2col matrix; a fast backend may keep less and recompute, and
-        need keep nothing when training is False: no backward will follow).
+        x: (N, H, W, C), W2: the kernel W (kh, kw, C, F) reshaped to the matrix
+        (kh*kw*C, F), b: (F,) or None
+        -> (y: (N*OH*OW, F), saved), where `saved` is what conv2d_backward needs:
+        here the im2col matrix (a fast backend may keep less and recompute it).
         """
-        cols = self.im2col(x, kh, kw, sh, sw, pads)
-        y = self.matmul(cols, W2)
+        cols = self.im2col(x, kh, kw, sh, sw, pads)        # (N*OH*OW, kh*kw*C)
+        y = self.matmul(cols, W2)                           # (N*OH*OW, F)
         if b is not None:
             y += b
         return y, cols
 
-    def conv2d_backward(self, dy2, x, saved, W2, kh, kw, sh, sw, pads, need_dx=True):
-        """Gradients of y = im2col(x) @ W2 + b for dy2 = dL/dy: (N*OH*OW, F).
+    def conv2d_backward(self, dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx=True):
+        """Gradients of y = im2col(x) @ W2 + b, for dy = dL/dy as the (N*OH*OW, F) matrix.
 
         -> (dx: (N, H, W, C) or None when not need_dx, dW2: (kh*kw*C, F), db: (F,))
-        dW2 = cols^T @ dy2;  db = sum of dy2 over rows;  dx = col2im(dy2 @ W2^T).
+        With cols = im2col(x) (what conv2d_forward saved), the chain rule gives
+            dW2 = cols^T @ dy          each weight met every row once
+            db  = sum of dy over rows
+            dx  = col2im(dy @ W2^T)    dcols, folded back onto the windows
         """
         cols = saved
-        dW2 = self.matmul(cols.T, dy2)
-        db = dy2.sum(axis=0)
-        dx = self.col2im(self.matmul(dy2, W2.T), x.shape, kh, kw, sh, sw, pads) if need_dx else None
-        return dx, dW2, db
+        dW2 = self.matmul(cols.T, dy)
+        db = dy.sum(axis=0)
+        if not need_dx:             # a model's first layer: nobody needs dx
+            return None, dW2, db
+        dcols = self.matmul(dy, W2.T)                       # (N*OH*OW, kh*kw*C)
+        return self.col2im(dcols, x.shape, kh, kw, sh, sw, pads), dW2, db
 
     # ----------------------------------------------------------------- pooling
     def maxpool(self, x, ph, pw, sh, sw, pads):
         """Max over each (ph, pw) window; padding never wins (it is -inf).
 
         x: (N, H, W, C) -> (y: (N, OH, OW, C), argmax: (N, OH, OW, C) int32)
-        `argmax` is the position of the maximum inside its window, dy*pw + dx,
+        `argmax` is the position of the maximum inside its window, ty*pw + tx,
         the first one when several tie, so backward routes to exactly one input.
         """
         xp = self.xp
@@ -134,12 +143,12 @@ class NumpyOps:
         xpad = xp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-np.inf)
         y = xp.full((n, oh, ow, c), -np.inf, dtype=x.dtype)
         argmax = xp.zeros((n, oh, ow, c), dtype=np.int32)
-        for dy in range(ph):
-            for dx in range(pw):
-                window = xpad[:, dy:dy + sh * oh:sh, dx:dx + sw * ow:sw, :]
+        for ty in range(ph):
+            for tx in range(pw):
+                window = xpad[:, ty:ty + sh * oh:sh, tx:tx + sw * ow:sw, :]
                 better = window > y          # strict: the first maximum is kept
                 y = xp.where(better, window, y)
-                argmax = xp.where(better, dy * pw + dx, argmax)
+                argmax = xp.where(better, ty * pw + tx, argmax)
         return y, argmax
 
     def maxpool_backward(self, dy, argmax, x_shape, ph, pw, sh, sw, pads):
@@ -152,10 +161,10 @@ class NumpyOps:
         n, h, w, c = x_shape
         oh, ow = dy.shape[1:3]
         dxpad = xp.zeros((n, h + pt + pb, w + pl + pr, c), dtype=dy.dtype)
-        for ddy in range(ph):
-            for ddx in range(pw):
-                routed = xp.where(argmax == ddy * pw + ddx, dy, 0)
-                dxpad[:, ddy:ddy + sh * oh:sh, ddx:ddx + sw * ow:sw, :] += routed
+        for ty in range(ph):
+            for tx in range(pw):
+                routed = xp.where(argmax == ty * pw + tx, dy, 0)
+                dxpad[:, ty:ty + sh * oh:sh, tx:tx + sw * ow:sw, :] += routed
         return dxpad[:, pt:pt + h, pl:pl + w, :]
 
     def avgpool(self, x, ph, pw, sh, sw, pads):
@@ -173,10 +182,10 @@ class NumpyOps:
         ones = xp.pad(xp.ones((h, w, 1), dtype=x.dtype), ((pt, pb), (pl, pr), (0, 0)))
         total = xp.zeros((n, oh, ow, c), dtype=x.dtype)
         count = xp.zeros((oh, ow, 1), dtype=x.dtype)
-        for dy in range(ph):
-            for dx in range(pw):
-                total += xpad[:, dy:dy + sh * oh:sh, dx:dx + sw * ow:sw, :]
-                count += ones[dy:dy + sh * oh:sh, dx:dx + sw * ow:sw, :]
+        for ty in range(ph):
+            for tx in range(pw):
+                total += xpad[:, ty:ty + sh * oh:sh, tx:tx + sw * ow:sw, :]
+                count += ones[ty:ty + sh * oh:sh, tx:tx + sw * ow:sw, :]
         return total / count, count
 
     def avgpool_backward(self, dy, count, x_shape, ph, pw, sh, sw, pads):
@@ -190,9 +199,9 @@ class NumpyOps:
         oh, ow = dy.shape[1:3]
         share = dy / count
         dxpad = xp.zeros((n, h + pt + pb, w + pl + pr, c), dtype=dy.dtype)
-        for ddy in range(ph):
-            for ddx in range(pw):
-                dxpad[:, ddy:ddy + sh * oh:sh, ddx:ddx + sw * ow:sw, :] += share
+        for ty in range(ph):
+            for tx in range(pw):
+                dxpad[:, ty:ty + sh * oh:sh, tx:tx + sw * ow:sw, :] += share
         return dxpad[:, pt:pt + h, pl:pl + w, :]
 
     # ------------------------------------------------------------- activations

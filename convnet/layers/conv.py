@@ -3,27 +3,28 @@
 A Conv2D layer slides F filters of shape (kh, kw, C) over the input and takes a dot
 product at every position (cross-correlation, as every framework does):
 
-    y[n, i, j, f] = b[f] + sum_{dy, dx, c} xpad[n, i*sh + dy, j*sw + dx, c] * W[dy, dx, c, f]
+    y[n, i, j, f] = b[f] + sum_{ty, tx, c} xpad[n, i*sh + ty, j*sw + tx, c] * W[ty, tx, c, f]
 
-`conv2d_naive` below writes exactly that with loops: slow, but obviously right.
-The layer computes the same numbers the fast way, **im2col + one matrix product**:
+(ty, tx: the tap row and column inside the window). `conv2d_naive` below writes
+exactly that with loops: slow, but obviously right. The layer computes the same
+numbers the fast way, **im2col + one matrix product**:
 
     cols = im2col(x)            (N*OH*OW, kh*kw*C)   one row per output position
     y    = cols @ W2 + b        (N*OH*OW, F)         W2 = W reshaped to (kh*kw*C, F)
 
-Backward follows from y = cols @ W2 + b with the chain rule:
+Backward follows from y = cols @ W2 + b with the chain rule, dy being dL/dy:
 
     dW2   = cols^T @ dy         (kh*kw*C, F)    each weight met every row once
     db    = sum over rows of dy (F,)
     dcols = dy @ W2^T           (N*OH*OW, kh*kw*C)
     dx    = col2im(dcols)       (N, H, W, C)    the adjoint of im2col: scatter-add
 
-im2col and col2im are kernels of the active backend (convnet/backend/): NumpyOps
-writes them with a loop over the kh*kw kernel offsets; NumbaOps jits them. A backend
-with `fused_conv` (NumbaOps) runs the whole product as ops.conv2d_forward/backward
-instead, the same numbers computed a batch chunk at a time so the im2col matrix
-stays in cache and is never stored for backward (NumpyOps.conv2d_forward spells
-out the steps below).
+The layer hands both passes to the active backend, `ops.conv2d_forward` and
+`ops.conv2d_backward` (convnet/backend/): NumpyOps writes exactly the steps above;
+NumbaOps computes the same numbers by a faster algorithm (a batch chunk at a time
+so the im2col matrix stays in cache, or directly on the input for small
+convolutions); `layer.algorithm()` names the one that ran. How each works:
+docs/how-it-works.md.
 """
 
 import numpy as np
@@ -50,10 +51,10 @@ def conv2d_naive(x, W, b=None, strides=(1, 1), padding="valid"):
     y = np.zeros((n, oh, ow, f), dtype=xpad.dtype)
     for i in range(oh):
         for j in range(ow):
-            for dy in range(kh):
-                for dx in range(kw):
+            for ty in range(kh):
+                for tx in range(kw):
                     # every channel and filter at once: (N, C) @ (C, F)
-                    y[:, i, j, :] += xpad[:, i * sh + dy, j * sw + dx, :] @ W[dy, dx]
+                    y[:, i, j, :] += xpad[:, i * sh + ty, j * sw + tx, :] @ W[ty, tx]
     if b is not None:
         y += np.asarray(b)
     return y
@@ -113,61 +114,37 @@ class Conv2D(KernelLayer):
         return (oh, ow, self.filters)
 
     def _forward(self, x, training):
-        ops = get_ops()
-        if ops.fused_conv:
-            return self._fused_forward(ops, x, training)
-        n, h, w, c = x.shape
-        kh, kw = self.kernel_size
-        sh, sw = self.strides
-        (oh, ow), pads = self._geometry(h, w)
-        W = self.params["W"]
-        cols = ops.im2col(x, kh, kw, sh, sw, pads)                    # (N*OH*OW, kh*kw*C)
-        y = ops.matmul(cols, W.reshape(kh * kw * c, self.filters))   # (N*OH*OW, F)
-        if self.use_bias:
-            y += self.params["b"]
-        self._cache = (cols, x.shape, pads)
-        return y.reshape(n, oh, ow, self.filters)
-
-    def _backward(self, dy):
-        ops = get_ops()
-        if ops.fused_conv:
-            return self._fused_backward(ops, dy)
-        cols, x_shape, pads = self._cache
-        kh, kw = self.kernel_size
-        sh, sw = self.strides
-        c = x_shape[3]
-        W2 = self.params["W"].reshape(kh * kw * c, self.filters)
-        dy2 = dy.reshape(-1, self.filters)                             # (N*OH*OW, F)
-        self.grads["W"] = ops.matmul(cols.T, dy2).reshape(self.params["W"].shape)
-        if self.use_bias:
-            self.grads["b"] = dy2.sum(axis=0)
-        if self.skip_input_grad:       # first layer of a model: nobody needs dx
-            return None
-        dcols = ops.matmul(dy2, W2.T)                                  # (N*OH*OW, kh*kw*C)
-        return ops.col2im(dcols, x_shape, kh, kw, sh, sw, pads)       # (N, H, W, C)
-
-    # The same two passes through a backend's whole-convolution kernels
-    # (ops.fused_conv; NumpyOps.conv2d_forward/backward show what they compute).
-    def _fused_forward(self, ops, x, training):
         n, h, w, c = x.shape
         kh, kw = self.kernel_size
         (oh, ow), pads = self._geometry(h, w)
-        W2 = self.params["W"].reshape(kh * kw * c, self.filters)
-        y, saved = ops.conv2d_forward(x, W2, self.params.get("b"), kh, kw, *self.strides, pads,
-                                      training=training)
+        W2 = self.params["W"].reshape(kh * kw * c, self.filters)      # the kernel matrix
+        y, saved = get_ops().conv2d_forward(x, W2, self.params.get("b"), kh, kw, *self.strides, pads,
+                                            training=training)       # (N*OH*OW, F)
         self._cache = (saved, x, pads)
         return y.reshape(n, oh, ow, self.filters)
 
-    def _fused_backward(self, ops, dy):
+    def _backward(self, dy):
         saved, x, pads = self._cache
         kh, kw = self.kernel_size
         W2 = self.params["W"].reshape(-1, self.filters)
-        dx, dW2, db = ops.conv2d_backward(dy.reshape(-1, self.filters), x, saved, W2, kh, kw,
-                                          *self.strides, pads, need_dx=not self.skip_input_grad)
+        # the first layer of a model computes no dx: nobody needs it
+        dx, dW2, db = get_ops().conv2d_backward(dy.reshape(-1, self.filters), x, saved, W2, kh, kw,
+                                                *self.strides, pads, need_dx=not self.skip_input_grad)
         self.grads["W"] = dW2.reshape(self.params["W"].shape)
         if self.use_bias:
             self.grads["b"] = db
         return dx
+
+    def algorithm(self, x_shape=None):
+        """The name of the convolution algorithm the active backend runs for an input
+        of shape x_shape (N, H, W, C); by default the shape of the last forward's
+        input, else a batch of one. "im2col-gemm" is the reference of conv.py's
+        docstring; see docs/how-it-works.md for the others."""
+        if x_shape is None:
+            cache = getattr(self, "_cache", None)
+            x_shape = cache[1].shape if cache else (1, *self.input_shape)
+        kh, kw = self.kernel_size
+        return get_ops().conv2d_algorithm(tuple(x_shape), (kh * kw * x_shape[3], self.filters), (self.dtype,))
 
     def flops_per_image(self):
         """Multiply-adds counted as 2 FLOPs, forward pass, one image."""

@@ -1,4 +1,4 @@
-"""Batch normalization kernels for the Numba backend.
+"""Batch normalization kernels of the numba backend.
 
 The same three functions as NumpyOps.batchnorm_statistics / batchnorm_normalize /
 batchnorm_backward (convnet/backend/numpy_ops.py; read those first), computed in
@@ -11,16 +11,17 @@ column per channel (channels-last makes that a free reshape).
 - The statistics take two passes (the mean, then the squared deviations from it:
   the one-pass E[x^2] - E[x]^2 loses digits in float32), normalize one pass that
   writes y and xhat together, backward one pass for the two sums and one for dx.
-- Arrays below SERIAL_BELOW elements run the serial twins: a parallel launch costs
-  more than it saves there.
+- Arrays below threads.serial_below() elements run the serial twins: a parallel
+  launch costs more than it saves there.
 """
 
 import numpy as np
-from numba import njit, prange
 
-_jit = dict(cache=True, nogil=True)
-_pjit = dict(cache=True, nogil=True, parallel=True)
-SERIAL_BELOW = 1 << 16
+from . import threads
+from ._jit import JIT, PJIT
+
+from numba import njit, prange  # noqa: E402, I001  (after _jit: the threading layer is set)
+
 _CHUNKS = 16        # row chunks for the partial sums (a multiple of any small core count)
 
 
@@ -30,7 +31,7 @@ def _bounds(m, chunks, k):
 
 
 def _make_kernels(jit_options):
-    bounds = njit(inline="always", **_jit)(_bounds)
+    bounds = njit(inline="always", **JIT)(_bounds)
 
     def column_sums(x, chunks):
         # s[c] = sum_i x[i, c], in float64
@@ -91,12 +92,12 @@ def _make_kernels(jit_options):
             (column_sums, centered_square_sums, normalize, grad_sums, input_grad)}
 
 
-_PARALLEL = _make_kernels(_pjit)
-_SERIAL = _make_kernels(_jit)
+_PARALLEL = _make_kernels(PJIT)
+_SERIAL = _make_kernels(JIT)
 
 
 def _kernels(size):
-    return _SERIAL if size < SERIAL_BELOW else _PARALLEL
+    return _SERIAL if size < threads.serial_below() else _PARALLEL
 
 
 def _as_rows(a):

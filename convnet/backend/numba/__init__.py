@@ -1,0 +1,23 @@
+"""The numba backend: NumpyOps's hot kernels jitted for the CPU.
+
+One module per kernel family, and a thin class:
+
+    ops.py          NumbaOps: checks inputs, picks a kernel, allocates outputs
+    conv.py         the convolution algorithms ("gemm-chunks", "phases") and the
+                    one place that chooses between them
+    im2col.py       im2col / col2im (unfold and fold back), parallel and serial
+    phases.py       direct small convolutions on the input split into stride phases
+    pooling.py      max / average pooling and their backward passes
+    elementwise.py  relu, column sums (bias gradients), softmax, softmax cross-entropy
+    optimizers.py   Adam and SGD updates, one fused pass each
+    workers.py      one job per core, each with a one-thread BLAS
+    threads.py      Numba's threading layer, serial-vs-parallel threshold, warnings
+    _jit.py         jit options and the serial twin of a parallel kernel
+
+docs/how-it-works.md describes every algorithm; numpy_ops.py is the reference
+each kernel is tested against.
+"""
+
+from .ops import NumbaOps
+
+__all__ = ["NumbaOps"]

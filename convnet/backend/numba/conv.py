@@ -1,0 +1,165 @@
+"""The convolution algorithms of the numba backend, and the one place that picks one.
+
+Each computes exactly what NumpyOps.conv2d_forward / conv2d_backward compute
+(im2col + GEMM, spelled out there), with W2 the kernel matrix (kh*kw*C, F) and dy
+the gradient dL/dy as the (N*OH*OW, F) matrix:
+
+    y = im2col(x) @ W2 + b;   dW2 = im2col(x)^T @ dy;   db = sum of dy's rows;
+    dx = col2im(dy @ W2^T)
+
+- "gemm-chunks": im2col + GEMM a chunk of images at a time. Each chunk's im2col
+  rows go to a cache-sized buffer and are multiplied at once (numpy's BLAS), so the
+  full im2col matrix never exists and nothing is kept for backward (backward
+  recomputes the chunks from x). With workers (workers.CoreJobs) the batch is
+  split into one job per core, each with a one-thread BLAS; a batch too small to
+  split runs the parallel kernels, and its products split themselves by rows
+  (workers.matmul).
+- "phases": direct convolution on the input split into stride phases
+  (phases.py), for small convolutions (few filters or a short window), where a
+  GEMM is memory-bound. Training keeps the split (about the size of x) for dW2;
+  dx, when asked for, comes from the chunked dy @ W2^T and col2im as above.
+- "im2col-gemm": the reference (NumpyOps), for dtypes the kernels are not
+  compiled for (float16, ints).
+
+`choose` is the only place that decides.
+"""
+
+import functools
+
+import numpy as np
+
+from . import elementwise, im2col, phases, threads, workers
+from ._jit import JIT_DTYPES, contig
+
+GEMM_CHUNKS = "gemm-chunks"
+PHASES = "phases"
+REFERENCE = "im2col-gemm"
+
+
+@functools.lru_cache(maxsize=1024)
+def choose(W2_shape, dtypes):
+    """The algorithm for a convolution with kernel matrix shape (K, F) on arrays of
+    the given dtypes (a tuple): "phases" for small convolutions (phases.is_small) when all
+    dtypes agree, "gemm-chunks" otherwise, and "im2col-gemm" (the reference) for
+    dtypes the kernels are not compiled for. Cached: a batch-1 convolution takes
+    ~25 us, so the choice must cost next to nothing."""
+    dtypes = [np.dtype(d) for d in dtypes]
+    if not all(d in JIT_DTYPES for d in dtypes):
+        return REFERENCE
+    k, f = W2_shape
+    if phases.is_small(k, f) and len(set(dtypes)) == 1:
+        return PHASES
+    return GEMM_CHUNKS
+
+
+def _chunk_images(n, rows_per_image, k, itemsize, chunk_bytes, serial):
+    # images per chunk: chunk_bytes of im2col rows, shared out among the workers
+    # when each job runs on its own core
+    budget = chunk_bytes // (threads.num_threads() if serial else 1)
+    per_image = max(rows_per_image * k * itemsize, 1)
+    return max(1, min(n, budget // per_image))
+
+
+def _gemm(serial):
+    # inside a job of its own core (BLAS already at one thread): numpy's product;
+    # else the product that splits itself into jobs (workers.matmul)
+    if serial:
+        return lambda a, b, out: np.matmul(a, b, out=out)
+    return workers.matmul
+
+
+def bias_grad(dy):
+    """db (F,) = the column sums of dy (M, F), one partial sum per thread (numpy's
+    dy.sum(axis=0) on a tall, narrow array is several times slower)."""
+    kernel = elementwise.column_sums.pick(dy.size)
+    nparts = 1 if kernel is elementwise.column_sums.serial else max(1, min(dy.shape[0], threads.num_threads()))
+    parts = np.empty((nparts, dy.shape[1]), dtype=dy.dtype)
+    kernel(dy, parts)
+    return parts.sum(axis=0)
+
+
+def gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, chunk_bytes, jobs_per_core):
+    """y (N*OH*OW, F) = im2col(x) @ W2 + b, a chunk of images at a time."""
+    n = x.shape[0]
+    k, f = W2.shape
+    rows = oh * ow
+    y = np.empty((n * rows, f), dtype=np.result_type(x, W2))
+
+    def forward_images(s0, e0, serial):
+        # y rows of images [s0, e0): chunk by chunk, unfold and multiply
+        step = _chunk_images(e0 - s0, rows, k, x.itemsize, chunk_bytes, serial)
+        gemm = _gemm(serial)
+        buf = np.empty((step * rows, k), dtype=x.dtype)
+        for s in range(s0, e0, step):
+            e = min(e0, s + step)
+            cols = buf[:(e - s) * rows]
+            im2col.im2col(x[s:e], kh, kw, sh, sw, pt, pl, oh, ow, cols, serial)
+            out = y[s * rows:e * rows]
+            gemm(cols, W2, out)
+            if b is not None:
+                out += b
+
+    workers.over_batch(n, forward_images, jobs_per_core)
+    return y
+
+
+def gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, need_dx, need_dW2,
+                         chunk_bytes, jobs_per_core):
+    """(dx or None, dW2 or None): each chunk's im2col rows are recomputed into a
+    cache-sized buffer and used for its share of dW2 = cols^T dy, and its
+    dcols = dy @ W2^T is folded back by col2im while still in cache."""
+    n, h, w, c = x.shape
+    k, f = W2.shape
+    rows = oh * ow
+    dx = np.empty((n, h, w, c), dtype=dy.dtype) if need_dx else None
+
+    def backward_images(s0, e0, serial):
+        # dx rows of images [s0, e0), and their share of dW2
+        step = _chunk_images(e0 - s0, rows, k, x.itemsize, chunk_bytes, serial)
+        buf = np.empty((step * rows, k), dtype=x.dtype) if need_dW2 else None
+        dbuf = np.empty((step * rows, k), dtype=dy.dtype) if need_dx else None
+        share = np.zeros((k, f), dtype=dy.dtype) if need_dW2 else None
+        part = np.empty((k, f), dtype=dy.dtype) if need_dW2 else None
+        gemm = _gemm(serial)
+        for s in range(s0, e0, step):
+            e = min(e0, s + step)
+            d = dy[s * rows:e * rows]
+            if need_dW2:
+                cols = buf[:(e - s) * rows]
+                im2col.im2col(x[s:e], kh, kw, sh, sw, pt, pl, oh, ow, cols, serial)
+                gemm(cols.T, d, part)
+                share += part
+            if need_dx:
+                dcols = dbuf[:(e - s) * rows]
+                gemm(d, W2.T, dcols)
+                im2col.col2im(dcols, e - s, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, dx[s:e], serial)
+        return share
+
+    if not (need_dx or need_dW2):
+        return None, None
+    shares = workers.over_batch(n, backward_images, jobs_per_core)
+    dW2 = None
+    if need_dW2:
+        dW2 = shares[0] if len(shares) == 1 else np.sum(shares, axis=0)
+    return dx, dW2
+
+
+def phases_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, training):
+    """(y (N*OH*OW, F), xq or None): the direct convolution on stride phases; xq,
+    the split input, is kept for dW2 when training."""
+    n, _, _, c = x.shape
+    f = W2.shape[1]
+    bias = contig(b).astype(x.dtype, copy=False) if b is not None else np.zeros(f, dtype=x.dtype)
+    xq = phases.phase_split(x, kh, kw, sh, sw, pt, pl, oh, ow)
+    y = np.empty((n * oh * ow, f), dtype=x.dtype)
+    phases.forward(xq, W2, bias, c, kh, kw, sh, sw, oh, ow, y)
+    return y, (xq if training else None)
+
+
+def phases_weight_grad(dy, x, saved, W2, kh, kw, sh, sw, pt, pl, oh, ow):
+    """dW2 (K, F) from the split input (kept by phases_forward, else split again)."""
+    n, _, _, c = x.shape
+    n_planes, hq, wq, _, _ = phases.plane_geometry(c, kh, kw, sh, sw, oh, ow)
+    xq = saved if saved is not None and saved.shape == (n, n_planes, hq * wq) \
+        else phases.phase_split(x, kh, kw, sh, sw, pt, pl, oh, ow)
+    return phases.weight_grad(xq.astype(dy.dtype, copy=False), dy, c, kh, kw, sh, sw, oh, ow, W2.shape[0])

@@ -1,0 +1,322 @@
+"""Direct convolution on stride phases: the algorithm for small convolutions.
+
+When a convolution has few filters or a short window (F <= 16 or kh*kw*C <= 32,
+e.g. a first layer on 1 or 3 channels), a GEMM over the im2col matrix is
+memory-bound: each long, thin row is used for only a few multiply-adds, and
+unfolding K = kh*kw*C values per output pixel costs more than the products.
+These kernels unfold nothing. They first split the zero-padded input into stride
+phases ("space to depth"): plane (ch, ry, rx) of an image holds the pixels whose
+padded row is = ry and column is = rx modulo the strides,
+
+    xq[b, (ch*nry + ry)*nrx + rx, m*wq + q] = x[b, m*sh + ry - pt, q*sw + rx - pl, ch]
+
+(zero outside the image). Tap (ty, tx) = (qy*sh + ry, qx*sw + rx) of output pixel
+(i, j) then reads plane (ch, ry, rx) at m = i + qy, q = j + qx, so over the flat
+position o = i*wq + j every tap is one contiguous run at a fixed offset:
+
+    y[(b, i, j), f] = bias[f] + sum_taps W2[tap, f] * xq[b, plane(tap), o + qy*wq + qx]
+    dW2[tap, f]     = sum_(b, o) xq[b, plane(tap), o + qy*wq + qx] * dy[(b, i, j), f]
+
+The long o axis is innermost, where the vector units work on it. Positions with
+j >= ow (wq - ow per output row) are computed and dropped. The split costs one
+pass over the input, and training keeps xq for the weight gradient.
+
+W2 is the kernel matrix (kh*kw*C, F) of NumpyOps.conv2d_forward, rows in
+(ty, tx, ch) order; dy is dL/dy as the (N*OH*OW, F) matrix.
+"""
+
+import functools
+
+import numpy as np
+from numba import njit, prange
+
+from . import threads
+from ._jit import JIT, PJIT, serial_twin
+
+# The inner loops below are small functions of their own: compiled alone, LLVM
+# vectorizes them (measured: the forward kernel took 8.4 ms for W3's first layer
+# at batch 128 with these loops written inline in the parallel loop body, where
+# they stayed scalar, 3.2 ms as calls of two filters each, and 2.0 ms with four
+# filters per call).
+FAST = dict(JIT, fastmath=True)
+
+#: flat positions per block of output rows (the accumulators stay in L1/L2)
+BLOCK_POSITIONS = 512
+
+
+def is_small(k, f):
+    """True when a convolution with window length k = kh*kw*C and f filters runs
+    faster here than as im2col + GEMM (see the module docstring)."""
+    return f <= 16 or k <= 32
+
+
+@functools.lru_cache(maxsize=256)
+def plane_geometry(c, kh, kw, sh, sw, oh, ow):
+    """(n_planes, hq, wq, tap_plane (K,), tap_offset (K,)) of the phase split, taps in
+    W2's row order (ty, tx, ch); hq has one spare row for the reads of dropped positions.
+    Cached (building the tables costs ~17 us, a third of a batch-1 convolution);
+    the arrays are shared, so nothing may write to them."""
+    nry, nrx = min(sh, kh), min(sw, kw)
+    wq = ow + (kw - 1) // sw
+    hq = oh + (kh - 1) // sh + 1
+    ty, tx, ch = (a.ravel() for a in np.meshgrid(np.arange(kh), np.arange(kw), np.arange(c), indexing="ij"))
+    tap_plane = (ch * nry + ty % sh) * nrx + tx % sw
+    tap_offset = (ty // sh) * wq + tx // sw
+    return c * nry * nrx, hq, wq, tap_plane.astype(np.int64), tap_offset.astype(np.int64)
+
+
+def rows_per_block(wq):
+    """Output rows per block of the kernels: BLOCK_POSITIONS flat positions."""
+    return max(1, BLOCK_POSITIONS // wq)
+
+
+@njit(**PJIT)
+def _space_to_depth(x, sh, sw, pt, pl, nry, nrx, hq, wq, xq):
+    # xq (N, C*nry*nrx, hq*wq) from x (N, H, W, C), as defined above; one (b, m) row per task.
+    n, h, w, c = x.shape
+    for t in prange(n * hq):
+        b = t // hq
+        m = t - b * hq
+        for ry in range(nry):
+            yy = m * sh + ry - pt
+            inside = 0 <= yy < h
+            for rx in range(nrx):
+                # columns q with 0 <= q*sw + rx - pl < w lie inside the image
+                lo = min(wq, max(0, (pl - rx + sw - 1) // sw))
+                hi = max(lo, min(wq, (w - 1 + pl - rx) // sw + 1))
+                for ch in range(c):
+                    row = xq[b, (ch * nry + ry) * nrx + rx, m * wq:(m + 1) * wq]
+                    if not inside:
+                        row[:] = 0
+                        continue
+                    for q in range(lo):
+                        row[q] = 0
+                    for q in range(lo, hi):
+                        row[q] = x[b, yy, q * sw + rx - pl, ch]
+                    for q in range(hi, wq):
+                        row[q] = 0
+
+
+@njit(**JIT)
+def _tap_run(xq, b, tap_plane, tap_offset, o0, length, t):
+    # the run of tap t over flat positions [o0, o0 + length) of image b
+    start = o0 + tap_offset[t]
+    return xq[b, tap_plane[t], start:start + length]
+
+
+@njit(**FAST)
+def _madd_3taps_4filters(acc, f, W2, t, s0, s1, s2, length):
+    # acc[f + q] += W2[t, f + q]*s0 + W2[t + 1, f + q]*s1 + W2[t + 2, f + q]*s2, q = 0..3
+    a0 = acc[f]
+    a1 = acc[f + 1]
+    a2 = acc[f + 2]
+    a3 = acc[f + 3]
+    w00, w01, w02 = W2[t, f], W2[t + 1, f], W2[t + 2, f]
+    w10, w11, w12 = W2[t, f + 1], W2[t + 1, f + 1], W2[t + 2, f + 1]
+    w20, w21, w22 = W2[t, f + 2], W2[t + 1, f + 2], W2[t + 2, f + 2]
+    w30, w31, w32 = W2[t, f + 3], W2[t + 1, f + 3], W2[t + 2, f + 3]
+    for p in range(length):
+        v0 = s0[p]
+        v1 = s1[p]
+        v2 = s2[p]
+        a0[p] += w00 * v0 + w01 * v1 + w02 * v2
+        a1[p] += w10 * v0 + w11 * v1 + w12 * v2
+        a2[p] += w20 * v0 + w21 * v1 + w22 * v2
+        a3[p] += w30 * v0 + w31 * v1 + w32 * v2
+
+
+@njit(**FAST)
+def _madd_3taps(a0, s0, s1, s2, w0, w1, w2, length):
+    for p in range(length):
+        a0[p] += w0 * s0[p] + w1 * s1[p] + w2 * s2[p]
+
+
+@njit(**FAST)
+def _madd_1tap(a0, s0, w0, length):
+    for p in range(length):
+        a0[p] += w0 * s0[p]
+
+
+@njit(**FAST)
+def _dot_3taps_4filters(acc, t, f, r0, r1, r2, dyq, length, zero):
+    # acc[t + u, f + q] += run_u . dyq[f + q] over [0, length), u = 0..2, q = 0..3:
+    # twelve sums from seven streams
+    d0 = dyq[f]
+    d1 = dyq[f + 1]
+    d2 = dyq[f + 2]
+    d3 = dyq[f + 3]
+    s00 = s01 = s02 = s03 = zero
+    s10 = s11 = s12 = s13 = zero
+    s20 = s21 = s22 = s23 = zero
+    for p in range(length):
+        v0 = r0[p]
+        v1 = r1[p]
+        v2 = r2[p]
+        e0 = d0[p]
+        e1 = d1[p]
+        e2 = d2[p]
+        e3 = d3[p]
+        s00 += v0 * e0
+        s01 += v0 * e1
+        s02 += v0 * e2
+        s03 += v0 * e3
+        s10 += v1 * e0
+        s11 += v1 * e1
+        s12 += v1 * e2
+        s13 += v1 * e3
+        s20 += v2 * e0
+        s21 += v2 * e1
+        s22 += v2 * e2
+        s23 += v2 * e3
+    acc[t, f] += s00
+    acc[t, f + 1] += s01
+    acc[t, f + 2] += s02
+    acc[t, f + 3] += s03
+    acc[t + 1, f] += s10
+    acc[t + 1, f + 1] += s11
+    acc[t + 1, f + 2] += s12
+    acc[t + 1, f + 3] += s13
+    acc[t + 2, f] += s20
+    acc[t + 2, f + 1] += s21
+    acc[t + 2, f + 2] += s22
+    acc[t + 2, f + 3] += s23
+
+
+@njit(**FAST)
+def _dot(run, d0, length, zero):
+    # run . d0 over [0, length); zero: 0 in the arrays' dtype, so float32 sums stay float32
+    s0 = zero
+    for p in range(length):
+        s0 += run[p] * d0[p]
+    return s0
+
+
+@njit(**PJIT, fastmath=True)
+def _forward(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, rows_per_block, y):
+    # y[(b, i, j), f] for blocks of `rows_per_block` output rows: acc[f, o - o0]
+    # holds the sums over the block's flat positions; four filters and three taps
+    # per pass over the block (one filter at a time for the remainder), so each
+    # load of acc serves three multiply-adds and each load of a run serves four.
+    n = xq.shape[0]
+    k_count, f_count = W2.shape
+    nblocks = (oh + rows_per_block - 1) // rows_per_block
+    block = rows_per_block * wq
+    for g in prange(n * nblocks):
+        b = g // nblocks
+        i0 = (g - b * nblocks) * rows_per_block
+        i1 = min(oh, i0 + rows_per_block)
+        o0 = i0 * wq
+        length = (i1 - i0) * wq
+        acc = np.empty((f_count, block), dtype=y.dtype)
+        for f in range(f_count):
+            bf = bias[f]
+            for p in range(length):
+                acc[f, p] = bf
+        k3 = k_count - k_count % 3
+        f4 = f_count - f_count % 4
+        for t in range(0, k3, 3):
+            s0 = _tap_run(xq, b, tap_plane, tap_offset, o0, length, t)
+            s1 = _tap_run(xq, b, tap_plane, tap_offset, o0, length, t + 1)
+            s2 = _tap_run(xq, b, tap_plane, tap_offset, o0, length, t + 2)
+            for f in range(0, f4, 4):
+                _madd_3taps_4filters(acc, f, W2, t, s0, s1, s2, length)
+            for f in range(f4, f_count):
+                _madd_3taps(acc[f], s0, s1, s2, W2[t, f], W2[t + 1, f], W2[t + 2, f], length)
+        for t in range(k3, k_count):
+            s0 = _tap_run(xq, b, tap_plane, tap_offset, o0, length, t)
+            for f in range(f_count):
+                _madd_1tap(acc[f], s0, W2[t, f], length)
+        # keep the positions j < ow, pixel by pixel with the filters contiguous in y
+        for i in range(i0, i1):
+            src = (i - i0) * wq
+            dst = (b * oh + i) * ow
+            for j in range(ow):
+                for f in range(f_count):
+                    y[dst + j, f] = acc[f, src + j]
+
+
+@njit(**PJIT, fastmath=True)
+def _weight_grad(xq, dy, tap_plane, tap_offset, oh, ow, wq, rows_per_block, parts):
+    # parts[t] = thread t's share of dW2[tap, f] = sum over positions of
+    # xq[b, plane(tap), o + offset(tap)] * dy[(b, i, j), f]; dW2 = parts.sum(0).
+    # dyq[f, o - o0] is the block's dy on the flat grid, zero at dropped positions.
+    n = xq.shape[0]
+    nparts, k_count, f_count = parts.shape
+    nblocks = (oh + rows_per_block - 1) // rows_per_block
+    jobs = n * nblocks
+    block = rows_per_block * wq
+    zero = np.zeros(1, dtype=parts.dtype)[0]
+    f4 = f_count - f_count % 4
+    for part in prange(nparts):
+        dyq = np.empty((f_count, block), dtype=parts.dtype)
+        acc = parts[part]
+        acc[:, :] = 0
+        for g in range(part * jobs // nparts, (part + 1) * jobs // nparts):
+            b = g // nblocks
+            i0 = (g - b * nblocks) * rows_per_block
+            i1 = min(oh, i0 + rows_per_block)
+            o0 = i0 * wq
+            length = (i1 - i0) * wq
+            for i in range(i0, i1):
+                dst = (i - i0) * wq
+                src = (b * oh + i) * ow
+                for j in range(ow):
+                    for f in range(f_count):
+                        dyq[f, dst + j] = dy[src + j, f]
+                for j in range(ow, wq):
+                    for f in range(f_count):
+                        dyq[f, dst + j] = 0
+            k3 = k_count - k_count % 3
+            for t in range(0, k3, 3):
+                r0 = _tap_run(xq, b, tap_plane, tap_offset, o0, length, t)
+                r1 = _tap_run(xq, b, tap_plane, tap_offset, o0, length, t + 1)
+                r2 = _tap_run(xq, b, tap_plane, tap_offset, o0, length, t + 2)
+                for f in range(0, f4, 4):
+                    _dot_3taps_4filters(acc, t, f, r0, r1, r2, dyq, length, zero)
+                for f in range(f4, f_count):
+                    acc[t, f] += _dot(r0, dyq[f], length, zero)
+                    acc[t + 1, f] += _dot(r1, dyq[f], length, zero)
+                    acc[t + 2, f] += _dot(r2, dyq[f], length, zero)
+            for t in range(k3, k_count):        # the taps left over after the groups of three
+                run = _tap_run(xq, b, tap_plane, tap_offset, o0, length, t)
+                for f in range(f_count):
+                    acc[t, f] += _dot(run, dyq[f], length, zero)
+
+
+_space_to_depth_serial = serial_twin(_space_to_depth)
+_forward_serial = serial_twin(_forward)
+_weight_grad_serial = serial_twin(_weight_grad)
+
+
+def phase_split(x, kh, kw, sh, sw, pt, pl, oh, ow):
+    """xq (N, C*nry*nrx, hq*wq): contiguous x (N, H, W, C) split into zero-padded
+    stride phases (see plane_geometry)."""
+    n, _, _, c = x.shape
+    n_planes, hq, wq, _, _ = plane_geometry(c, kh, kw, sh, sw, oh, ow)
+    xq = np.empty((n, n_planes, hq * wq), dtype=x.dtype)
+    # a strided gather, slower per element than the element-wise kernels the
+    # threshold was measured on: it goes parallel four times sooner
+    kernel = _space_to_depth_serial if 4 * xq.size < threads.serial_below() else _space_to_depth
+    kernel(x, sh, sw, pt, pl, min(sh, kh), min(sw, kw), hq, wq, xq)
+    return xq
+
+
+def forward(xq, W2, bias, c, kh, kw, sh, sw, oh, ow, y):
+    """y (N*OH*OW, F) = the convolution of the split input xq with the kernel matrix
+    W2 (K, F) plus bias (F,), written into y."""
+    _, _, wq, tap_plane, tap_offset = plane_geometry(c, kh, kw, sh, sw, oh, ow)
+    kernel = _forward_serial if y.size * W2.shape[0] < threads.serial_below() else _forward
+    kernel(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, rows_per_block(wq), y)
+
+
+def weight_grad(xq, dy, c, kh, kw, sh, sw, oh, ow, k):
+    """dW2 (K, F) = sum over positions of tap runs times dy (N*OH*OW, F): one
+    partial sum per thread, added at the end."""
+    _, _, wq, tap_plane, tap_offset = plane_geometry(c, kh, kw, sh, sw, oh, ow)
+    per_block = rows_per_block(wq)
+    jobs = xq.shape[0] * -(-oh // per_block)
+    serial = dy.size * k < threads.serial_below()
+    nparts = 1 if serial else max(1, min(jobs, threads.num_threads()))
+    parts = np.empty((nparts, k, dy.shape[1]), dtype=dy.dtype)
+    (_weight_grad_serial if serial else _weight_grad)(xq, dy, tap_plane, tap_offset, oh, ow, wq, per_block, parts)
+    return parts[0] if nparts == 1 else parts.sum(axis=0)
