@@ -154,7 +154,7 @@ def convnet_main(run, description, default_batches, argv=None):
     import argparse
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--backend", default=None, help="numpy or numba (default: the default backend)")
-    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3", "W4"])
+    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3", "W4", "W5"])
     parser.add_argument("--batch", nargs="+", type=int, default=default_batches)
     parser.add_argument("--min-time", type=float, default=0.4)
     parser.add_argument("--windows", type=int, default=5)

@@ -1,4 +1,4 @@
-"""End-to-end inference throughput of convnet (images/s) for W1-W4.
+"""End-to-end inference throughput of convnet (images/s) for W1-W5.
 
 One call = model.predict(x, batch_size=N) on one batch of N images: forward
 (training=False) and softmax, returning host numpy probabilities.

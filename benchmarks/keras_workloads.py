@@ -1,4 +1,4 @@
-"""The four workloads in Keras 3 on TensorFlow (CPU, 2 threads), for comparison.
+"""The five workloads in Keras 3 on TensorFlow (CPU, 2 threads), for comparison.
 
     python benchmarks/keras_workloads.py --mode train --batch 32 128
     python benchmarks/keras_workloads.py --mode infer --batch 1 32 128
@@ -24,8 +24,34 @@ from workloads import ONE_HOT, WORKLOADS
 FIT_BATCHES = 16
 
 
+def resnet_small(keras, input_shape, classes):
+    """W5 in Keras' functional API: the network of convnet.presets.resnet_small."""
+    L = keras.layers
+
+    def conv_bn(x, filters, k, strides, relu=True):
+        x = L.BatchNormalization()(L.Conv2D(filters, k, strides=strides, padding="same", use_bias=False)(x))
+        return L.ReLU()(x) if relu else x
+
+    inputs = keras.Input(input_shape)
+    x = conv_bn(inputs, 16, 3, 1)
+    for stage, filters in enumerate((16, 32, 64)):
+        for block in range(2):
+            strides = 2 if stage > 0 and block == 0 else 1
+            h = conv_bn(conv_bn(x, filters, 3, strides), filters, 3, 1, relu=False)
+            shortcut = x if strides == 1 and x.shape[-1] == filters else conv_bn(x, filters, 1, strides, False)
+            x = L.ReLU()(L.Add()([h, shortcut]))
+    outputs = L.Dense(classes)(L.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs)
+
+
 def build(workload, keras):
     L = keras.layers
+    if workload == "W5":
+        spec = WORKLOADS[workload]
+        model = resnet_small(keras, spec["input_shape"], spec["classes"])
+        model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-7),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
     if workload == "W1":
         layers = [L.Conv2D(32, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
                   L.Conv2D(64, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
@@ -93,7 +119,7 @@ def run(mode, workloads, batches, threads=2, min_time=0.4, windows=5):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["train", "infer"], default="train")
-    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3", "W4"])
+    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3", "W4", "W5"])
     parser.add_argument("--batch", nargs="+", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--min-time", type=float, default=0.4)

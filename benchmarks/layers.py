@@ -1,6 +1,6 @@
 """Per-layer microbenchmarks: each layer's forward and backward GFLOP/s per backend.
 
-For every workload (W1-W4) and backend, runs convnet.profile.profile_model on a
+For every workload (W1-W5) and backend, runs convnet.profile.profile_model on a
 batch (default 128) and prints the per-layer table; then, for the conv layers,
 compares the rate of their whole training work (forward + backward FLOPs over
 forward + backward time) with numpy's float32 GEMM rate measured on this
@@ -93,7 +93,7 @@ def format_rows(square, rows):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", nargs="+", default=["numba"])
-    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3", "W4"])
+    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3", "W4", "W5"])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--stat", choices=["min", "median"], default="min",

@@ -62,7 +62,7 @@ def run(workloads, batches, threads=2, min_time=0.4, windows=5):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["infer"], default="infer")
-    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3", "W4"])
+    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3", "W4", "W5"])
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 32, 128])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--min-time", type=float, default=0.4)

@@ -1,4 +1,4 @@
-"""The same four workloads in PyTorch (CPU, 2 threads), for comparison.
+"""The same five workloads in PyTorch (CPU, 2 threads), for comparison.
 
     python benchmarks/torch_workloads.py --mode train --batch 32 128
     python benchmarks/torch_workloads.py --mode infer --batch 1 32 128
@@ -20,10 +20,37 @@ from common import emit, throughput
 from workloads import WORKLOADS
 
 
+def resnet_small(torch, channels, classes):
+    """W5 in PyTorch: the network of convnet.presets.resnet_small (NCHW)."""
+    nn = torch.nn
+
+    def conv_bn(cin, cout, k, stride):
+        return [nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False), nn.BatchNorm2d(cout)]
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.body = nn.Sequential(*conv_bn(cin, cout, 3, stride), nn.ReLU(), *conv_bn(cout, cout, 3, 1))
+            self.shortcut = (nn.Identity() if stride == 1 and cin == cout
+                             else nn.Sequential(*conv_bn(cin, cout, 1, stride)))
+
+        def forward(self, x):
+            return torch.relu(self.body(x) + self.shortcut(x))
+
+    layers, cin = [*conv_bn(channels, 16, 3, 1), nn.ReLU()], 16
+    for stage, cout in enumerate((16, 32, 64)):
+        for block in range(2):
+            layers.append(Block(cin, cout, 2 if stage > 0 and block == 0 else 1))
+            cin = cout
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, classes))
+
+
 def build(workload, torch, size=None):
-    """The workload as a torch.nn.Sequential (NCHW); `size` replaces H and W (W4 only)."""
+    """The workload as a torch.nn.Module (NCHW); `size` replaces H and W (W4 only)."""
     nn = torch.nn
     h, w, c = WORKLOADS[workload]["input_shape"]
+    if workload == "W5":
+        return resnet_small(torch, c, WORKLOADS[workload]["classes"])
     if workload == "W1":
         net = nn.Sequential(nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -92,7 +119,7 @@ def run(mode, workloads, batches, threads=2, min_time=0.4, windows=5):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["train", "infer"], default="train")
-    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3", "W4"])
+    parser.add_argument("--workload", nargs="+", default=["W1", "W2", "W3", "W4", "W5"])
     parser.add_argument("--batch", nargs="+", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--min-time", type=float, default=0.4)
@@ -102,8 +129,7 @@ def main(argv=None):
     try:
         import torch  # noqa: F401
     except ImportError:
-        print("torch is not installed: skipping the PyTorch comparison "
-              "(pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu)")
+        print("torch is not installed: skipping the PyTorch comparison (pip install torch==2.13.0, a CPU build)")
         if args.json:
             print("JSON []")
         return 0

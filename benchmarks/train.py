@@ -1,4 +1,4 @@
-"""End-to-end training throughput of convnet (images/s) for W1-W4.
+"""End-to-end training throughput of convnet (images/s) for W1-W5.
 
 One step = forward + softmax cross-entropy + backward + Adam update
 (model.train_step), float32, random data of the workload's shape. Measured the

@@ -53,7 +53,7 @@ def shell_lines():
 
 
 def test_the_readme_has_the_blocks_this_file_runs():
-    assert len(python_blocks()) == 2
+    assert len(python_blocks()) == 3
     assert shell_lines()[:2] == ["make demo", "make test"]
     assert all(line.startswith("convnet ") for line in shell_lines()[2:]) and len(shell_lines()) == 9
 
@@ -69,7 +69,7 @@ def test_quickstart_targets_exist_and_make_test_gets_the_debian_data():
 def test_python_snippets(monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cn.datasets.fashion_mnist, "load_data", small_fashion_mnist)
-    train, keras_by_hand = python_blocks()
+    train, keras_by_hand, functional = python_blocks()
     ns = {}
     exec(compile(train, "README.md python block 1", "exec"), ns)
     assert set(ns["history"].history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
@@ -94,6 +94,13 @@ def test_python_snippets(monkeypatch, tmp_path, capsys):
     assert "PASS" in capsys.readouterr().out                             # print(cn.gradcheck(conv, x))
     naive = cn.layers.conv2d_naive(ns2["x"], conv.params["W"], conv.params["b"], padding="same")
     np.testing.assert_allclose(naive, ns2["y"], rtol=1e-4, atol=1e-5)
+
+    ns3 = {"cn": cn, "L": cn.layers, "images": rng.random((3, 28, 28, 1), dtype=np.float32)}
+    exec(compile(functional, "README.md python block 3", "exec"), ns3)
+    assert "Connected to" in capsys.readouterr().out
+    maps = ns3["feature_maps"]
+    assert [m.shape for m in maps] == [(3, 28, 28, 16)] * 3 and all(isinstance(m, np.ndarray) for m in maps)
+    assert ns3["model"].predict(ns3["images"]).shape == (3, 10)
 
 
 @pytest.fixture
