@@ -703,12 +703,15 @@ class Model:
     def get_state(self):
         """(state, arrays): everything but the weights that training changes.
 
-        state (JSON-friendly): random generators, epochs trained, optimizer step
-        counter and the internal counters of the running fit's callbacks; arrays:
-        the optimizer's slots and array-valued callback state (EarlyStopping's best
-        weights), as host numpy arrays keyed by name.
+        state (JSON-friendly): the compile settings (get_compile_config), random
+        generators, epochs trained, optimizer step counter and the internal counters
+        of the running fit's callbacks; arrays: the optimizer's slots and
+        array-valued callback state (EarlyStopping's best weights), as host numpy
+        arrays keyed by name. Callbacks that keep no state (Callback.get_state
+        returns None) are not recorded.
         """
-        state = {"rng": {"model": _rng_state(self._rng),
+        state = {"compile": self.get_compile_config(),
+                 "rng": {"model": _rng_state(self._rng),
                          "layers": [_rng_state(layer.rng) for layer in self.layers]},
                  "shuffle_entropy": str(self._shuffle_entropy),
                  "epochs_seen": self._epochs_seen, "optimizer": None, "callbacks": []}
@@ -733,9 +736,13 @@ class Model:
                 s.pop("arrays")
         return state, arrays
 
-    def set_state(self, state, arrays=None):
-        """Restore what get_state() returned (optimizer state needs compile() first)."""
+    def set_state(self, state, arrays=None, compile=True):
+        """Restore what get_state() returned; with compile=True the model is first
+        compiled from the recorded settings (when there are any), so the optimizer's
+        slots and step count can be restored."""
         arrays = arrays or {}
+        if compile and state.get("compile"):
+            self.compile_from_config(state["compile"])
         rng = state.get("rng") or {}
         _set_rng_state(self._rng, rng.get("model"))
         for layer, s in zip(self.layers, rng.get("layers") or []):
@@ -889,8 +896,7 @@ class Model:
         if not self.built:
             raise ValueError(f"{self.describe()}: cannot save a model that is not built yet")
         state, state_arrays = self.get_state()
-        meta = {"class_name": type(self).__name__, "model": self.get_config(),
-                "compile": self.get_compile_config(), "state": state}
+        meta = {"class_name": type(self).__name__, "model": self.get_config(), "state": state}
         saving.write_model_file(path, meta, {**self.named_weights(), **state_arrays})
 
 
@@ -1005,9 +1011,7 @@ def load_model(path, compile=True, allow_nonfinite=False):
             raise ValueError(f"load_model: {path} holds an unknown model class {meta.get('class_name')!r}")
         model = cls.from_config(meta["model"])
         model.set_named_weights(arrays, source=f"load_model: {path}")
-        if compile and meta.get("compile"):
-            model.compile_from_config(meta["compile"])
-        model.set_state(meta.get("state") or {}, arrays)
+        model.set_state(meta.get("state") or {}, arrays, compile=compile)
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"load_model: {path} has missing or malformed metadata ({exc!r})") from exc
     return model

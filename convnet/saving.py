@@ -126,8 +126,9 @@ def upgrade_v1(meta):
         compile_config = {"optimizer": old["optimizer"], "loss": loss, "metrics": old.get("metrics") or [],
                           "loss_weights": None}
     rng = meta.get("rng") or {}
-    state = {"rng": {"model": rng.get("model"), "layers": rng.get("layers") or []},
+    state = {"compile": compile_config,
+             "rng": {"model": rng.get("model"), "layers": rng.get("layers") or []},
              "shuffle_entropy": None, "epochs_seen": 0,
              "optimizer": {"iterations": old["iterations"]} if old else None, "callbacks": []}
     return {"format": FORMAT_NAME, "version": 2, "class_name": "Sequential", "model": meta["model"],
-            "compile": compile_config, "state": state}
+            "state": state}
