@@ -66,3 +66,17 @@ def test_numba_gets_a_parallel_threading_layer():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "tbb", out.stdout + out.stderr
+
+
+def test_a_cold_numba_cache_says_it_compiles(tmp_path):
+    """A clean install's first run compiles every kernel: the numba backend says so
+    once, before the wait; with the kernels cached it says nothing."""
+    pytest.importorskip("numba")
+    code = ("import numpy as np, convnet as cn; ops = cn.get_ops('numba'); "
+            "ops.relu(np.ones((4, 4), np.float32))")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.count("compiling the numba kernels") == 1
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert second.returncode == 0 and "compiling" not in second.stderr

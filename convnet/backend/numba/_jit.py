@@ -6,6 +6,9 @@ Kernels are compiled on first use for each dtype and cached on disk
 fixes the threading layer (threads.configure()) before any kernel can launch.
 """
 
+import glob
+import os
+import sys
 import types
 
 import numpy as np
@@ -57,3 +60,25 @@ class Sized:
 
     def pick(self, elements):
         return self.serial if elements < threads.serial_below() else self.parallel
+
+
+def cache_is_cold():
+    """True when no kernel of this package is in Numba's disk cache yet (a fresh
+    install, or an empty NUMBA_CACHE_DIR): the first step will compile them all."""
+    root = os.environ.get("NUMBA_CACHE_DIR")
+    if root:
+        return not glob.glob(os.path.join(root, "**", "*.nbi"), recursive=True)
+    return not glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__", "*.nbi"))
+
+
+_announced = False
+
+
+def announce_compilation(stream=None):
+    """Say once, before a cold cache makes the first step slow, what is happening."""
+    global _announced
+    if _announced or not cache_is_cold():
+        return
+    _announced = True
+    print("convnet: compiling the numba kernels for this machine (about 10 s, once; later runs "
+          "load them from the cache)", file=stream or sys.stderr, flush=True)

@@ -29,6 +29,10 @@ class NumbaOps(BatchNormKernels, NumpyOps):
     #: whether "gemm-chunks" may run as one job per core (see workers.CoreJobs)
     conv_jobs_per_core = True
 
+    def __init__(self):
+        from ._jit import announce_compilation
+        announce_compilation()
+
     # ------------------------------------------------------------------ arrays
     def matmul(self, a, b):
         """Same as NumpyOps.matmul: a @ b; 2-D float products run with a one-thread
