@@ -173,7 +173,7 @@ def test_shared_layer_gradients_add_up(numpy_backend, rng):
     np.testing.assert_allclose(shared.grads["W"], expected, rtol=1e-10)
     assert len(shared.inbound_nodes) == 2
     with pytest.raises(AttributeError, match="2 inbound nodes"):
-        shared.output
+        _ = shared.output
     assert shared.get_output_at(1) is model.outputs[0]
 
 

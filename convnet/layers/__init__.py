@@ -1,13 +1,13 @@
 """Layers with hand-written forward and backward passes (Keras names)."""
 
 from .base import Layer
-from .input_layer import Input, InputLayer
-from .merge import Add, Average, Concatenate, Multiply, Subtract
-from .reshaping import UpSampling2D, ZeroPadding2D
 from .conv import Conv2D, conv2d_naive
 from .core import Activation, Dense, Dropout, Flatten, ReLU, Rescaling, Softmax
+from .input_layer import Input, InputLayer
+from .merge import Add, Average, Concatenate, Multiply, Subtract
 from .normalization import BatchNormalization
 from .pooling import AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, MaxPool2D, MaxPooling2D
+from .reshaping import UpSampling2D, ZeroPadding2D
 
 LAYER_CLASSES = {cls.__name__: cls for cls in (
     Conv2D, Dense, Flatten, Dropout, Activation, ReLU, Softmax, Rescaling,

@@ -16,11 +16,10 @@ column per channel (channels-last makes that a free reshape).
 """
 
 import numpy as np
+from numba import njit, prange
 
 from . import threads
 from ._jit import JIT, PJIT
-
-from numba import njit, prange  # noqa: E402, I001  (after _jit: the threading layer is set)
 
 _CHUNKS = 16        # row chunks for the partial sums (a multiple of any small core count)
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from ..numpy_ops import NumpyOps, output_size
 from . import conv, elementwise, im2col, optimizers, pooling, workers
-from .batchnorm import BatchNormKernels
 from ._jit import contig, jittable
+from .batchnorm import BatchNormKernels
 
 
 class NumbaOps(BatchNormKernels, NumpyOps):
