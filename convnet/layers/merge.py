@@ -114,15 +114,20 @@ def _size(shape):
     return n
 
 
+def _sum(xs):
+    """x1 + x2 + ... as a new array (the inputs are left as they are)."""
+    y = xs[0] + xs[1]
+    for x in xs[2:]:
+        y += x
+    return y
+
+
 class Add(Merge):
     """y = x1 + x2 + ... ; each input's gradient is dy itself."""
 
     def _forward(self, xs, training):
         self._n = len(xs)
-        y = xs[0] + xs[1]
-        for x in xs[2:]:
-            y += x
-        return y
+        return _sum(xs)
 
     def _backward(self, dy):
         # the same array for every input: backward passes never write into dy
@@ -167,9 +172,7 @@ class Average(Merge):
 
     def _forward(self, xs, training):
         self._n = len(xs)
-        y = xs[0] + xs[1]
-        for x in xs[2:]:
-            y += x
+        y = _sum(xs)
         y *= self.dtype.type(1.0 / self._n)
         return y
 
