@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+TEST_DEPS := $(VENV)/.test-deps
 
 .PHONY: install data debian-data demo test bench lint clean
 
@@ -20,8 +21,15 @@ install: $(STAMP)
 # The suite checks the real Fashion-MNIST files against the pinned hashes where
 # Debian's package is installed; where apt cannot install it, those tests skip
 # and say what is unverified.
-test: $(STAMP) debian-data
+test: $(STAMP) $(TEST_DEPS) debian-data
 	$(PY) -m pytest -q
+
+# Reference engines that some tests compare against (PyTorch autograd for the graph
+# parity tests, torch.optim.Adam), never dependencies of convnet; where pip cannot get
+# them, those tests skip and say so. torch==2.13.0 is the CPU build.
+$(TEST_DEPS): $(STAMP)
+	$(PY) -m pip install --quiet torch==2.13.0 || echo "torch==2.13.0 unavailable: the PyTorch comparisons will skip"
+	touch $(TEST_DEPS)
 
 # Debian's dataset-fashion-mnist, where apt works as root; nothing otherwise.
 debian-data:
