@@ -175,7 +175,7 @@ class EarlyStopping(Callback):
                 self.best_weights = self.model.get_weights()
             return
         self.wait += 1
-        if self.wait >= self.patience:
+        if self.wait >= self.patience and epoch > 0:      # Keras never stops after the first epoch
             self.stopped_epoch = epoch
             self.model.stop_training = True
 

@@ -333,12 +333,9 @@ class Model:
             slots = {k: {n: a.copy() for n, a in d.items()} for k, d in optimizer.slots.items()}
             grad_sum = finite.float64_sum([g for _, _, g in pairs])
             self.apply_gradients()
-            if not finite.is_finite_sum(grad_sum + finite.float64_sum([p for _, p, _ in pairs])):
-                bad = finite.nonfinite_grads(pairs)
-                problem = ("the gradients of " + ", ".join(f"{key} ({n} values)" for key, n in bad)
-                           + " hold NaN or inf" if bad else
-                           "the update overflowed (finite gradients, but the new weights would hold NaN "
-                           "or inf: the learning rate is too large)")
+            states = [store[key] for store, key, _ in saved]        # as the forward pass left them
+            if not finite.is_finite_sum(grad_sum + finite.float64_sum([p for _, p, _ in pairs] + states)):
+                problem = self._nonfinite_step(pairs)
                 for (_, param, _), value in zip(pairs, before):
                     param[...] = value
                 optimizer.slots = slots
@@ -347,6 +344,19 @@ class Model:
             for store, key, value in saved:
                 store[key][...] = value
         return loss, outs, problem
+
+    def _nonfinite_step(self, pairs):
+        """What went non-finite in a step that failed its check (for the message)."""
+        bad = finite.nonfinite_grads(pairs)
+        if bad:
+            return "the gradients of " + ", ".join(f"{key} ({n} values)" for key, n in bad) + " hold NaN or inf"
+        bad = finite.nonfinite_arrays({f"{i}/{key}": value for i, layer in enumerate(self.layers)
+                                       for key, value in layer.state.items()})
+        if bad:
+            return (f"the layer state {bad} (moving statistics) went NaN or inf: the activations "
+                    "overflowed float32")
+        return ("the update overflowed (finite gradients, but the new weights would hold NaN or inf: "
+                "the learning rate is too large)")
 
     def _check_finite_input(self, xs, where):
         """ValueError naming `where` (the epoch and step) for NaN/inf in a batch's inputs."""
