@@ -17,6 +17,7 @@ underflows to log(0) for confident predictions.
 
 import itertools
 import math
+import os
 import warnings
 
 import numpy as np
@@ -1094,8 +1095,13 @@ def load_model(path, compile=True, allow_nonfinite=False):
         if compile and meta.get("compile"):
             model.compile_from_config(meta["compile"])
         model.set_state(meta.get("state") or {}, arrays)
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, IndexError, OverflowError) as exc:
         raise ValueError(f"load_model: {path} has missing or malformed metadata ({exc!r})") from exc
+    except ValueError as exc:
+        # a layer config a constructor refuses, a random-generator state numpy refuses, ...
+        if os.fspath(path) in str(exc):
+            raise
+        raise ValueError(f"load_model: {path}: {exc}") from exc
     return model
 
 
