@@ -23,11 +23,10 @@ import warnings
 import numpy as np
 
 from . import callbacks as callbacks_module
-from . import finite
+from . import finite, saving
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
-from . import saving
 from .arrays import to_host
 from .backend import get_ops
 from .data.batching import ArrayBatches
