@@ -179,3 +179,27 @@ def test_ctrl_c_during_convnet_train_saves_what_was_trained_and_exits_130(tmp_pa
     resumed = cli(tmp_path, ["train", "--resume", run_dir])
     assert resumed.returncode == 0, resumed.stderr
     assert cn.load_model(tmp_path / run_dir / "model.npz").optimizer.iterations == 9
+
+
+def test_every_file_of_a_run_directory_is_written_atomically(tmp_path, monkeypatch, numpy_backend):
+    """args.json, history.json/.csv, metrics.json and summary.txt go through
+    _files.atomic_write (the model files through saving.write_model_file, which
+    uses it too): a crash mid-write leaves the previous file (tests/test_files.py)."""
+    from convnet import _files, cli as cli_module
+    written = []
+    real = _files.atomic_write
+
+    def recording(path, mode="wb"):
+        written.append(os.path.basename(path))
+        return real(path, mode)
+    monkeypatch.setattr(cli_module, "atomic_write", recording)
+    monkeypatch.setattr(cn.saving, "atomic_write", recording)
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "synthetic", "--model", "fmnist-cnn", "--limit", "32", "--batch-size", "32", "--epochs", "1",
+            "--backend", "numpy", "--verbose", "0"]
+    assert cli_module.main(args) == 0
+    run_dir = only_run_dir(tmp_path / "runs")
+    on_disk = {name for name in os.listdir(run_dir) if not name.endswith(".png")}
+    assert on_disk <= set(written), on_disk - set(written)
+    assert {"args.json", "history.json", "history.csv", "checkpoint.npz", "model.npz", "metrics.json",
+            "summary.txt"} <= on_disk
