@@ -504,7 +504,8 @@ def build_parser():
     p.set_defaults(func=cmd_gradcheck)
 
     p = sub.add_parser("profile", help="time and GFLOP/s of each layer's forward and backward pass")
-    p.add_argument("--model", default="fmnist-cnn", help="preset fmnist-cnn | cifar-vgg | galaxy | resnet-small, or a model file")
+    p.add_argument("--model", default="fmnist-cnn",
+                   help="preset fmnist-cnn | cifar-vgg | galaxy | resnet-small, or a model file")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--inference", action="store_true", help="time the forward pass only")

@@ -185,7 +185,8 @@ def test_every_file_of_a_run_directory_is_written_atomically(tmp_path, monkeypat
     """args.json, history.json/.csv, metrics.json and summary.txt go through
     _files.atomic_write (the model files through saving.write_model_file, which
     uses it too): a crash mid-write leaves the previous file (tests/test_files.py)."""
-    from convnet import _files, cli as cli_module
+    from convnet import _files
+    from convnet import cli as cli_module
     written = []
     real = _files.atomic_write
 
