@@ -462,7 +462,7 @@ def build_parser():
                    help="fashion_mnist, mnist, synthetic, or a folder with one sub-folder per class")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue an interrupted run from its last complete epoch (RUN_DIR/checkpoint.npz), "
-                        "with the arguments it was started with")
+                        "with the arguments it was started with (RUN_DIR/args.json; other options are ignored)")
     p.add_argument("--model", default="fmnist-cnn",
                    help="preset fmnist-cnn | cifar-vgg | galaxy | resnet-small, or a model file (.npz) to continue")
     p.add_argument("--epochs", type=int, default=10)
@@ -525,7 +525,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError, FloatingPointError) as exc:   # FPE: training diverged
         print(f"convnet {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -280,3 +280,13 @@ def test_checkpoint_save_best_only_ignores_nan_monitored_values(numpy_backend, t
     with pytest.warns(UserWarning, match="score is nan"):
         fit_with([2.0, np.nan, 3.0], checkpoint)
     assert checkpoint.best == 2.0
+
+
+def test_convnet_train_reports_divergence_with_the_epoch_and_step(numpy_backend, tmp_path, monkeypatch, capsys):
+    from convnet import cli
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["train", "synthetic", "--model", "fmnist-cnn", "--limit", "32", "--batch-size", "16",
+                     "--epochs", "2", "--learning-rate", "1e30", "--backend", "numpy", "--verbose", "0"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "convnet train: error: " in err and "training diverged at epoch 1, step 2 (batch index 1" in err
