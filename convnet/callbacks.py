@@ -14,6 +14,7 @@ what the others added to the logs (such as "learning_rate").
     ReduceLROnPlateau   divide the learning rate when a value stops improving
     LearningRateScheduler   lr = schedule(epoch, lr) at the start of each epoch
     CSVLogger           one CSV row of logs per epoch
+    TerminateOnNaN      stop (without an error) when the loss or gradients go NaN/inf
     ProgbarLogger       verbose=1: a tqdm bar per epoch; verbose=2: one line per epoch
 """
 
@@ -23,6 +24,9 @@ import math
 import os
 import sys
 import time
+import warnings
+
+from .finite import nonfinite_arrays
 
 
 class Callback:
@@ -128,6 +132,12 @@ class EarlyStopping(Callback):
         self.verbose = verbose
 
     def _improved(self, value):
+        # a NaN or inf value is never an improvement and counts as an epoch without
+        # one: what Keras does once it has a finite best (np.less(nan, best) is False).
+        # Keras 3 takes even a NaN of the first epoch as its best, after which nothing
+        # can improve on it; convnet does not.
+        if not _finite(value):
+            return False
         if self.best is None:
             return True
         if self.mode == "min":
@@ -165,7 +175,7 @@ class EarlyStopping(Callback):
                 self.best_weights = self.model.get_weights()
             return
         self.wait += 1
-        if self.wait >= self.patience:
+        if self.wait >= self.patience and epoch > 0:      # Keras never stops after the first epoch
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
@@ -175,6 +185,45 @@ class EarlyStopping(Callback):
         if self.verbose and self.stopped_epoch is not None:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping "
                   f"(best {self.monitor} {self.best:.4f} at epoch {self.best_epoch + 1})")
+
+
+class TerminateOnNaN(Callback):
+    """Stop training, without an error, when a batch's loss is NaN or inf (Keras'
+    TerminateOnNaN); with it, fit also stops (instead of raising) on non-finite
+    gradients. The diverged update is never applied, so the model keeps the
+    weights of the step before. The epoch ends there (its logs' loss is NaN),
+    validation and on_epoch_end still run, as in Keras.
+
+    raise_error=True: raise a RuntimeError instead (Keras 3's option).
+    Attribute: message (what stopped training; None while it did not).
+    """
+
+    def __init__(self, raise_error=False):
+        super().__init__()
+        self.raise_error = bool(raise_error)
+        self.message = None
+
+    def on_train_begin(self, logs=None):
+        self.message = None
+
+    def terminate(self, message):
+        """Stop the fit in progress because of `message` (fit calls this on divergence)."""
+        if self.raise_error:
+            raise RuntimeError(message)
+        self.message = message
+        print(message, flush=True)
+        self.model.stop_training = True
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if self.message is None and loss is not None and not math.isfinite(float(loss)):
+            self.terminate(f"Batch {batch}: Invalid loss, terminating training")
+
+
+def _finite(value):
+    """Keras compares NaN as never better than a finite best; convnet refuses every
+    non-finite value as an improvement (see EarlyStopping)."""
+    return math.isfinite(value)
 
 
 class _Monitor:
@@ -188,8 +237,11 @@ class _Monitor:
         return float(logs[self.monitor])
 
     def _better(self, value, best, min_delta=0.0):
+        # non-finite values never improve (see EarlyStopping._improved)
+        if not _finite(value):
+            return False
         if best is None:
-            return not math.isnan(value)
+            return True
         if self.mode == "min":
             return value < best - min_delta
         return value > best + min_delta
@@ -246,6 +298,16 @@ class ModelCheckpoint(_Monitor, Callback):
         if self.save_freq != "epoch" and (epoch + 1) % self.save_freq:
             return
         path = self._format(epoch, logs)
+        # never replace a good file with a diverged model: a NaN/inf loss this epoch
+        # (TerminateOnNaN stopped it) or NaN/inf weights skip the save
+        bad_logs = [k for k in ("loss", self.monitor) if k in (logs or {}) and not _finite(float(logs[k]))]
+        bad_weights = [] if bad_logs else nonfinite_arrays(self.model.named_weights())
+        if bad_logs or bad_weights:
+            what = (f"{bad_logs[0]} is {float(logs[bad_logs[0]])}" if bad_logs
+                    else f"weights {bad_weights[:3]} hold NaN or inf")
+            warnings.warn(f"ModelCheckpoint: epoch {epoch + 1}: {what}; not saving the model to {path}"
+                          f"{' (the previous file is kept)' if os.path.exists(path) else ''}", stacklevel=2)
+            return
         if self.save_best_only:
             value = self._read(logs, "ModelCheckpoint")
             if not self._better(value, self.best):
@@ -492,7 +554,7 @@ class ProgbarLogger(Callback):
 
 CALLBACKS = {cls.__name__: cls for cls in (
     EarlyStopping, History, ModelCheckpoint, ReduceLROnPlateau, LearningRateScheduler,
-    CSVLogger, ProgbarLogger)}
+    CSVLogger, ProgbarLogger, TerminateOnNaN)}
 
 
 def get(identifier):

@@ -20,12 +20,15 @@ import datetime
 import io
 import json
 import os
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
 
-from .callbacks import LearningRateScheduler
+from ._files import atomic_write
+from .callbacks import Callback, LearningRateScheduler
 from .metrics import classification_report
 
 NAMED_DATASETS = ("fashion_mnist", "mnist", "synthetic")
@@ -87,7 +90,6 @@ def write_history(run_dir, history, epochs=None):
     """history.json and history.csv; the CSV is the one CSVLogger writes (0-based
     epochs, columns sorted), so both files of a run read the same way.
     epochs: the epoch numbers of the rows (History.epoch; default 0, 1, ...)."""
-    from ._files import atomic_write
     from .callbacks import csv_header, csv_row
 
     with atomic_write(os.path.join(run_dir, "history.json")) as f:
@@ -148,10 +150,91 @@ def build_model(args, input_shape, num_classes):
     return model
 
 
+class _RunRecord(Callback):
+    """Keeps a run directory resumable: after every epoch, history.json/.csv (the
+    epochs so far, earlier runs' included) and then checkpoint.npz (the model with
+    its optimizer, random generators and callback state), both written atomically.
+    Runs last of the callbacks given to fit, so the logs are complete."""
+
+    def __init__(self, run_dir, history=None, epochs=None):
+        super().__init__()
+        self.run_dir = run_dir
+        self.history = {k: list(v) for k, v in (history or {}).items()}
+        self.epochs = list(epochs or [])
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+        self.epochs.append(epoch)
+        write_history(self.run_dir, self.history, self.epochs)
+        self.model.save(os.path.join(self.run_dir, CHECKPOINT))
+
+
+class _StopOnSigint(Callback):
+    """Ctrl-C during fit: the first SIGINT asks training to stop at the end of the
+    batch in progress (so the weights are those of a whole step), by raising
+    KeyboardInterrupt from on_batch_end; a second one interrupts at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+        self.where = None
+        self._epoch = 0
+
+    def request(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: stopping after this batch (Ctrl-C again to stop at once, unsaved)",
+              file=sys.stderr, flush=True)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._stop_if_requested(epoch, None)
+
+    def on_batch_end(self, batch, logs=None):
+        self._stop_if_requested(self._epoch, batch)
+
+    def _stop_if_requested(self, epoch, batch):
+        if self.requested:
+            self.where = (epoch, batch)
+            raise KeyboardInterrupt
+
+
+CHECKPOINT = "checkpoint.npz"
+
+
+def _resume_args(run_dir):
+    """The arguments a run was started with (RUN_DIR/args.json), to resume it."""
+    path = os.path.join(run_dir, "args.json")
+    if not os.path.isfile(path) or not os.path.isfile(os.path.join(run_dir, CHECKPOINT)):
+        raise ValueError(f"--resume {run_dir}: not a resumable run directory (it needs args.json and "
+                         f"{CHECKPOINT}, written by convnet train after its first epoch)")
+    with open(path) as f:
+        saved = json.load(f)
+    return argparse.Namespace(**{**saved, "resume": run_dir, "func": cmd_train})
+
+
+def _previous_history(run_dir, epochs_done):
+    """history.json of a run, cut to the epochs its checkpoint holds."""
+    try:
+        with open(os.path.join(run_dir, "history.json")) as f:
+            history = json.load(f)
+    except FileNotFoundError:
+        return {}, []
+    return {k: v[:epochs_done] for k, v in history.items()}, list(range(epochs_done))
+
+
 def cmd_train(args):
     import convnet as cn
 
     from . import optimizers
+    if getattr(args, "resume", None):
+        args = _resume_args(args.resume)
+    elif args.data is None:
+        raise ValueError("train: give the data (a dataset name or a folder), or --resume RUN_DIR")
+    else:
+        args.resume = None
     if args.backend:
         cn.set_backend(args.backend)
     start_load = time.perf_counter()
@@ -175,30 +258,50 @@ def cmd_train(args):
         train, val = train_ds, val_ds
     load_seconds = time.perf_counter() - start_load
 
-    model = build_model(args, input_shape, len(class_names))
+    if args.resume:
+        run_dir = args.resume
+        model = cn.load_model(os.path.join(run_dir, CHECKPOINT))
+        initial_epoch = int(model.get_state()[0]["epochs_seen"])
+        earlier, earlier_epochs = _previous_history(run_dir, initial_epoch)
+        print(f"resuming {run_dir} after epoch {initial_epoch}")
+    else:
+        model = build_model(args, input_shape, len(class_names))
+        if not args.model.endswith(".npz"):
+            model.compile(optimizer=optimizers.Adam(args.learning_rate),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        run_dir = make_run_dir(args.output_dir, os.path.basename(args.model).replace(".npz", ""))
+        with atomic_write(os.path.join(run_dir, "args.json"), mode="w") as f:
+            json.dump({k: v for k, v in vars(args).items() if k not in ("func", "resume")}, f, indent=2)
+        initial_epoch, earlier, earlier_epochs = 0, {}, []
     model.class_names = class_names
-    if not args.model.endswith(".npz"):
-        model.compile(optimizer=optimizers.Adam(args.learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if args.verbose:
         model.summary()
-    run_dir = make_run_dir(args.output_dir, os.path.basename(args.model).replace(".npz", ""))
     cbs = []
     if args.lr_decay:   # lr of epoch e = learning_rate * lr_decay**e
         cbs.append(LearningRateScheduler(lambda epoch, lr: lr * args.lr_decay if epoch else lr))
+    record, sigint = _RunRecord(run_dir, earlier, earlier_epochs), _StopOnSigint()
+    cbs += [record, sigint]
+    fit_args = dict(epochs=args.epochs, validation_data=val, verbose=args.verbose, callbacks=cbs,
+                    initial_epoch=initial_epoch)
     start = time.perf_counter()
-    if isinstance(train, tuple):
-        history = model.fit(train[0], train[1], epochs=args.epochs, batch_size=args.batch_size,
-                            validation_data=val, verbose=args.verbose, callbacks=cbs)
-    else:
-        history = model.fit(train, epochs=args.epochs, validation_data=val,
-                            verbose=args.verbose, callbacks=cbs)
+    in_main_thread = threading.current_thread() is threading.main_thread()   # signal.signal needs it
+    previous_handler = signal.signal(signal.SIGINT, sigint.request) if in_main_thread else None
+    try:
+        if isinstance(train, tuple):
+            model.fit(train[0], train[1], batch_size=args.batch_size, **fit_args)
+        else:
+            model.fit(train, **fit_args)
+    except KeyboardInterrupt:
+        return _interrupted(model, run_dir, sigint)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous_handler)
     train_seconds = time.perf_counter() - start
 
     model.save(os.path.join(run_dir, "model.npz"))
-    write_history(run_dir, history.history, history.epoch)
+    write_history(run_dir, record.history, record.epochs)
     metrics = {"data": args.data, "model": args.model, "backend": cn.get_backend(),
-               "epochs_run": len(history.epoch), "batch_size": args.batch_size,
+               "epochs_run": len(record.epochs), "batch_size": args.batch_size,
                "learning_rate": args.learning_rate, "lr_decay": args.lr_decay,
                "dropout": args.dropout, "seed": args.seed,
                "train_seconds": round(train_seconds, 2), "load_seconds": round(load_seconds, 2)}
@@ -207,10 +310,10 @@ def cmd_train(args):
         y_true, y_prob = labels_and_probabilities(model, val)
         split = "test" if isinstance(val, tuple) else "validation"
         metrics.update({f"{split}_{k}": v for k, v in final.items()})
-        save_plots(run_dir, history.history, y_true, y_prob, class_names)
-    with open(os.path.join(run_dir, "metrics.json"), "w") as f:
+        save_plots(run_dir, record.history, y_true, y_prob, class_names)
+    with atomic_write(os.path.join(run_dir, "metrics.json"), mode="w") as f:
         json.dump(metrics, f, indent=2)
-    with open(os.path.join(run_dir, "summary.txt"), "w") as f:
+    with atomic_write(os.path.join(run_dir, "summary.txt"), mode="w") as f:
         model.summary(print_fn=lambda s: f.write(s + "\n"))
     for key in ("test_accuracy", "validation_accuracy"):
         if key in metrics:
@@ -219,6 +322,23 @@ def cmd_train(args):
           f"on the {metrics['backend']} backend")
     print(f"run saved in {run_dir}")
     return 0
+
+
+def _interrupted(model, run_dir, sigint):
+    """After Ctrl-C: save the model as trained so far, say where, exit status 130."""
+    if sigint.where is None:     # a second Ctrl-C: the step in progress may be half applied
+        print(f"\ninterrupted; nothing more saved. The last complete epoch is in "
+              f"{os.path.join(run_dir, CHECKPOINT)} (if one ended)", file=sys.stderr)
+        return 130
+    epoch, batch = sigint.where
+    path = os.path.join(run_dir, "interrupted.npz")
+    model.save(path)
+    at = f"epoch {epoch + 1}" + (f", step {batch + 1}" if batch is not None else " (before its first step)")
+    print(f"interrupted at {at}: the model as trained so far is saved in {path}")
+    if os.path.isfile(os.path.join(run_dir, CHECKPOINT)):
+        print(f"the last complete epoch is in {os.path.join(run_dir, CHECKPOINT)}; continue it with: "
+              f"convnet train --resume {run_dir}")
+    return 130
 
 
 # ------------------------------------------------------------ evaluate/predict
@@ -338,7 +458,11 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model on a dataset or a folder of class folders")
-    p.add_argument("data", help="fashion_mnist, mnist, synthetic, or a folder with one sub-folder per class")
+    p.add_argument("data", nargs="?", default=None,
+                   help="fashion_mnist, mnist, synthetic, or a folder with one sub-folder per class")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue an interrupted run from its last complete epoch (RUN_DIR/checkpoint.npz), "
+                        "with the arguments it was started with (RUN_DIR/args.json; other options are ignored)")
     p.add_argument("--model", default="fmnist-cnn",
                    help="preset fmnist-cnn | cifar-vgg | galaxy | resnet-small, or a model file (.npz) to continue")
     p.add_argument("--epochs", type=int, default=10)
@@ -401,7 +525,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError, FloatingPointError) as exc:   # FPE: training diverged
         print(f"convnet {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

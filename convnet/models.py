@@ -17,15 +17,16 @@ underflows to log(0) for confident predictions.
 
 import itertools
 import math
+import os
 import warnings
 
 import numpy as np
 
 from . import callbacks as callbacks_module
+from . import finite, saving
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
-from . import saving
 from .arrays import to_host
 from .backend import get_ops
 from .data.batching import ArrayBatches
@@ -306,18 +307,79 @@ class Model:
         self.optimizer.apply_gradients(self.params_and_grads())
 
     def _train_batch(self, xs, ys):
-        """One optimisation step; returns (loss, per-output scores on the host)."""
+        """One optimisation step; returns (loss, outputs, problem).
+
+        problem is None, or what was not finite (the loss, some gradients, or the
+        weights after the update: lr * g can overflow float32 even from finite
+        gradients). Then the step is undone: the weights, the optimizer's slots and
+        step count, and the layers' state (BatchNorm's moving statistics, which the
+        forward pass updates) are put back, so the model keeps its last finite
+        weights. The check is one float64 sum per gradient and per weight, read
+        back once (convnet/finite.py); the snapshot is a copy of the weights, the
+        slots and the state.
+        """
+        saved = [(layer.state, key, value.copy()) for layer in self.layers
+                 for key, value in layer.state.items()]
         outs = self.forward(xs, training=True)
         loss, grads = self.compute_loss(outs, ys)
-        self.backward(grads)
-        self.apply_gradients()
-        return loss, outs
+        problem = None
+        if not math.isfinite(loss):
+            problem = f"the loss is {loss}"
+        else:
+            self.backward(grads)
+            pairs = self.params_and_grads()
+            optimizer = self.optimizer
+            before = [param.copy() for _, param, _ in pairs]
+            slots = {k: {n: a.copy() for n, a in d.items()} for k, d in optimizer.slots.items()}
+            grad_sum = finite.float64_sum([g for _, _, g in pairs])
+            self.apply_gradients()
+            states = [store[key] for store, key, _ in saved]        # as the forward pass left them
+            if not finite.is_finite_sum(grad_sum + finite.float64_sum([p for _, p, _ in pairs] + states)):
+                problem = self._nonfinite_step(pairs)
+                for (_, param, _), value in zip(pairs, before):
+                    param[...] = value
+                optimizer.slots = slots
+                optimizer.iterations -= 1
+        if problem is not None:
+            for store, key, value in saved:
+                store[key][...] = value
+        return loss, outs, problem
+
+    def _nonfinite_step(self, pairs):
+        """What went non-finite in a step that failed its check (for the message)."""
+        bad = finite.nonfinite_grads(pairs)
+        if bad:
+            return "the gradients of " + ", ".join(f"{key} ({n} values)" for key, n in bad) + " hold NaN or inf"
+        bad = finite.nonfinite_arrays({f"{i}/{key}": value for i, layer in enumerate(self.layers)
+                                       for key, value in layer.state.items()})
+        if bad:
+            return (f"the layer state {bad} (moving statistics) went NaN or inf: the activations "
+                    "overflowed float32")
+        return ("the update overflowed (finite gradients, but the new weights would hold NaN or inf: "
+                "the learning rate is too large)")
+
+    def _check_finite_input(self, xs, where):
+        """ValueError naming `where` (the epoch and step) for NaN/inf in a batch's inputs."""
+        found = finite.nonfinite_input(xs)
+        if found is not None:
+            i, count = found
+            name = self.graph.inputs[i].layer.name
+            raise ValueError(f"{self.describe()}.{where}: input {name!r} holds {count} NaN or inf "
+                             f"values (of {int(xs[i].size)}); clean the data (np.nan_to_num, or drop "
+                             "those samples) before training")
 
     def train_step(self, x, y):
-        """Forward, loss, backward and one optimizer update on this batch; returns the loss."""
+        """Forward, loss, backward and one optimizer update on this batch; returns the loss.
+        NaN/inf in x, the loss or the gradients is a FloatingPointError (ValueError for
+        x) and the update is not applied."""
         self._require_compiled("train_step")
         xs, ys = self._check_data(x, y, "train_step")
-        loss, _ = self._train_batch(xs, ys)
+        self._check_finite_input(xs, "train_step")
+        loss, _, problem = self._train_batch(xs, ys)
+        if problem is not None:
+            raise FloatingPointError(f"{self.describe()}.train_step: training diverged at optimizer "
+                                     f"step {self.optimizer.iterations + 1}: {problem}; the update "
+                                     "was not applied")
         return loss
 
     def _scores(self, outs):
@@ -461,7 +523,7 @@ class Model:
                 self._restore_callback_states(user_callbacks)
             for epoch in range(initial_epoch, epochs):
                 cbs.on_epoch_begin(epoch)
-                logs = self._run_epoch(train_batches(self._epochs_seen), cbs)
+                logs = self._run_epoch(train_batches(self._epochs_seen), cbs, epoch)
                 self._epochs_seen += 1
                 if val is not None:
                     source, checked = val
@@ -534,18 +596,40 @@ class Model:
             return (lambda: _array_batches([a[start:] for a in xs], [a[start:] for a in ys], batch_size)), True
         return None
 
-    def _run_epoch(self, batches, cbs):
+    def _run_epoch(self, batches, cbs, epoch=0):
+        """Train on one epoch's batches; returns the epoch's logs.
+
+        Divergence (docs/reliability.md): NaN/inf in a batch's inputs is a ValueError
+        naming the epoch and step; a non-finite loss or gradient is a FloatingPointError
+        naming them, unless a TerminateOnNaN callback is given, which only stops
+        training. Either way the diverged update is not applied (_train_batch).
+        Epochs and steps are counted from 1 in messages, as the progress bar does.
+        A callback that sets model.stop_training in on_batch_end stops the epoch
+        after that batch (as in Keras).
+        """
         # the progress bar is callbacks.ProgbarLogger, fed by on_batch_end
         loss_sum, count = 0.0, 0
         y_parts, p_parts = [], []
         batch_accuracy = dict(self.metric_fns).get("accuracy") if len(self.graph.outputs) == 1 else None
+        terminators = [cb for cb in cbs.callbacks if isinstance(cb, callbacks_module.TerminateOnNaN)]
         for step, (bxs, bys) in enumerate(batches):
+            self._check_finite_input(bxs, f"fit: epoch {epoch + 1}, step {step + 1} (batch index {step})")
             cbs.on_batch_begin(step)
-            loss, outs = self._train_batch(bxs, bys)
+            loss, outs, problem = self._train_batch(bxs, bys)
             n = len(bys[0])
             loss_sum += loss * n
             count += n
             batch_logs = {"loss": loss, "size": n}
+            if problem is not None:
+                message = (f"{self.describe()}.fit: training diverged at epoch {epoch + 1}, step {step + 1} "
+                           f"(batch index {step}, optimizer step {self.optimizer.iterations + 1}): {problem}; "
+                           "the update was not applied, the model keeps the weights of the step before")
+                if not terminators:
+                    raise FloatingPointError(message + ". Lower the learning rate, or pass callbacks="
+                                             "[cn.callbacks.TerminateOnNaN()] to stop without an error")
+                terminators[0].terminate(message)
+                cbs.on_batch_end(step, batch_logs)
+                break
             if self.metric_fns:
                 scores = self._scores(outs)
                 y_parts.append(bys)
@@ -553,6 +637,8 @@ class Model:
                 if batch_accuracy is not None:    # cheap, so the progress bar can show it
                     batch_logs["accuracy"] = batch_accuracy(bys[0], scores[0])
             cbs.on_batch_end(step, batch_logs)
+            if self.stop_training:
+                break
         if count == 0:
             raise ValueError(f"{self.describe()}.fit: the training data yielded no batches")
         logs = {"loss": loss_sum / count}
@@ -1012,8 +1098,13 @@ def load_model(path, compile=True, allow_nonfinite=False):
         model = cls.from_config(meta["model"])
         model.set_named_weights(arrays, source=f"load_model: {path}")
         model.set_state(meta.get("state") or {}, arrays, compile=compile)
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, IndexError, OverflowError) as exc:
         raise ValueError(f"load_model: {path} has missing or malformed metadata ({exc!r})") from exc
+    except ValueError as exc:
+        # a layer config a constructor refuses, a random-generator state numpy refuses, ...
+        if os.fspath(path) in str(exc):
+            raise
+        raise ValueError(f"load_model: {path}: {exc}") from exc
     return model
 
 

@@ -26,8 +26,11 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 #: no single array in a model file may declare more bytes than this
 MAX_ARRAY_BYTES = 8 * 2**30
+#: nor all of them together (a zip whose members overlap can declare any total)
+MAX_TOTAL_BYTES = 16 * 2**30
 
-__all__ = ["write_model_file", "read_model_file", "upgrade_v1", "FORMAT_NAME", "FORMAT_VERSION"]
+__all__ = ["write_model_file", "read_model_file", "upgrade_v1", "FORMAT_NAME", "FORMAT_VERSION",
+           "MAX_ARRAY_BYTES", "MAX_TOTAL_BYTES"]
 
 
 def write_model_file(path, meta, arrays):
@@ -46,20 +49,34 @@ def write_model_file(path, meta, arrays):
         np.savez(f, **payload)
 
 
-def _check_members(path, max_bytes):
+def _check_members(path, max_bytes, max_total):
     """Refuse members whose header declares more bytes than allowed or than the
-    member holds (a zip bomb or a forged header), before numpy allocates them."""
+    member holds (a zip bomb or a forged header), before numpy allocates them.
+
+    A member's unpacked size comes from the zip directory (zipfile stops reading
+    at it and checks the CRC, so a member cannot unpack to more than it declares);
+    the .npy header inside then gives the array's shape and dtype, whose product
+    must fit in that size. Object dtypes (pickles) are refused here, unread.
+    """
     with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
+        infos = archive.infolist()
+        total = sum(info.file_size for info in infos)
+        if total > max_total:
+            raise ValueError(f"load_model: {path}: its {len(infos)} members unpack to {total:,} bytes, "
+                             f"over the limit of {max_total:,} (a zip bomb?)")
+        for info in infos:
             if info.file_size > max_bytes:
                 raise ValueError(f"load_model: {path}: member {info.filename!r} unpacks to "
-                                 f"{info.file_size:,} bytes, over the limit of {max_bytes:,}")
+                                 f"{info.file_size:,} bytes, over the limit of {max_bytes:,} (a zip bomb?)")
             with archive.open(info) as member:
                 version = np.lib.format.read_magic(member)
                 if version == (1, 0):
                     shape, _, dtype = np.lib.format.read_array_header_1_0(member)
-                else:
+                elif version == (2, 0):
                     shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                else:
+                    raise ValueError(f"load_model: {path}: member {info.filename!r} is a .npy file of "
+                                     f"version {version}; model files are written as 1.0 or 2.0")
                 if dtype.hasobject:
                     raise ValueError(f"load_model: {path}: member {info.filename!r} holds Python objects "
                                      "(dtype object); model files hold numbers only and are never unpickled")
@@ -69,17 +86,21 @@ def _check_members(path, max_bytes):
                                      f"({declared:,} bytes) but holds {info.file_size:,} bytes")
 
 
-def read_model_file(path, max_array_bytes=MAX_ARRAY_BYTES, allow_nonfinite=False):
+def read_model_file(path, max_array_bytes=None, allow_nonfinite=False, max_total_bytes=None):
     """(meta, arrays) from a model file, with every check of the container.
 
     ValueError naming the file for anything that is not a convnet model file of a
     readable version, and for NaN or inf weights unless allow_nonfinite=True.
+    max_array_bytes / max_total_bytes: size limits (default MAX_ARRAY_BYTES and
+    MAX_TOTAL_BYTES, read at each call).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load_model: no such file: {path}")
+    max_array_bytes = MAX_ARRAY_BYTES if max_array_bytes is None else max_array_bytes
+    max_total_bytes = MAX_TOTAL_BYTES if max_total_bytes is None else max_total_bytes
     try:
-        _check_members(path, max_array_bytes)
+        _check_members(path, max_array_bytes, max_total_bytes)
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except ValueError as exc:
@@ -96,8 +117,8 @@ def read_model_file(path, max_array_bytes=MAX_ARRAY_BYTES, allow_nonfinite=False
         raise ValueError(f"load_model: {path} has no '__meta__' entry; not a convnet model file")
     try:
         meta = json.loads(str(arrays.pop("__meta__")))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"load_model: {path} has corrupt metadata ({exc})") from exc
+    except (json.JSONDecodeError, RecursionError) as exc:      # RecursionError: "[[[[..." nested too deep
+        raise ValueError(f"load_model: {path} has corrupt metadata ({type(exc).__name__}: {exc})") from exc
     if not isinstance(meta, dict):
         raise ValueError(f"load_model: {path} has malformed metadata (a JSON "
                          f"{type(meta).__name__}, expected an object)")
@@ -107,8 +128,8 @@ def read_model_file(path, max_array_bytes=MAX_ARRAY_BYTES, allow_nonfinite=False
         raise ValueError(f"load_model: {path} has format version {meta.get('version')!r}; this "
                          f"convnet reads versions {list(READABLE_VERSIONS)}")
     for name, value in arrays.items():
-        if not np.issubdtype(value.dtype, np.number):
-            raise ValueError(f"load_model: {path}: array {name!r} has dtype {value.dtype}, expected numbers")
+        if value.dtype.kind not in "fiu":
+            raise ValueError(f"load_model: {path}: array {name!r} has dtype {value.dtype}, expected real numbers")
         if not allow_nonfinite and np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
             raise ValueError(f"load_model: {path}: array {name!r} holds NaN or inf values (a diverged "
                              "model?); pass allow_nonfinite=True to load it anyway")

@@ -191,8 +191,9 @@ def test_parameters_gradients_and_optimizer_state_stay_on_the_device(strict_cupy
 @pytest.mark.parametrize("depth", [1, 3])
 def test_a_training_step_moves_the_batch_in_and_the_loss_out_whatever_the_depth(strict_cupy, depth):
     """Per step: x and y in, one dropout mask in (drawn on the host from the layer's
-    seeded Generator, so every backend draws the same masks), the loss out as one
-    scalar read, and the probabilities out for the metrics. Nothing per layer:
+    seeded Generator, so every backend draws the same masks), the loss and the
+    step's finiteness check out as two scalar reads, and the probabilities out
+    for the metrics. Nothing per layer:
     parameters never cross. Every copy goes through CupyOps (the stand-in's own
     counts agree), so CupyOps.transfers is the complete record on a real GPU too."""
     x, y = make_shapes(16, size=12)
@@ -206,7 +207,9 @@ def test_a_training_step_moves_the_batch_in_and_the_loss_out_whatever_the_depth(
     assert counts["h2d"] == ops.transfers.to_device == 3                  # x, y, dropout mask
     assert counts["h2d_bytes"] == ops.transfers.to_device_bytes == x.nbytes + 16 * 8 + 16 * 144 * 4
     assert counts["d2h"] == ops.transfers.to_host <= 1                    # probabilities (see below)
-    assert counts["scalar_reads"] == 1                                    # the loss
+    # the loss, and the finiteness check of the step (gradients and updated weights
+    # summed on the device, one read: convnet/finite.py)
+    assert counts["scalar_reads"] == 2
 
 
 def test_train_step_copies_back_only_the_loss(strict_cupy):
