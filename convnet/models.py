@@ -434,7 +434,11 @@ class Model:
                 raise TypeError(f"{self.describe()}.{where}: got a symbolic tensor; pass arrays (to "
                                 "build a model on symbolic tensors use cn.Model(inputs=..., outputs=...))")
             if not hasattr(xi, "shape"):
-                xi = np.asarray(xi)
+                try:
+                    xi = np.asarray(xi)
+                except ValueError as exc:
+                    raise ValueError(f"{self.describe()}.{where}: the input is not a rectangular array "
+                                     f"({exc})") from exc
             expected = tuple(t.shape[1:])
             if xi.ndim < 2:
                 raise ValueError(f"{self.describe()}.{where}: expected a batch of inputs of shape "
@@ -667,6 +671,7 @@ class Model:
         """
         self._require_compiled("evaluate")
         steps = _check_steps(steps, "steps", f"{self.describe()}.evaluate")
+        batch_size = _check_batch_size(batch_size, f"{self.describe()}.evaluate")
         if y is None and x is not None and not hasattr(x, "shape") and not isinstance(x, (list, tuple)):
             logs = self._evaluate_batches(iter(x), steps, "evaluate")
         else:
@@ -717,8 +722,7 @@ class Model:
         return self._unwrap(self._predict_arrays(self._check_x(x, "predict"), batch_size))
 
     def _predict_arrays(self, xs, batch_size):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"{self.describe()}.predict: batch_size must be a positive int, got {batch_size!r}")
+        batch_size = _check_batch_size(batch_size, f"{self.describe()}.predict")
         outs = [[] for _ in self.graph.outputs]
         for start in range(0, int(xs[0].shape[0]), batch_size):
             batch = [a[start:start + batch_size] for a in xs]
@@ -1106,6 +1110,17 @@ def load_model(path, compile=True, allow_nonfinite=False):
             raise
         raise ValueError(f"load_model: {path}: {exc}") from exc
     return model
+
+
+def _check_batch_size(batch_size, owner):
+    """A positive int; None means Keras' default, 32."""
+    if batch_size is None:
+        return 32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"{owner}: batch_size must be a positive int, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"{owner}: batch_size must be a positive int, got {batch_size!r}")
+    return int(batch_size)
 
 
 def _check_steps(steps, what, owner):
