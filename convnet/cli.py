@@ -203,7 +203,8 @@ def cmd_train(args):
                "dropout": args.dropout, "seed": args.seed,
                "train_seconds": round(train_seconds, 2), "load_seconds": round(load_seconds, 2)}
     if val is not None:
-        final = model.evaluate(val[0], val[1], batch_size=256) if isinstance(val, tuple) else model.evaluate(val)
+        final = model.evaluate(val[0], val[1], batch_size=256, return_dict=True) if isinstance(val, tuple) \
+            else model.evaluate(val, return_dict=True)
         y_true, y_prob = labels_and_probabilities(model, val)
         split = "test" if isinstance(val, tuple) else "validation"
         metrics.update({f"{split}_{k}": v for k, v in final.items()})
@@ -232,7 +233,7 @@ def cmd_evaluate(args):
     class_names = getattr(model, "class_names", None)
     if is_named_dataset(args.data):
         x, y, names = load_arrays(args.data, "test", args.limit)
-        result = model.evaluate(x, y, batch_size=args.batch_size)
+        result = model.evaluate(x, y, batch_size=args.batch_size, return_dict=True)
         y, y_prob = labels_and_probabilities(model, (x, y), args.batch_size)
     else:
         h, w, c = model.input_shape
@@ -242,7 +243,7 @@ def cmd_evaluate(args):
                                           batch_size=args.batch_size,
                                           class_names=class_names)
         names = list(ds.class_names)
-        result = model.evaluate(ds)
+        result = model.evaluate(ds, return_dict=True)
         y, y_prob = labels_and_probabilities(model, ds)
     for key, value in result.items():
         print(f"{key}: {value:.4f}")
