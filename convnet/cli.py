@@ -2,11 +2,14 @@
 
     convnet train fashion_mnist --model fmnist-cnn --epochs 10
     convnet train path/to/class_folders --model galaxy --image-size 128 128 --augment
+    convnet train xray/train --test-dir xray/test --color-mode grayscale --metrics accuracy,auc \
+        --early-stopping 3 --monitor val_auc --class-weight balanced \
+        --augment rotation=25,zoom=0.1,shift=0.05,flip=none
     convnet evaluate runs/<run>/model.npz fashion_mnist
     convnet predict runs/<run>/model.npz shirt.png boot.png
     convnet gradcheck
     convnet profile --model cifar-vgg --batch-size 128
-    convnet inspect runs/<run>/model.npz image.png --output-dir maps/
+    convnet inspect runs/<run>/model.npz image.png [more.png | folder/ ...] --output-dir maps/
 
 Every training run writes a run directory with the model file (model.npz), the
 history (history.json, history.csv), the final metrics (metrics.json), the model
@@ -25,8 +28,8 @@ import time
 
 import numpy as np
 
-from .callbacks import LearningRateScheduler
-from .metrics import classification_report
+from .callbacks import EarlyStopping, LearningRateScheduler
+from .metrics import classification_report, confusion_matrix
 
 NAMED_DATASETS = ("fashion_mnist", "mnist", "synthetic")
 
@@ -130,6 +133,87 @@ def save_plots(run_dir, history, y_true, y_prob, class_names):
         return False
 
 
+# what a bare --augment means: small rotations, shifts and zoom and a horizontal flip
+# (right for photos and clothes; for X-rays say flip=none)
+DEFAULT_AUGMENT = "rotation=15,shift=0.1,zoom=0.1,flip=horizontal"
+_AUGMENT_KEYS = {"rotation": "rotation_range", "zoom": "zoom_range", "shear": "shear_range",
+                 "width_shift": "width_shift_range", "height_shift": "height_shift_range",
+                 "channel_shift": "channel_shift_range"}
+_FLIPS = {"none": (False, False), "horizontal": (True, False), "vertical": (False, True),
+          "both": (True, True)}
+
+
+def parse_augment(spec, seed=None):
+    """ImageDataGenerator keyword arguments of an --augment spec such as
+    "rotation=25,zoom=0.1,shift=0.05,flip=none" (keys: rotation, zoom, shear, shift
+    (both axes), width_shift, height_shift, channel_shift, brightness=LOW:HIGH,
+    fill=nearest|constant|reflect|wrap, flip=none|horizontal|vertical|both; a key
+    left out is off). "default" is DEFAULT_AUGMENT."""
+    spec = DEFAULT_AUGMENT if spec in (None, "", "default") else spec
+    kwargs = {"seed": seed}
+    for item in spec.split(","):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not value:
+            raise ValueError(f"--augment: expected key=value items separated by commas, got {item!r} "
+                             f"in {spec!r}")
+        key = key.lower()
+        try:
+            if key == "flip":
+                if value.lower() not in _FLIPS:
+                    raise ValueError(f"--augment: flip must be one of {sorted(_FLIPS)}, got {value!r}")
+                kwargs["horizontal_flip"], kwargs["vertical_flip"] = _FLIPS[value.lower()]
+            elif key == "shift":
+                kwargs["width_shift_range"] = kwargs["height_shift_range"] = float(value)
+            elif key == "brightness":
+                low, _, high = value.partition(":")
+                kwargs["brightness_range"] = (float(low), float(high))
+            elif key == "fill":
+                kwargs["fill_mode"] = value
+            elif key in _AUGMENT_KEYS:
+                kwargs[_AUGMENT_KEYS[key]] = float(value)
+            else:
+                raise ValueError(f"--augment: unknown key {key!r}; expected one of "
+                                 f"{sorted(list(_AUGMENT_KEYS) + ['shift', 'flip', 'brightness', 'fill'])}")
+        except ValueError as exc:
+            if str(exc).startswith("--augment"):
+                raise
+            raise ValueError(f"--augment: {key}={value!r} is not a number") from None
+    return kwargs
+
+
+def balanced_class_weight(labels, num_classes):
+    """{class: N / (K * count of class)}, sklearn's and the course's "balanced" weights:
+    every class then contributes the same total weight to the loss."""
+    labels = np.asarray(labels).astype(np.int64).reshape(-1)
+    counts = np.bincount(labels, minlength=num_classes)
+    return {int(c): float(len(labels) / (num_classes * n)) for c, n in enumerate(counts) if n}
+
+
+def training_callbacks(args):
+    """The callbacks the train options ask for: --lr-decay, --early-stopping."""
+    cbs = []
+    if args.lr_decay:   # lr of epoch e = learning_rate * lr_decay**e
+        cbs.append(LearningRateScheduler(lambda epoch, lr: lr * args.lr_decay if epoch else lr))
+    if args.early_stopping is not None:
+        cbs.append(EarlyStopping(monitor=args.monitor, patience=args.early_stopping,
+                                 restore_best_weights=True, verbose=1 if args.verbose else 0))
+    return cbs
+
+
+def print_report(y_true, y_prob, class_names, title=None):
+    """The classification report and the confusion matrix (rows: true class,
+    columns: predicted), as the course prints them."""
+    if title:
+        print(title)
+    print(classification_report(y_true, y_prob, class_names=class_names, num_classes=len(class_names)))
+    cm = confusion_matrix(y_true, y_prob, num_classes=len(class_names))
+    width = max(6, *(len(n) for n in class_names)) + 1
+    print("confusion matrix (rows: true class, columns: predicted)")
+    print(" " * width + "".join(n[:width - 1].rjust(width) for n in class_names))
+    for name, row in zip(class_names, cm):
+        print(name.rjust(width) + "".join(f"{v:>{width}d}" for v in row))
+
+
 def build_model(args, input_shape, num_classes):
     import convnet as cn
 
@@ -148,6 +232,45 @@ def build_model(args, input_shape, num_classes):
     return model
 
 
+def training_data(args):
+    """(train, val, test, class names, input shape, training labels) for cmd_train.
+
+    A named dataset: the last --validation-split of its training split validates
+    (default 0.1), its test split is the test data. A folder: --validation-split of
+    its files validate (default 0.2), --test-dir (a folder with the same classes) is
+    the test data. --augment applies to the training batches only."""
+    from .data import ImageDataGenerator
+    augment = None if args.augment is None else ImageDataGenerator(**parse_augment(args.augment, args.seed))
+    if is_named_dataset(args.data):
+        x, y, class_names = load_arrays(args.data, "train", args.limit, args.seed)
+        x_test, y_test, _ = load_arrays(args.data, "test", args.limit and max(args.limit // 5, 1), args.seed)
+        split = 0.1 if args.validation_split is None else args.validation_split
+        n_train = len(x) - int(len(x) * split) if split else len(x)
+        if n_train < 1 or (split and n_train == len(x)):
+            raise ValueError(f"--validation-split {split} leaves no training or no validation data "
+                             f"from {len(x)} images")
+        val = (x[n_train:], y[n_train:]) if split else None
+        x, y = x[:n_train], y[:n_train]
+        train = (x, y) if augment is None else augment.flow(x, y, batch_size=args.batch_size, seed=args.seed)
+        return train, val, (x_test, y_test), class_names, x.shape[1:], y
+    from . import presets
+    size = args.image_size or presets.DEFAULT_INPUT.get(args.model, (128, 128, 3))[:2]
+    split = 0.2 if args.validation_split is None else args.validation_split
+    train_ds, val_ds, class_names = folder_datasets(
+        args.data, size, args.color_mode, args.batch_size, split, args.seed)
+    labels = train_ds.labels
+    if augment is not None:
+        train_ds = train_ds.map(augment)
+    test = None
+    if args.test_dir:
+        from .data import image_dataset_from_directory
+        test = image_dataset_from_directory(args.test_dir, image_size=tuple(size), color_mode=args.color_mode,
+                                            batch_size=args.batch_size, shuffle=False, label_mode="int",
+                                            class_names=class_names)
+    input_shape = (*size, 1 if args.color_mode == "grayscale" else 3)
+    return train_ds, val_ds, test, class_names, input_shape, labels
+
+
 def cmd_train(args):
     import convnet as cn
 
@@ -155,44 +278,31 @@ def cmd_train(args):
     if args.backend:
         cn.set_backend(args.backend)
     start_load = time.perf_counter()
-    if is_named_dataset(args.data):
-        x, y, class_names = load_arrays(args.data, "train", args.limit, args.seed)
-        x_val, y_val, _ = load_arrays(args.data, "test", args.limit and max(args.limit // 5, 1), args.seed)
-        input_shape = x.shape[1:]
-        train, val = (x, y), (x_val, y_val)
-    else:
-        from . import presets
-        size = args.image_size or presets.DEFAULT_INPUT.get(args.model, (128, 128, 3))[:2]
-        train_ds, val_ds, class_names = folder_datasets(
-            args.data, size, args.color_mode, args.batch_size, args.validation_split, args.seed)
-        if args.augment:
-            from .data import ImageDataGenerator
-            gen = ImageDataGenerator(rotation_range=15, width_shift_range=0.1,
-                                     height_shift_range=0.1, zoom_range=0.1,
-                                     horizontal_flip=True, seed=args.seed)
-            train_ds = train_ds.map(gen)
-        input_shape = (*size, 1 if args.color_mode == "grayscale" else 3)
-        train, val = train_ds, val_ds
+    train, val, test, class_names, input_shape, train_labels = training_data(args)
     load_seconds = time.perf_counter() - start_load
 
     model = build_model(args, input_shape, len(class_names))
     model.class_names = class_names
+    metric_names = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if not args.model.endswith(".npz"):
         model.compile(optimizer=optimizers.Adam(args.learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                      loss="sparse_categorical_crossentropy", metrics=metric_names)
     if args.verbose:
         model.summary()
     run_dir = make_run_dir(args.output_dir, os.path.basename(args.model).replace(".npz", ""))
-    cbs = []
-    if args.lr_decay:   # lr of epoch e = learning_rate * lr_decay**e
-        cbs.append(LearningRateScheduler(lambda epoch, lr: lr * args.lr_decay if epoch else lr))
+    cbs = training_callbacks(args)
+    class_weight = None
+    if args.class_weight == "balanced":
+        class_weight = balanced_class_weight(train_labels, len(class_names))
+        print("class weights: " + ", ".join(f"{class_names[c]} {w:.3f}" for c, w in class_weight.items()))
     start = time.perf_counter()
     if isinstance(train, tuple):
         history = model.fit(train[0], train[1], epochs=args.epochs, batch_size=args.batch_size,
-                            validation_data=val, verbose=args.verbose, callbacks=cbs)
+                            validation_data=val, verbose=args.verbose, callbacks=cbs,
+                            class_weight=class_weight)
     else:
         history = model.fit(train, epochs=args.epochs, validation_data=val,
-                            verbose=args.verbose, callbacks=cbs)
+                            verbose=args.verbose, callbacks=cbs, class_weight=class_weight)
     train_seconds = time.perf_counter() - start
 
     model.save(os.path.join(run_dir, "model.npz"))
@@ -202,20 +312,27 @@ def cmd_train(args):
                "learning_rate": args.learning_rate, "lr_decay": args.lr_decay,
                "dropout": args.dropout, "seed": args.seed,
                "train_seconds": round(train_seconds, 2), "load_seconds": round(load_seconds, 2)}
-    if val is not None:
-        final = model.evaluate(val[0], val[1], batch_size=256, return_dict=True) if isinstance(val, tuple) \
-            else model.evaluate(val, return_dict=True)
-        y_true, y_prob = labels_and_probabilities(model, val)
-        split = "test" if isinstance(val, tuple) else "validation"
+    # the validation data steered training; the test data is evaluated once, here
+    for split, source in (("validation", val), ("test", test)):
+        if source is None:
+            continue
+        final = model.evaluate(source[0], source[1], batch_size=256, return_dict=True) \
+            if isinstance(source, tuple) else model.evaluate(source, return_dict=True)
         metrics.update({f"{split}_{k}": v for k, v in final.items()})
+    report_on = test if test is not None else val
+    if report_on is not None:
+        y_true, y_prob = labels_and_probabilities(model, report_on)
+        if args.verbose:
+            print_report(y_true, y_prob, class_names,
+                         f"on the {'test' if test is not None else 'validation'} data:")
         save_plots(run_dir, history.history, y_true, y_prob, class_names)
     with open(os.path.join(run_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     with open(os.path.join(run_dir, "summary.txt"), "w") as f:
         model.summary(print_fn=lambda s: f.write(s + "\n"))
-    for key in ("test_accuracy", "validation_accuracy"):
+    for key in [f"{split}_{name}" for split in ("validation", "test") for name in metric_names]:
         if key in metrics:
-            print(f"{key.replace('_', ' ')}: {metrics[key]:.4f}")
+            print(f"{key.replace('_', ' ', 1)}: {metrics[key]:.4f}")
     print(f"trained {metrics['epochs_run']} epochs in {train_seconds:.1f} s "
           f"on the {metrics['backend']} backend")
     print(f"run saved in {run_dir}")
@@ -247,7 +364,7 @@ def cmd_evaluate(args):
         y, y_prob = labels_and_probabilities(model, ds)
     for key, value in result.items():
         print(f"{key}: {value:.4f}")
-    print(classification_report(y, y_prob, class_names=class_names or names))
+    print_report(y, y_prob, list(class_names or names))
     return 0
 
 
@@ -353,9 +470,22 @@ def build_parser():
     p.add_argument("--output-dir", default="runs")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None)
     p.add_argument("--color-mode", choices=["rgb", "grayscale"], default="rgb")
-    p.add_argument("--validation-split", type=float, default=0.2,
-                   help="for folders: fraction held out for validation (0 for none)")
-    p.add_argument("--augment", action="store_true", help="random flips, shifts, rotations, zoom")
+    p.add_argument("--validation-split", type=float, default=None,
+                   help="fraction of the training data held out for validation (0 for none; "
+                        "default 0.2 of a folder's files, 0.1 of a named dataset's training split)")
+    p.add_argument("--test-dir", default=None,
+                   help="a folder with the same class folders, evaluated once after training")
+    p.add_argument("--metrics", default="accuracy",
+                   help="comma-separated metrics, e.g. accuracy,auc (Keras names)")
+    p.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without improvement of --monitor "
+                        "(the best epoch's weights are kept)")
+    p.add_argument("--monitor", default="val_loss", help="what --early-stopping watches, e.g. val_auc")
+    p.add_argument("--class-weight", choices=["balanced"], default=None,
+                   help="balanced: weight each class by N / (classes * its count)")
+    p.add_argument("--augment", nargs="?", const="default", default=None, metavar="SPEC",
+                   help="augment the training images; SPEC such as rotation=25,zoom=0.1,shift=0.05,"
+                        f"flip=none (bare --augment: {DEFAULT_AUGMENT})")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
     p.set_defaults(func=cmd_train)
