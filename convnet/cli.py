@@ -228,7 +228,8 @@ def build_model(args, input_shape, num_classes):
                              f"but the data has {num_classes} classes")
         return model
     model = presets.build(args.model, input_shape=input_shape, num_classes=num_classes,
-                          rescale=True, dropout=args.dropout, seed=args.seed)
+                          rescale=True, dropout=args.dropout, seed=args.seed,
+                          batchnorm=getattr(args, "batchnorm", False))
     return model
 
 
@@ -444,7 +445,7 @@ def cmd_profile(args):
 
 def cmd_inspect(args):
     from . import viz
-    written = viz.inspect(args.model, args.image, args.output_dir)
+    written = viz.inspect(args.model, args.images, args.output_dir)
     for path in written or []:
         print(path)
     return 0
@@ -465,6 +466,8 @@ def build_parser():
     p.add_argument("--lr-decay", type=float, default=None,
                    help="multiply the learning rate by this after every epoch (e.g. 0.8)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout before the classifier")
+    p.add_argument("--batchnorm", action="store_true",
+                   help="fmnist-cnn with BatchNormalization after each convolution")
     p.add_argument("--backend", choices=["numpy", "numba", "cupy"], default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", default="runs")
@@ -521,7 +524,7 @@ def build_parser():
 
     p = sub.add_parser("inspect", help="draw first-layer filters and every conv layer's feature maps")
     p.add_argument("model", help="model file (.npz)")
-    p.add_argument("image", help="an image file")
+    p.add_argument("images", nargs="+", help="image files, or folders of images")
     p.add_argument("--output-dir", default="inspect")
     p.set_defaults(func=cmd_inspect)
     return parser
