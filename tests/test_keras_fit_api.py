@@ -189,3 +189,16 @@ def test_fit_refuses_sample_weight_with_an_iterator(numpy_backend):
     x, y = data()
     with pytest.raises(ValueError, match=r"yield \(x, y, sample_weight\) batches"):
         model().fit(ImageDataGenerator().flow(x, y), sample_weight=np.ones(len(y)), verbose=0)
+
+
+def test_weights_and_metric_objects_on_every_backend(backend):
+    """Sample weights and class weights reach the loss on the device, metrics read
+    host probabilities: nothing mixes host and device arrays (strict stand-in)."""
+    x, y = data()
+    m = model(metrics=["accuracy", "auc"], optimizer=cn.optimizers.SGD(learning_rate=0.5))
+    it = ImageDataGenerator().flow(x, y, sample_weight=np.linspace(0, 2, len(y)), batch_size=16, shuffle=False)
+    history = m.fit(it, epochs=2, verbose=0, validation_data=(x, y), class_weight={0: 2.0})
+    assert set(history.history) == {"loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc"}
+    loss, accuracy, auc = m.evaluate(x, y, sample_weight=np.ones(len(y)))
+    assert loss == pytest.approx(m.evaluate(x, y)[0], rel=1e-5)
+    assert history.history["val_auc"][-1] == pytest.approx(auc)
