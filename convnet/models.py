@@ -166,7 +166,12 @@ class Model:
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None,
                 loss_weights=None):
         """Choose the optimizer, the loss (one, or one per output: a list or a dict
-        by output layer name) and the metrics reported by fit/evaluate."""
+        by output layer name) and the metrics reported by fit/evaluate.
+
+        metrics: a list of names ("accuracy", "auc", "precision", "categorical_accuracy",
+        "exact_macro_auc", "f1", "top5_accuracy", ...), Metric objects
+        (cn.metrics.AUC(), ...) or functions fn(y_true, y_pred) -> per-sample values,
+        resolved by metrics.get_metric as Keras' compile does; every output gets them."""
         self.optimizer = optimizers_module.get(optimizer)
         self._loss_spec = loss
         self.loss_weights = loss_weights
