@@ -85,3 +85,19 @@ def test_train_bad_augment_spec_is_an_error(xray_dirs, tmp_path, capsys):
     assert cli.main(["train", str(xray_dirs / "train"), "--augment", "rotate=3", "--output-dir",
                      str(tmp_path), "--verbose", "0"]) == 2
     assert "unknown key 'rotate'" in capsys.readouterr().err
+
+
+def test_inspect_a_folder_and_several_images(xray_dirs, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert cli.main(["train", str(xray_dirs / "train"), "--model", "fmnist-cnn", "--image-size", "24", "24",
+                     "--color-mode", "grayscale", "--epochs", "1", "--output-dir", str(tmp_path / "runs"),
+                     "--verbose", "0", "--backend", "numpy"]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    capsys.readouterr()
+    folder = xray_dirs / "test" / "normal"
+    assert cli.main(["inspect", str(run / "model.npz"), str(folder), "--output-dir", str(tmp_path / "a")]) == 0
+    printed = capsys.readouterr().out.split()
+    assert len(printed) == 1 + len(list(folder.iterdir()))
+    two = sorted(folder.iterdir())[:2]
+    assert cli.main(["inspect", str(run / "model.npz"), *map(str, two), "--output-dir", str(tmp_path / "b")]) == 0
+    assert len(capsys.readouterr().out.split()) == 3
