@@ -229,7 +229,8 @@ def build_model(args, input_shape, num_classes):
         return model
     model = presets.build(args.model, input_shape=input_shape, num_classes=num_classes,
                           rescale=True, dropout=args.dropout, seed=args.seed,
-                          batchnorm=getattr(args, "batchnorm", False))
+                          batchnorm=getattr(args, "batchnorm", False),
+                          conv_dropout=getattr(args, "conv_dropout", 0.0))
     return model
 
 
@@ -466,6 +467,8 @@ def build_parser():
     p.add_argument("--lr-decay", type=float, default=None,
                    help="multiply the learning rate by this after every epoch (e.g. 0.8)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout before the classifier")
+    p.add_argument("--conv-dropout", type=float, default=0.0,
+                   help="fmnist-cnn with Dropout of this rate after each pooling")
     p.add_argument("--batchnorm", action="store_true",
                    help="fmnist-cnn with BatchNormalization after each convolution")
     p.add_argument("--backend", choices=["numpy", "numba", "cupy"], default=None)

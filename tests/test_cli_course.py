@@ -101,3 +101,20 @@ def test_inspect_a_folder_and_several_images(xray_dirs, tmp_path, capsys):
     two = sorted(folder.iterdir())[:2]
     assert cli.main(["inspect", str(run / "model.npz"), *map(str, two), "--output-dir", str(tmp_path / "b")]) == 0
     assert len(capsys.readouterr().out.split()) == 3
+
+
+def test_fmnist_preset_options_for_the_demo():
+    from convnet import presets
+    names = lambda m: [type(layer).__name__ for layer in m.layers]  # noqa: E731
+    plain = presets.build("fmnist-cnn", rescale=True, dropout=0.3, seed=0)
+    assert names(plain) == ["Rescaling", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten",
+                            "Dense", "Dropout", "Dense"]
+    demo = presets.build("fmnist-cnn", rescale=True, dropout=0.3, conv_dropout=0.2, seed=0)
+    assert names(demo) == ["Rescaling", "Conv2D", "MaxPooling2D", "Dropout", "Conv2D", "MaxPooling2D",
+                           "Dropout", "Flatten", "Dense", "Dropout", "Dense"]
+    assert [layer.rate for layer in demo.layers if type(layer).__name__ == "Dropout"] == [0.2, 0.2, 0.3]
+    bn = presets.build("fmnist-cnn", batchnorm=True, seed=0)
+    assert names(bn)[:4] == ["Conv2D", "BatchNormalization", "ReLU", "MaxPooling2D"]
+    assert not bn.layers[0].use_bias
+    with pytest.raises(ValueError, match="only offered for 'fmnist-cnn'"):
+        presets.build("galaxy", conv_dropout=0.2)
