@@ -200,6 +200,16 @@ def training_callbacks(args):
     return cbs
 
 
+def flip_tta_probabilities(model, source, y_prob):
+    """Test-time augmentation by a horizontal flip: the mean of the model's
+    probabilities for each image and its mirror image (for data whose classes do
+    not change when mirrored, e.g. clothes; never for X-rays). Arrays only."""
+    if not isinstance(source, tuple):
+        raise ValueError("--tta-flip needs array data (a named dataset), not a folder")
+    mirrored = model.predict(source[0][:, :, ::-1], batch_size=256)
+    return (y_prob + mirrored) / 2
+
+
 def print_report(y_true, y_prob, class_names, title=None):
     """The classification report and the confusion matrix (rows: true class,
     columns: predicted), as the course prints them."""
@@ -324,6 +334,10 @@ def cmd_train(args):
     report_on = test if test is not None else val
     if report_on is not None:
         y_true, y_prob = labels_and_probabilities(model, report_on)
+        if args.tta_flip:
+            y_prob = flip_tta_probabilities(model, report_on, y_prob)
+            split = "test" if test is not None else "validation"
+            metrics[f"{split}_accuracy_flip_tta"] = float((y_prob.argmax(axis=1) == y_true).mean())
         if args.verbose:
             print_report(y_true, y_prob, class_names,
                          f"on the {'test' if test is not None else 'validation'} data:")
@@ -332,7 +346,8 @@ def cmd_train(args):
         json.dump(metrics, f, indent=2)
     with open(os.path.join(run_dir, "summary.txt"), "w") as f:
         model.summary(print_fn=lambda s: f.write(s + "\n"))
-    for key in [f"{split}_{name}" for split in ("validation", "test") for name in metric_names]:
+    names = metric_names + (["accuracy_flip_tta"] if args.tta_flip else [])
+    for key in [f"{split}_{name}" for split in ("validation", "test") for name in names]:
         if key in metrics:
             print(f"{key.replace('_', ' ', 1)}: {metrics[key]:.4f}")
     print(f"trained {metrics['epochs_run']} epochs in {train_seconds:.1f} s "
@@ -467,6 +482,9 @@ def build_parser():
     p.add_argument("--lr-decay", type=float, default=None,
                    help="multiply the learning rate by this after every epoch (e.g. 0.8)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout before the classifier")
+    p.add_argument("--tta-flip", action="store_true",
+                   help="also report the test accuracy of the mean prediction for each image and its "
+                        "mirror image (test-time augmentation; not for X-rays)")
     p.add_argument("--conv-dropout", type=float, default=0.0,
                    help="fmnist-cnn with Dropout of this rate after each pooling")
     p.add_argument("--batchnorm", action="store_true",

@@ -118,3 +118,16 @@ def test_fmnist_preset_options_for_the_demo():
     assert not bn.layers[0].use_bias
     with pytest.raises(ValueError, match="only offered for 'fmnist-cnn'"):
         presets.build("galaxy", conv_dropout=0.2)
+
+
+def test_tta_flip_reports_the_mean_of_image_and_mirror(tmp_path):
+    import convnet as cn
+    assert cli.main(["train", "synthetic", "--epochs", "1", "--limit", "150", "--tta-flip", "--output-dir",
+                     str(tmp_path), "--verbose", "0", "--backend", "numpy"]) == 0
+    (run,) = tmp_path.iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    model = cn.load_model(run / "model.npz")
+    x, y, _ = cli.load_arrays("synthetic", "test", 30, 0)
+    p = (model.predict(x) + model.predict(x[:, :, ::-1])) / 2
+    assert metrics["test_accuracy_flip_tta"] == pytest.approx(float((p.argmax(1) == y).mean()))
+    assert metrics["validation_accuracy"] >= 0 and "test_accuracy" in metrics
