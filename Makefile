@@ -7,7 +7,13 @@ TEST_DEPS := $(VENV)/.test-deps
 
 .PHONY: install data debian-data demo test bench lint clean
 
-# Training settings of `make demo` (the default model on Fashion-MNIST)
+# Training settings of `make demo` (the default model on Fashion-MNIST). `convnet train`
+# validates on the last 10% of the training split and evaluates the test split once, at
+# the end. Measured on a busy 2-core machine: these settings give 92.62% test accuracy in
+# 323 s of training (92.75% in 291-319 s when they trained on all 60000 images and
+# validated on the test set, as the demo did before); --epochs 13 --batch-size 128 --dropout 0.3 --learning-rate 3e-3
+# --lr-decay 0.8 --augment flip=horizontal --validation-split 0.0834 --tta-flip gives
+# 92.59% (93.05% with flip test-time augmentation) but needs 392 s, so it is not the default.
 DEMO_ARGS ?= --model fmnist-cnn --epochs 10 --batch-size 64 --dropout 0.3 --learning-rate 2e-3 --lr-decay 0.75
 
 $(STAMP): pyproject.toml

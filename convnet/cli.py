@@ -2,11 +2,14 @@
 
     convnet train fashion_mnist --model fmnist-cnn --epochs 10
     convnet train path/to/class_folders --model galaxy --image-size 128 128 --augment
+    convnet train xray/train --test-dir xray/test --color-mode grayscale --metrics accuracy,auc \
+        --early-stopping 3 --monitor val_auc --class-weight balanced \
+        --augment rotation=25,zoom=0.1,shift=0.05,flip=none
     convnet evaluate runs/<run>/model.npz fashion_mnist
     convnet predict runs/<run>/model.npz shirt.png boot.png
     convnet gradcheck
     convnet profile --model cifar-vgg --batch-size 128
-    convnet inspect runs/<run>/model.npz image.png --output-dir maps/
+    convnet inspect runs/<run>/model.npz image.png [more.png | folder/ ...] --output-dir maps/
 
 Every training run writes a run directory with the model file (model.npz), the
 history (history.json, history.csv), the final metrics (metrics.json), the model
@@ -28,8 +31,8 @@ import time
 import numpy as np
 
 from ._files import atomic_write
-from .callbacks import Callback, LearningRateScheduler
-from .metrics import classification_report
+from .callbacks import Callback, EarlyStopping, LearningRateScheduler
+from .metrics import classification_report, confusion_matrix
 
 NAMED_DATASETS = ("fashion_mnist", "mnist", "synthetic")
 
@@ -132,6 +135,97 @@ def save_plots(run_dir, history, y_true, y_prob, class_names):
         return False
 
 
+# what a bare --augment means: small rotations, shifts and zoom and a horizontal flip
+# (right for photos and clothes; for X-rays say flip=none)
+DEFAULT_AUGMENT = "rotation=15,shift=0.1,zoom=0.1,flip=horizontal"
+_AUGMENT_KEYS = {"rotation": "rotation_range", "zoom": "zoom_range", "shear": "shear_range",
+                 "width_shift": "width_shift_range", "height_shift": "height_shift_range",
+                 "channel_shift": "channel_shift_range"}
+_FLIPS = {"none": (False, False), "horizontal": (True, False), "vertical": (False, True),
+          "both": (True, True)}
+
+
+def parse_augment(spec, seed=None):
+    """ImageDataGenerator keyword arguments of an --augment spec such as
+    "rotation=25,zoom=0.1,shift=0.05,flip=none" (keys: rotation, zoom, shear, shift
+    (both axes), width_shift, height_shift, channel_shift, brightness=LOW:HIGH,
+    fill=nearest|constant|reflect|wrap, flip=none|horizontal|vertical|both; a key
+    left out is off). "default" is DEFAULT_AUGMENT."""
+    spec = DEFAULT_AUGMENT if spec in (None, "", "default") else spec
+    kwargs = {"seed": seed}
+    for item in spec.split(","):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not value:
+            raise ValueError(f"--augment: expected key=value items separated by commas, got {item!r} "
+                             f"in {spec!r}")
+        key = key.lower()
+        try:
+            if key == "flip":
+                if value.lower() not in _FLIPS:
+                    raise ValueError(f"--augment: flip must be one of {sorted(_FLIPS)}, got {value!r}")
+                kwargs["horizontal_flip"], kwargs["vertical_flip"] = _FLIPS[value.lower()]
+            elif key == "shift":
+                kwargs["width_shift_range"] = kwargs["height_shift_range"] = float(value)
+            elif key == "brightness":
+                low, _, high = value.partition(":")
+                kwargs["brightness_range"] = (float(low), float(high))
+            elif key == "fill":
+                kwargs["fill_mode"] = value
+            elif key in _AUGMENT_KEYS:
+                kwargs[_AUGMENT_KEYS[key]] = float(value)
+            else:
+                raise ValueError(f"--augment: unknown key {key!r}; expected one of "
+                                 f"{sorted(list(_AUGMENT_KEYS) + ['shift', 'flip', 'brightness', 'fill'])}")
+        except ValueError as exc:
+            if str(exc).startswith("--augment"):
+                raise
+            raise ValueError(f"--augment: {key}={value!r} is not a number") from None
+    return kwargs
+
+
+def balanced_class_weight(labels, num_classes):
+    """{class: N / (K * count of class)}, sklearn's and the course's "balanced" weights:
+    every class then contributes the same total weight to the loss."""
+    labels = np.asarray(labels).astype(np.int64).reshape(-1)
+    counts = np.bincount(labels, minlength=num_classes)
+    return {int(c): float(len(labels) / (num_classes * n)) for c, n in enumerate(counts) if n}
+
+
+def training_callbacks(args):
+    """The callbacks the train options ask for: --lr-decay, --early-stopping."""
+    cbs = []
+    if args.lr_decay:   # lr of epoch e = learning_rate * lr_decay**e
+        cbs.append(LearningRateScheduler(lambda epoch, lr: lr * args.lr_decay if epoch else lr))
+    if args.early_stopping is not None:
+        cbs.append(EarlyStopping(monitor=args.monitor, patience=args.early_stopping,
+                                 restore_best_weights=True, verbose=1 if args.verbose else 0))
+    return cbs
+
+
+def flip_tta_probabilities(model, source, y_prob):
+    """Test-time augmentation by a horizontal flip: the mean of the model's
+    probabilities for each image and its mirror image (for data whose classes do
+    not change when mirrored, e.g. clothes; never for X-rays). Arrays only."""
+    if not isinstance(source, tuple):
+        raise ValueError("--tta-flip needs array data (a named dataset), not a folder")
+    mirrored = model.predict(source[0][:, :, ::-1], batch_size=256)
+    return (y_prob + mirrored) / 2
+
+
+def print_report(y_true, y_prob, class_names, title=None):
+    """The classification report and the confusion matrix (rows: true class,
+    columns: predicted), as the course prints them."""
+    if title:
+        print(title)
+    print(classification_report(y_true, y_prob, class_names=class_names, num_classes=len(class_names)))
+    cm = confusion_matrix(y_true, y_prob, num_classes=len(class_names))
+    width = max(6, *(len(n) for n in class_names)) + 1
+    print("confusion matrix (rows: true class, columns: predicted)")
+    print(" " * width + "".join(n[:width - 1].rjust(width) for n in class_names))
+    for name, row in zip(class_names, cm):
+        print(name.rjust(width) + "".join(f"{v:>{width}d}" for v in row))
+
+
 def build_model(args, input_shape, num_classes):
     import convnet as cn
 
@@ -146,7 +240,9 @@ def build_model(args, input_shape, num_classes):
                              f"but the data has {num_classes} classes")
         return model
     model = presets.build(args.model, input_shape=input_shape, num_classes=num_classes,
-                          rescale=True, dropout=args.dropout, seed=args.seed)
+                          rescale=True, dropout=args.dropout, seed=args.seed,
+                          batchnorm=getattr(args, "batchnorm", False),
+                          conv_dropout=getattr(args, "conv_dropout", 0.0))
     return model
 
 
@@ -233,6 +329,48 @@ def named_dataset_augmentation(name, seed):
                               horizontal_flip=(name == "fashion_mnist"), seed=seed)
 
 
+def training_data(args):
+    """(train, val, test, class names, input shape, training labels) for cmd_train.
+
+    A named dataset: the last --validation-split of its training split validates
+    (default 0.1), its test split is the test data; a bare --augment there means
+    named_dataset_augmentation. A folder: --validation-split of
+    its files validate (default 0.2), --test-dir (a folder with the same classes) is
+    the test data. --augment applies to the training batches only."""
+    from .data import ImageDataGenerator
+    augment = None if args.augment is None else ImageDataGenerator(**parse_augment(args.augment, args.seed))
+    if is_named_dataset(args.data):
+        if args.augment == "default":       # a bare --augment: whole-pixel shifts (and flips for clothes)
+            augment = named_dataset_augmentation(args.data, args.seed)
+        x, y, class_names = load_arrays(args.data, "train", args.limit, args.seed)
+        x_test, y_test, _ = load_arrays(args.data, "test", args.limit and max(args.limit // 5, 1), args.seed)
+        split = 0.1 if args.validation_split is None else args.validation_split
+        n_train = len(x) - int(len(x) * split) if split else len(x)
+        if n_train < 1 or (split and n_train == len(x)):
+            raise ValueError(f"--validation-split {split} leaves no training or no validation data "
+                             f"from {len(x)} images")
+        val = (x[n_train:], y[n_train:]) if split else None
+        x, y = x[:n_train], y[:n_train]
+        train = (x, y) if augment is None else augment.flow(x, y, batch_size=args.batch_size, seed=args.seed)
+        return train, val, (x_test, y_test), class_names, x.shape[1:], y
+    from . import presets
+    size = args.image_size or presets.DEFAULT_INPUT.get(args.model, (128, 128, 3))[:2]
+    split = 0.2 if args.validation_split is None else args.validation_split
+    train_ds, val_ds, class_names = folder_datasets(
+        args.data, size, args.color_mode, args.batch_size, split, args.seed)
+    labels = train_ds.labels
+    if augment is not None:
+        train_ds = train_ds.map(augment)
+    test = None
+    if args.test_dir:
+        from .data import image_dataset_from_directory
+        test = image_dataset_from_directory(args.test_dir, image_size=tuple(size), color_mode=args.color_mode,
+                                            batch_size=args.batch_size, shuffle=False, label_mode="int",
+                                            class_names=class_names)
+    input_shape = (*size, 1 if args.color_mode == "grayscale" else 3)
+    return train_ds, val_ds, test, class_names, input_shape, labels
+
+
 def cmd_train(args):
     import convnet as cn
 
@@ -246,28 +384,9 @@ def cmd_train(args):
     if args.backend:
         cn.set_backend(args.backend)
     start_load = time.perf_counter()
-    if is_named_dataset(args.data):
-        x, y, class_names = load_arrays(args.data, "train", args.limit, args.seed)
-        x_val, y_val, _ = load_arrays(args.data, "test", args.limit and max(args.limit // 5, 1), args.seed)
-        input_shape = x.shape[1:]
-        train, val = (x, y), (x_val, y_val)
-        if args.augment:
-            train = named_dataset_augmentation(args.data, args.seed).flow(x, y, batch_size=args.batch_size,
-                                                                          seed=args.seed)
-    else:
-        from . import presets
-        size = args.image_size or presets.DEFAULT_INPUT.get(args.model, (128, 128, 3))[:2]
-        train_ds, val_ds, class_names = folder_datasets(
-            args.data, size, args.color_mode, args.batch_size, args.validation_split, args.seed)
-        if args.augment:
-            from .data import ImageDataGenerator
-            gen = ImageDataGenerator(rotation_range=15, width_shift_range=0.1,
-                                     height_shift_range=0.1, zoom_range=0.1,
-                                     horizontal_flip=True, seed=args.seed)
-            train_ds = train_ds.map(gen)
-        input_shape = (*size, 1 if args.color_mode == "grayscale" else 3)
-        train, val = train_ds, val_ds
+    train, val, test, class_names, input_shape, train_labels = training_data(args)
     load_seconds = time.perf_counter() - start_load
+    metric_names = [m.strip() for m in args.metrics.split(",") if m.strip()]
 
     if args.resume:
         run_dir = args.resume
@@ -279,7 +398,7 @@ def cmd_train(args):
         model = build_model(args, input_shape, len(class_names))
         if not args.model.endswith(".npz"):
             model.compile(optimizer=optimizers.Adam(args.learning_rate),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                          loss="sparse_categorical_crossentropy", metrics=metric_names)
         run_dir = make_run_dir(args.output_dir, os.path.basename(args.model).replace(".npz", ""))
         with atomic_write(os.path.join(run_dir, "args.json"), mode="w") as f:
             json.dump({k: v for k, v in vars(args).items() if k not in ("func", "resume")}, f, indent=2)
@@ -287,13 +406,15 @@ def cmd_train(args):
     model.class_names = class_names
     if args.verbose:
         model.summary()
-    cbs = []
-    if args.lr_decay:   # lr of epoch e = learning_rate * lr_decay**e
-        cbs.append(LearningRateScheduler(lambda epoch, lr: lr * args.lr_decay if epoch else lr))
+    cbs = training_callbacks(args)
+    class_weight = None
+    if args.class_weight == "balanced":
+        class_weight = balanced_class_weight(train_labels, len(class_names))
+        print("class weights: " + ", ".join(f"{class_names[c]} {w:.3f}" for c, w in class_weight.items()))
     record, sigint = _RunRecord(run_dir, earlier, earlier_epochs), _StopOnSigint()
     cbs += [record, sigint]
     fit_args = dict(epochs=args.epochs, validation_data=val, verbose=args.verbose, callbacks=cbs,
-                    initial_epoch=initial_epoch)
+                    initial_epoch=initial_epoch, class_weight=class_weight)
     start = time.perf_counter()
     in_main_thread = threading.current_thread() is threading.main_thread()   # signal.signal needs it
     previous_handler = signal.signal(signal.SIGINT, sigint.request) if in_main_thread else None
@@ -316,19 +437,32 @@ def cmd_train(args):
                "learning_rate": args.learning_rate, "lr_decay": args.lr_decay,
                "dropout": args.dropout, "seed": args.seed,
                "train_seconds": round(train_seconds, 2), "load_seconds": round(load_seconds, 2)}
-    if val is not None:
-        final = model.evaluate(val[0], val[1], batch_size=256) if isinstance(val, tuple) else model.evaluate(val)
-        y_true, y_prob = labels_and_probabilities(model, val)
-        split = "test" if isinstance(val, tuple) else "validation"
+    # the validation data steered training; the test data is evaluated once, here
+    for split, source in (("validation", val), ("test", test)):
+        if source is None:
+            continue
+        final = model.evaluate(source[0], source[1], batch_size=256, return_dict=True) \
+            if isinstance(source, tuple) else model.evaluate(source, return_dict=True)
         metrics.update({f"{split}_{k}": v for k, v in final.items()})
+    report_on = test if test is not None else val
+    if report_on is not None:
+        y_true, y_prob = labels_and_probabilities(model, report_on)
+        if args.tta_flip:
+            y_prob = flip_tta_probabilities(model, report_on, y_prob)
+            split = "test" if test is not None else "validation"
+            metrics[f"{split}_accuracy_flip_tta"] = float((y_prob.argmax(axis=1) == y_true).mean())
+        if args.verbose:
+            print_report(y_true, y_prob, class_names,
+                         f"on the {'test' if test is not None else 'validation'} data:")
         save_plots(run_dir, record.history, y_true, y_prob, class_names)
     with atomic_write(os.path.join(run_dir, "metrics.json"), mode="w") as f:
         json.dump(metrics, f, indent=2)
     with atomic_write(os.path.join(run_dir, "summary.txt"), mode="w") as f:
         model.summary(print_fn=lambda s: f.write(s + "\n"))
-    for key in ("test_accuracy", "validation_accuracy"):
+    names = metric_names + (["accuracy_flip_tta"] if args.tta_flip else [])
+    for key in [f"{split}_{name}" for split in ("validation", "test") for name in names]:
         if key in metrics:
-            print(f"{key.replace('_', ' ')}: {metrics[key]:.4f}")
+            print(f"{key.replace('_', ' ', 1)}: {metrics[key]:.4f}")
     print(f"trained {metrics['epochs_run']} epochs in {train_seconds:.1f} s "
           f"on the {metrics['backend']} backend")
     print(f"run saved in {run_dir}")
@@ -363,7 +497,7 @@ def cmd_evaluate(args):
     class_names = getattr(model, "class_names", None)
     if is_named_dataset(args.data):
         x, y, names = load_arrays(args.data, "test", args.limit)
-        result = model.evaluate(x, y, batch_size=args.batch_size)
+        result = model.evaluate(x, y, batch_size=args.batch_size, return_dict=True)
         y, y_prob = labels_and_probabilities(model, (x, y), args.batch_size)
     else:
         h, w, c = model.input_shape
@@ -373,11 +507,11 @@ def cmd_evaluate(args):
                                           batch_size=args.batch_size,
                                           class_names=class_names)
         names = list(ds.class_names)
-        result = model.evaluate(ds)
+        result = model.evaluate(ds, return_dict=True)
         y, y_prob = labels_and_probabilities(model, ds)
     for key, value in result.items():
         print(f"{key}: {value:.4f}")
-    print(classification_report(y, y_prob, class_names=class_names or names))
+    print_report(y, y_prob, list(class_names or names))
     return 0
 
 
@@ -457,7 +591,7 @@ def cmd_profile(args):
 
 def cmd_inspect(args):
     from . import viz
-    written = viz.inspect(args.model, args.image, args.output_dir)
+    written = viz.inspect(args.model, args.images, args.output_dir)
     for path in written or []:
         print(path)
     return 0
@@ -482,14 +616,34 @@ def build_parser():
     p.add_argument("--lr-decay", type=float, default=None,
                    help="multiply the learning rate by this after every epoch (e.g. 0.8)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout before the classifier")
+    p.add_argument("--tta-flip", action="store_true",
+                   help="also report the test accuracy of the mean prediction for each image and its "
+                        "mirror image (test-time augmentation; not for X-rays)")
+    p.add_argument("--conv-dropout", type=float, default=0.0,
+                   help="fmnist-cnn with Dropout of this rate after each pooling")
+    p.add_argument("--batchnorm", action="store_true",
+                   help="fmnist-cnn with BatchNormalization after each convolution")
     p.add_argument("--backend", choices=["numpy", "numba", "cupy"], default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", default="runs")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None)
     p.add_argument("--color-mode", choices=["rgb", "grayscale"], default="rgb")
-    p.add_argument("--validation-split", type=float, default=0.2,
-                   help="for folders: fraction held out for validation (0 for none)")
-    p.add_argument("--augment", action="store_true", help="random flips, shifts, rotations, zoom")
+    p.add_argument("--validation-split", type=float, default=None,
+                   help="fraction of the training data held out for validation (0 for none; "
+                        "default 0.2 of a folder's files, 0.1 of a named dataset's training split)")
+    p.add_argument("--test-dir", default=None,
+                   help="a folder with the same class folders, evaluated once after training")
+    p.add_argument("--metrics", default="accuracy",
+                   help="comma-separated metrics, e.g. accuracy,auc (Keras names)")
+    p.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without improvement of --monitor "
+                        "(the best epoch's weights are kept)")
+    p.add_argument("--monitor", default="val_loss", help="what --early-stopping watches, e.g. val_auc")
+    p.add_argument("--class-weight", choices=["balanced"], default=None,
+                   help="balanced: weight each class by N / (classes * its count)")
+    p.add_argument("--augment", nargs="?", const="default", default=None, metavar="SPEC",
+                   help="augment the training images; SPEC such as rotation=25,zoom=0.1,shift=0.05,"
+                        f"flip=none (bare --augment: {DEFAULT_AUGMENT})")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
     p.set_defaults(func=cmd_train)
@@ -526,7 +680,7 @@ def build_parser():
 
     p = sub.add_parser("inspect", help="draw first-layer filters and every conv layer's feature maps")
     p.add_argument("model", help="model file (.npz)")
-    p.add_argument("image", help="an image file")
+    p.add_argument("images", nargs="+", help="image files, or folders of images")
     p.add_argument("--output-dir", default="inspect")
     p.set_defaults(func=cmd_inspect)
     return parser

@@ -37,8 +37,12 @@ class Loss:
     def __call__(self, y_true, y_pred):
         return self.forward(y_pred, y_true)
 
-    def forward(self, y_pred, y_true, from_logits=None):
-        """Mean loss over the batch. y_pred: (N, K) logits or probabilities."""
+    def forward(self, y_pred, y_true, from_logits=None, sample_weight=None):
+        """Mean loss over the batch. y_pred: (N, K) logits or probabilities.
+
+        sample_weight: None, a scalar or (N,) weights. Weighted, the loss is Keras'
+        sum_over_batch_size reduction, sum_i w_i loss_i / N (divided by the batch
+        size, not by the sum of the weights), and its gradient w_i dloss_i / N."""
         ops = get_ops()
         owner = type(self).__name__
         if not hasattr(y_pred, "dtype"):
@@ -63,6 +67,10 @@ class Loss:
             losses, grad = self._from_logits(ops, y_pred, targets)
         else:
             losses, grad = self._from_probabilities(ops, y_pred, targets)
+        if sample_weight is not None:
+            w = ops.asarray(check_sample_weight(sample_weight, n, owner), dtype=losses.dtype)
+            losses = losses * w
+            grad = grad * w[:, None]
         self._grad = grad / n
         return float(losses.sum()) / n
 
@@ -146,6 +154,27 @@ def check_sparse_labels(y, pred_shape, owner):
         raise ValueError(f"{owner}: labels must lie in [0, {k}) for {k} classes, "
                          f"got values from {y.min()} to {y.max()}")
     return y
+
+
+def check_sample_weight(sample_weight, n, owner):
+    """Host float64 weights (n,) from a scalar, (n,) or (n, 1); finite and >= 0."""
+    try:
+        w = np.asarray(to_host(sample_weight))
+    except ValueError as exc:             # a ragged list
+        raise ValueError(f"{owner}: sample_weight must be a rectangular array: {exc}") from None
+    if w.dtype.kind not in "fiub":
+        raise TypeError(f"{owner}: sample_weight must be numbers, got dtype {w.dtype}")
+    w = w.astype(np.float64)
+    if w.ndim == 0:
+        w = np.full(n, float(w))
+    elif w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.shape != (n,):
+        raise ValueError(f"{owner}: sample_weight must have shape ({n},), one weight per sample, "
+                         f"got {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"{owner}: sample_weight must be finite and >= 0")
+    return w
 
 
 LOSSES = {

@@ -43,7 +43,9 @@ def _labels(y_true, owner="metric"):
 
 
 def _check_lengths(y_true, y_pred, owner):
-    y_pred = to_host(y_pred)
+    y_pred = np.asarray(to_host(y_pred))
+    if y_pred.dtype.kind not in "fiub":
+        raise TypeError(f"{owner}: y_pred must be numbers (scores or labels), got dtype {y_pred.dtype}")
     if y_pred.ndim == 0:
         raise ValueError(f"{owner}: y_pred must be an array of predictions, got a scalar")
     if len(y_true) != len(y_pred):
@@ -62,7 +64,16 @@ def _scores(y_true, y_pred, owner):
     if labels.max() >= scores.shape[1]:
         raise ValueError(f"{owner}: label {labels.max()} is out of range for y_pred with "
                          f"{scores.shape[1]} classes")
+    _check_finite(scores, owner)
     return labels, scores.astype(np.float64, copy=False)
+
+
+def _check_finite(scores, owner):
+    """NaN scores have no order (argmax picks them, sorting places them anywhere),
+    so a metric of them would be a number with no meaning: refuse them."""
+    if scores.dtype.kind == "f" and not np.all(np.isfinite(scores)):
+        raise ValueError(f"{owner}: y_pred has NaN or infinite scores; a diverged model's "
+                         "predictions have no metric")
 
 
 def _label_pair(y_true, y_pred, num_classes, owner):
@@ -91,11 +102,8 @@ def accuracy(y_true, y_pred):
 
     y_true: (N,) labels or (N, K) one-hot; y_pred: (N, K) scores.
     """
-    labels = _labels(y_true, owner="accuracy")
-    y_pred = _check_lengths(labels, y_pred, "accuracy")
-    if y_pred.ndim != 2:
-        raise ValueError(f"accuracy: expected y_pred of shape (N, K), got {y_pred.shape}")
-    return float((y_pred.argmax(axis=1) == labels).mean())
+    labels, scores = _scores(y_true, y_pred, "accuracy")
+    return float((scores.argmax(axis=1) == labels).mean())
 
 
 def top_k_categorical_accuracy(y_true, y_pred, k=5):
@@ -180,6 +188,7 @@ def roc_auc(y_true, y_score, average="macro"):
     owner = "roc_auc"
     labels = _labels(y_true, owner)
     scores = _check_lengths(labels, y_score, owner).astype(np.float64)
+    _check_finite(scores, owner)
     if average not in ("macro", None):
         raise ValueError(f"{owner}: average must be 'macro' or None, got {average!r}")
     if scores.ndim == 1 or (scores.ndim == 2 and scores.shape[1] == 1):
@@ -217,13 +226,13 @@ auc = roc_auc
 
 
 # ------------------------------------------------- confusion matrix and F1
-def confusion_matrix(y_true, y_pred, num_classes=None):
+def confusion_matrix(y_true, y_pred, num_classes=None, _owner="confusion_matrix"):
     """C (K, K) of ints: C[i, j] counts samples of true class i predicted as j.
 
     y_pred: predicted labels (N,) or class scores/probabilities (N, K) (argmax taken).
     num_classes: K; by default the number of score columns, else max label + 1.
     """
-    labels, pred, k = _label_pair(y_true, y_pred, num_classes, "confusion_matrix")
+    labels, pred, k = _label_pair(y_true, y_pred, num_classes, _owner)
     cm = np.zeros((k, k), dtype=np.int64)
     np.add.at(cm, (labels, pred), 1)
     return cm
@@ -238,7 +247,7 @@ def _divide(num, den):
 _AVERAGES = ("macro", "micro", "weighted", None)
 
 
-def precision_recall_f1(y_true, y_pred, average="macro", num_classes=None):
+def precision_recall_f1(y_true, y_pred, average="macro", num_classes=None, _owner="precision_recall_f1"):
     """(precision, recall, f1) from the confusion matrix.
 
     Per class c: precision = TP / (TP + FP), recall = TP / (TP + FN),
@@ -249,7 +258,7 @@ def precision_recall_f1(y_true, y_pred, average="macro", num_classes=None):
     """
     if average not in _AVERAGES:
         raise ValueError(f"precision/recall/f1: average must be one of {_AVERAGES}, got {average!r}")
-    cm = confusion_matrix(y_true, y_pred, num_classes)
+    cm = confusion_matrix(y_true, y_pred, num_classes, _owner=_owner)
     tp = np.diag(cm).astype(np.float64)
     predicted = cm.sum(axis=0)
     support = cm.sum(axis=1)
@@ -270,17 +279,17 @@ def precision_recall_f1(y_true, y_pred, average="macro", num_classes=None):
 
 def precision(y_true, y_pred, average="macro", num_classes=None):
     """Precision TP / (TP + FP); see precision_recall_f1 for `average`."""
-    return precision_recall_f1(y_true, y_pred, average, num_classes)[0]
+    return precision_recall_f1(y_true, y_pred, average, num_classes, _owner="precision")[0]
 
 
 def recall(y_true, y_pred, average="macro", num_classes=None):
     """Recall TP / (TP + FN); see precision_recall_f1 for `average`."""
-    return precision_recall_f1(y_true, y_pred, average, num_classes)[1]
+    return precision_recall_f1(y_true, y_pred, average, num_classes, _owner="recall")[1]
 
 
 def f1_score(y_true, y_pred, average="macro", num_classes=None):
     """F1, the harmonic mean of precision and recall; see precision_recall_f1."""
-    return precision_recall_f1(y_true, y_pred, average, num_classes)[2]
+    return precision_recall_f1(y_true, y_pred, average, num_classes, _owner="f1_score")[2]
 
 
 def classification_report(y_true, y_pred, class_names=None, digits=2, num_classes=None):

@@ -15,6 +15,7 @@ has the simple, stable gradient p - t, whereas log(softmax) taken separately
 underflows to log(0) for confident predictions.
 """
 
+import copy
 import itertools
 import math
 import os
@@ -68,7 +69,9 @@ class Model:
         self.optimizer = None
         self.losses = []               # one Loss per output
         self.loss_weights = None
-        self.metric_fns = []           # (name, fn) pairs, applied to every output
+        self._metric_specs = []        # compile(metrics=...) as given
+        self._train_metrics = []       # per output: Metric objects for the training logs
+        self._val_metrics = []         # per output: separate objects for evaluate / val_ logs
         self.compiled = False
         self.stop_training = False
         self.history = None
@@ -164,12 +167,23 @@ class Model:
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None,
                 loss_weights=None):
         """Choose the optimizer, the loss (one, or one per output: a list or a dict
-        by output layer name) and the metrics reported by fit/evaluate."""
+        by output layer name) and the metrics reported by fit/evaluate.
+
+        metrics: a list of names ("accuracy", "auc", "precision", "categorical_accuracy",
+        "exact_macro_auc", "f1", "top5_accuracy", ...), Metric objects
+        (cn.metrics.AUC(), ...) or functions fn(y_true, y_pred) -> per-sample values,
+        resolved by metrics.get_metric as Keras' compile does; every output gets them."""
         self.optimizer = optimizers_module.get(optimizer)
         self._loss_spec = loss
         self.loss_weights = loss_weights
-        self.metric_fns = [metrics_module.get(m) for m in (metrics or [])]
-        self._compile_config = {"loss": loss, "metrics": [name for name, _ in self.metric_fns],
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"{self.describe()}.compile: metrics must be a list, got {metrics!r}")
+        self._metric_specs = list(metrics or [])
+        # resolve each once now, so an unknown name fails at compile time
+        resolved = [metrics_module.get_metric(m, loss=loss if isinstance(loss, (str, losses_module.Loss))
+                                              else None) for m in self._metric_specs]
+        self._compile_config = {"loss": loss, "metrics": [_metric_config(m, r) for m, r in
+                                                          zip(self._metric_specs, resolved)],
                                 "loss_weights": loss_weights}
         self.compiled = True
         if self.built:
@@ -179,6 +193,40 @@ class Model:
     def loss(self):
         """The loss of the (first) output."""
         return self.losses[0] if self.losses else None
+
+    @property
+    def metrics(self):
+        """The Metric objects of the training logs, every output's in turn (Keras' model.metrics)."""
+        return [m for per_output in self._train_metrics for m in per_output]
+
+    @property
+    def metrics_names(self):
+        """"loss" and then each metric's log name, in the order evaluate() lists them."""
+        return ["loss"] + [self._log_name(i, m) for i, per_output in enumerate(self._train_metrics)
+                           for m in per_output]
+
+    def _log_name(self, i, metric):
+        outputs = self.graph.outputs
+        return f"{outputs[i].layer.name}_{metric.name}" if len(outputs) > 1 else metric.name
+
+    def _make_metrics(self, specs):
+        """Per output, fresh Metric objects for the training logs and for validation.
+
+        "accuracy" resolves by the output's loss, as in Keras. A Metric object the
+        user passed is used as it is for the first output's training logs (so the
+        user's reference sees the training results); every other use gets a copy."""
+        self._train_metrics, self._val_metrics = [], []
+        for i, loss_spec in enumerate(specs):
+            train, val = [], []
+            for m in self._metric_specs:
+                if isinstance(m, metrics_module.Metric):
+                    train.append(m if i == 0 else copy.deepcopy(m))
+                    val.append(copy.deepcopy(m))
+                else:
+                    train.append(metrics_module.get_metric(m, loss=loss_spec))
+                    val.append(metrics_module.get_metric(m, loss=loss_spec))
+            self._train_metrics.append(train)
+            self._val_metrics.append(val)
 
     def _plan_losses(self):
         """One Loss per output, and for each whether it reads logits."""
@@ -200,6 +248,7 @@ class Model:
         else:
             specs = [spec] * len(outputs)
         self.losses = [losses_module.get(s) for s in specs]
+        self._make_metrics(self.losses)
         if self.loss_weights is None:
             self._weights = [1.0] * len(outputs)
         elif isinstance(self.loss_weights, dict):
@@ -254,14 +303,13 @@ class Model:
             return classes[spec["class_name"]](**spec.get("config", {}))
         loss = config["loss"]
         metrics = []
-        for name in config.get("metrics") or []:
+        for spec in config.get("metrics") or []:
             try:
-                metrics_module.get(name)
-            except ValueError:
+                metrics.append(_metric_from_config(spec))
+            except (ValueError, TypeError):
+                name = spec.get("config", {}).get("name") if isinstance(spec, dict) else spec
                 warnings.warn(f"{self.describe()}: metric {name!r} is not a built-in metric and was left "
                               "out; compile the model again to use it", stacklevel=3)
-                continue
-            metrics.append(name)
         if isinstance(loss, dict) and "class_name" not in loss:
             loss = {k: loss_object(v) for k, v in loss.items()}
         elif isinstance(loss, list):
@@ -281,12 +329,16 @@ class Model:
         input). Outputs whose softmax the loss fuses come back as logits."""
         return self.graph.forward(xs, training=training, logits=self._fused, trace=trace)
 
-    def compute_loss(self, outs, ys):
+    def compute_loss(self, outs, ys, sample_weights=None):
         """(loss as a float, [dL/d out for each output]) for outputs `outs` and
-        targets `ys` (lists); the loss is the weighted sum over outputs."""
+        targets `ys` (lists); the loss is the weighted sum over outputs.
+        sample_weights: None, or per output None or (N,) weights, each sample's loss
+        multiplied by its weight and summed over N (Keras' sum_over_batch_size)."""
         total, grads = 0.0, []
-        for out, y, loss, on_logits, w in zip(outs, ys, self.losses, self._loss_on_logits, self._weights):
-            total += w * loss.forward(out, y, from_logits=on_logits)
+        sws = sample_weights if sample_weights is not None else [None] * len(outs)
+        for out, y, sw, loss, on_logits, w in zip(outs, ys, sws, self.losses, self._loss_on_logits,
+                                                  self._weights):
+            total += w * loss.forward(out, y, from_logits=on_logits, sample_weight=sw)
             g = loss.backward()
             grads.append(g if w == 1.0 else g * w)
         return total, grads
@@ -306,7 +358,7 @@ class Model:
         """One optimizer update from the grads that backward() left in the layers."""
         self.optimizer.apply_gradients(self.params_and_grads())
 
-    def _train_batch(self, xs, ys):
+    def _train_batch(self, xs, ys, sample_weights=None):
         """One optimisation step; returns (loss, outputs, problem).
 
         problem is None, or what was not finite (the loss, some gradients, or the
@@ -321,7 +373,7 @@ class Model:
         saved = [(layer.state, key, value.copy()) for layer in self.layers
                  for key, value in layer.state.items()]
         outs = self.forward(xs, training=True)
-        loss, grads = self.compute_loss(outs, ys)
+        loss, grads = self.compute_loss(outs, ys, sample_weights)
         problem = None
         if not math.isfinite(loss):
             problem = f"the loss is {loss}"
@@ -486,15 +538,21 @@ class Model:
 
     # ------------------------------------------------------------------ fit
     def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, steps_per_epoch=None,
-            validation_steps=None, initial_epoch=0):
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None):
         """Train for `epochs` epochs; returns a History (history.history: dict of lists).
 
         x, y: arrays (N, H, W, C) and labels (lists of them for several inputs or
-        outputs); or x alone as an iterable of (x, y) batches (a dataset object;
-        `steps_per_epoch` limits the batches per epoch).
-        validation_data: (x_val, y_val) or a batch iterable; validation_split takes the
-        last fraction of x, y instead (as Keras does, before shuffling).
+        outputs); or x alone as an iterable of (x, y) or (x, y, sample_weight) batches
+        (an ImageDataGenerator iterator, a dataset object; `steps_per_epoch` limits
+        the batches per epoch, fractions round up).
+        validation_data: (x_val, y_val), (x_val, y_val, w_val) or a batch iterable;
+        validation_split takes the last fraction of x, y instead (as Keras does,
+        before shuffling).
+        class_weight: {class index: weight}; each sample's loss is multiplied by the
+        weight of its class (labels or one-hot rows), as in Keras.
+        sample_weight: (N,) weights multiplying each sample's loss (with class_weight
+        too, the product). The loss of a batch is sum(w * loss) / batch size.
         initial_epoch: the epoch to start from (resuming a run saved at that epoch).
         """
         self._require_compiled("fit")
@@ -507,9 +565,10 @@ class Model:
                              f"got {initial_epoch!r}")
         steps_per_epoch = _check_steps(steps_per_epoch, "steps_per_epoch", f"{self.describe()}.fit")
         validation_steps = _check_steps(validation_steps, "validation_steps", f"{self.describe()}.fit")
-        train_batches, n_train, x, y = self._training_batches(x, y, batch_size, shuffle, steps_per_epoch,
-                                                              validation_split)
-        val = self._validation_source(x, y, validation_data, validation_split, batch_size)
+        class_weight = self._check_class_weight(class_weight)
+        train_batches, n_train, x, y, sw = self._training_batches(
+            x, y, batch_size, shuffle, steps_per_epoch, validation_split, sample_weight, class_weight)
+        val = self._validation_source(x, y, sw, validation_data, validation_split, batch_size)
 
         history = callbacks_module.History()
         progbar = callbacks_module.progress_callback(verbose)   # verbose 0 / 1 (bar) / 2 (lines)
@@ -541,24 +600,83 @@ class Model:
             self._active_callbacks = []
         return history
 
-    def _training_batches(self, x, y, batch_size, shuffle, steps_per_epoch, validation_split):
-        """(a function epoch -> iterator of (xs, ys) batches, the number of batches,
-        checked x, checked y). Arrays go through data.ArrayBatches, whose order for
-        epoch k is a pure function of (the model's shuffle seed, k): a run resumed
-        at epoch k sees the same batches as one never interrupted."""
+    def _check_class_weight(self, class_weight):
+        """class_weight as {int class: float weight}, or None."""
+        if class_weight is None:
+            return None
+        owner = f"{self.describe()}.fit"
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"{owner}: class_weight must be a dict {{class index: weight}}, "
+                            f"got {type(class_weight).__name__}")
+        if len(self.graph.outputs) != 1:
+            raise ValueError(f"{owner}: class_weight is only supported for models with one output "
+                             f"(this one has {len(self.graph.outputs)}); use sample_weight")
+        checked = {}
+        for k, v in class_weight.items():
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+                raise ValueError(f"{owner}: class_weight keys must be class indices >= 0, got {k!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(v) or v < 0:
+                raise ValueError(f"{owner}: class_weight[{k}] must be a finite number >= 0, got {v!r}")
+            checked[int(k)] = float(v)
+        return checked
+
+    def _sample_weights(self, ys, sample_weight, class_weight, where):
+        """Per output, (N,) float weights or None: sample_weight times the class
+        weight of each sample's label (Keras: classes missing from class_weight
+        weigh 1)."""
+        n = len(ys[0])
+        weights = [None] * len(ys)
+        if sample_weight is not None:
+            given = self._as_list(sample_weight, len(ys), "outputs", where) if len(ys) > 1 \
+                else [sample_weight]
+            for i, sw in enumerate(given):
+                if sw is None:
+                    continue
+                sw = np.asarray(to_host(sw))
+                if sw.dtype.kind not in "fiub":
+                    raise TypeError(f"{self.describe()}.{where}: sample_weight must be numbers, "
+                                    f"got dtype {sw.dtype}")
+                sw = sw.astype(np.float64).reshape(-1) if sw.ndim == 2 and sw.shape[1] == 1 \
+                    else sw.astype(np.float64)
+                if sw.shape != (n,):
+                    raise ValueError(f"{self.describe()}.{where}: sample_weight must have shape "
+                                     f"({n},) (one weight per sample), got {sw.shape}")
+                if not np.all(np.isfinite(sw)) or np.any(sw < 0):
+                    raise ValueError(f"{self.describe()}.{where}: sample_weight must be finite and >= 0")
+                weights[i] = sw
+        if class_weight is not None:
+            y = np.asarray(to_host(ys[0]))
+            labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(n).astype(np.int64)
+            cw = np.array([class_weight.get(int(c), 1.0) for c in labels], dtype=np.float64)
+            weights[0] = cw if weights[0] is None else weights[0] * cw
+        return None if all(w is None for w in weights) else weights
+
+    def _training_batches(self, x, y, batch_size, shuffle, steps_per_epoch, validation_split,
+                          sample_weight=None, class_weight=None):
+        """(a function epoch -> iterator of (xs, ys, sample weights) batches, the
+        number of batches, checked x, checked y, the sample weights). Arrays go
+        through data.ArrayBatches, whose order for epoch k is a pure function of
+        (the model's shuffle seed, k): a run resumed at epoch k sees the same
+        batches as one never interrupted."""
         if y is None and x is not None and not hasattr(x, "shape") and not isinstance(x, (list, tuple)):
-            dataset = x                      # an iterable of (x, y) batches
+            dataset = x                      # an iterable of (x, y) or (x, y, w) batches
+            if sample_weight is not None:
+                raise ValueError(f"{self.describe()}.fit: sample_weight cannot be given with a batch "
+                                 "iterable; yield (x, y, sample_weight) batches instead")
 
             def dataset_epoch(_epoch):
                 batches = iter(dataset)
                 if steps_per_epoch is not None:
                     batches = itertools.islice(batches, steps_per_epoch)
                 for batch in batches:
-                    bx, by = self._split_batch(batch, "fit")
-                    yield self._check_data(bx, by, "fit")
+                    bx, by, bw = self._split_batch(batch, "fit")
+                    bxs, bys = self._check_data(bx, by, "fit")
+                    yield bxs, bys, self._sample_weights(bys, bw, class_weight, "fit")
             total = steps_per_epoch if steps_per_epoch is not None else _len_or_none(dataset)
-            return dataset_epoch, total, None, None
+            return dataset_epoch, total, None, None, None
         xs, ys = self._check_data(x, y, "fit")
+        sws = self._sample_weights(ys, sample_weight, class_weight, "fit")
         n = int(xs[0].shape[0])
         if validation_split:
             if not 0 < validation_split < 1:
@@ -568,28 +686,45 @@ class Model:
             if n < 1:
                 raise ValueError(f"{self.describe()}.fit: validation_split={validation_split} "
                                  "leaves no training samples")
-        batches = ArrayBatches([a[:n] for a in xs], [a[:n] for a in ys], batch_size=batch_size,
+        # the weights ride along as extra label arrays, so they are shuffled with them
+        weighted = [i for i, w in enumerate(sws or []) if w is not None]
+        extra = [sws[i][:n] for i in weighted]
+        batches = ArrayBatches([a[:n] for a in xs], [a[:n] for a in ys] + extra, batch_size=batch_size,
                                shuffle=shuffle, seed=self._shuffle_entropy)
         steps = len(batches) if steps_per_epoch is None else min(len(batches), steps_per_epoch)
+        k = len(ys)
 
         def array_epoch(epoch):
-            return itertools.islice(batches.iter_epoch(epoch), steps)
-        return array_epoch, steps, xs, ys
+            for bxs, bys in itertools.islice(batches.iter_epoch(epoch), steps):
+                if not weighted:
+                    yield bxs, bys, None
+                    continue
+                bws = [None] * k
+                for i, w in zip(weighted, bys[k:]):
+                    bws[i] = w
+                yield bxs, bys[:k], bws
+        return array_epoch, steps, xs, ys, sws
 
     def _split_batch(self, batch, where):
-        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-            raise ValueError(f"{self.describe()}.{where}: expected the data to yield (x, y) batches, "
-                             f"got {type(batch).__name__}")
-        return batch[0], batch[1]
+        """(x, y, sample_weight or None) of a batch from an iterable."""
+        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+            got = f"a sequence of {len(batch)}" if isinstance(batch, (tuple, list)) else type(batch).__name__
+            raise ValueError(f"{self.describe()}.{where}: expected the data to yield (x, y) or "
+                             f"(x, y, sample_weight) batches, got {got}")
+        return batch[0], batch[1], (batch[2] if len(batch) == 3 else None)
 
-    def _validation_source(self, xs, ys, validation_data, validation_split, batch_size):
+    def _validation_source(self, xs, ys, sws, validation_data, validation_split, batch_size):
         if validation_data is not None:
             if isinstance(validation_data, (tuple, list)):
-                if len(validation_data) != 2:
-                    raise ValueError(f"{self.describe()}.fit: validation_data must be (x_val, y_val), "
-                                     f"got a sequence of {len(validation_data)} items")
-                vx, vy = self._check_data(validation_data[0], validation_data[1], "fit (validation_data)")
-                return (lambda: _array_batches(vx, vy, batch_size)), True
+                if len(validation_data) not in (2, 3):
+                    raise ValueError(f"{self.describe()}.fit: validation_data must be (x_val, y_val) or "
+                                     f"(x_val, y_val, val_sample_weight), got a sequence of "
+                                     f"{len(validation_data)} items")
+                where = "fit (validation_data)"
+                vx, vy = self._check_data(validation_data[0], validation_data[1], where)
+                vw = self._sample_weights(vy, validation_data[2] if len(validation_data) == 3 else None,
+                                          None, where)
+                return (lambda: _array_batches(vx, vy, batch_size, vw)), True
             return (lambda: iter(validation_data)), False
         if validation_split and ys is not None:
             n = int(xs[0].shape[0])
@@ -597,7 +732,9 @@ class Model:
             if start >= n:
                 raise ValueError(f"{self.describe()}.fit: validation_split={validation_split} "
                                  "leaves no validation samples")
-            return (lambda: _array_batches([a[start:] for a in xs], [a[start:] for a in ys], batch_size)), True
+            vw = None if sws is None else [None if w is None else w[start:] for w in sws]
+            return (lambda: _array_batches([a[start:] for a in xs], [a[start:] for a in ys],
+                                           batch_size, vw)), True
         return None
 
     def _run_epoch(self, batches, cbs, epoch=0):
@@ -613,13 +750,14 @@ class Model:
         """
         # the progress bar is callbacks.ProgbarLogger, fed by on_batch_end
         loss_sum, count = 0.0, 0
-        y_parts, p_parts = [], []
-        batch_accuracy = dict(self.metric_fns).get("accuracy") if len(self.graph.outputs) == 1 else None
+        for per_output in self._train_metrics:
+            for m in per_output:
+                m.reset_state()
         terminators = [cb for cb in cbs.callbacks if isinstance(cb, callbacks_module.TerminateOnNaN)]
-        for step, (bxs, bys) in enumerate(batches):
+        for step, (bxs, bys, bws) in enumerate(batches):
             self._check_finite_input(bxs, f"fit: epoch {epoch + 1}, step {step + 1} (batch index {step})")
             cbs.on_batch_begin(step)
-            loss, outs, problem = self._train_batch(bxs, bys)
+            loss, outs, problem = self._train_batch(bxs, bys, bws)
             n = len(bys[0])
             loss_sum += loss * n
             count += n
@@ -634,86 +772,138 @@ class Model:
                 terminators[0].terminate(message)
                 cbs.on_batch_end(step, batch_logs)
                 break
-            if self.metric_fns:
-                scores = self._scores(outs)
-                y_parts.append(bys)
-                p_parts.append(scores)
-                if batch_accuracy is not None:    # cheap, so the progress bar can show it
-                    batch_logs["accuracy"] = batch_accuracy(bys[0], scores[0])
+            if self._metric_specs:
+                batch_logs.update(self._update_metrics(self._train_metrics, bys, self._scores(outs)))
             cbs.on_batch_end(step, batch_logs)
             if self.stop_training:
                 break
         if count == 0:
             raise ValueError(f"{self.describe()}.fit: the training data yielded no batches")
         logs = {"loss": loss_sum / count}
-        logs.update(self._metric_logs(y_parts, p_parts))
+        logs.update(self._metric_results(self._train_metrics))
         return logs
 
-    def _metric_logs(self, y_parts, p_parts):
-        """Metrics over the whole epoch; named "<output>_<metric>" for several outputs."""
-        if not self.metric_fns or not y_parts:
-            return {}
-        logs = {}
-        outputs = self.graph.outputs
-        for i, t in enumerate(outputs):
-            y_all = np.concatenate([np.asarray(to_host(part[i])) for part in y_parts])
-            p_all = np.concatenate([part[i] for part in p_parts])
-            prefix = f"{t.layer.name}_" if len(outputs) > 1 else ""
-            for name, fn in self.metric_fns:
-                logs[prefix + name] = float(fn(y_all, p_all))
-        return logs
+    def _update_metrics(self, metric_sets, ys, scores):
+        """Feed one batch (labels and host probabilities) to every metric; returns
+        this batch's own value of each mean metric (accuracies), which the progress
+        bar averages over the epoch. Metrics see no sample weights: as Keras'
+        compile(metrics=...), they are unweighted."""
+        batch_values = {}
+        for i, (per_output, y, p) in enumerate(zip(metric_sets, ys, scores)):
+            y = to_host(y)
+            for m in per_output:
+                inner = getattr(m, "resolved", None) or m
+                before = (getattr(inner, "total", None), getattr(inner, "count", None))
+                m.update_state(y, p)
+                inner = getattr(m, "resolved", None) or m
+                if isinstance(inner, metrics_module.MeanMetricWrapper):
+                    total0, count0 = before if before[0] is not None else (0.0, 0.0)
+                    seen = inner.count - count0
+                    if seen:
+                        batch_values[self._log_name(i, m)] = (inner.total - total0) / seen
+        return batch_values
+
+    def _metric_results(self, metric_sets):
+        """{log name: result} of every metric; "<output>_<metric>" for several outputs."""
+        return {self._log_name(i, m): float(m.result())
+                for i, per_output in enumerate(metric_sets) for m in per_output}
 
     # ------------------------------------------------------- evaluate/predict
-    def evaluate(self, x=None, y=None, batch_size=32, verbose=0, steps=None, return_dict=True):
-        """Loss and metrics on (x, y) or a batch iterable, in inference mode.
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+                 return_dict=False):
+        """Loss and metrics on (x, y) or a batch iterable (an iterator from
+        ImageDataGenerator.flow / flow_from_directory), in inference mode.
 
-        Returns {"loss": ..., "<metric>": ...} (a list in that order with return_dict=False).
+        Returns, as Keras: the loss (a float) when the model has no metrics, else
+        the list [loss, *metrics] in the order of model.metrics_names;
+        return_dict=True gives {"loss": ..., "<metric>": ...}.
+        batch_size: None means 32. steps: batches to read from an iterable (fractions
+        round up). sample_weight: (N,) weights of the samples' losses.
         """
         self._require_compiled("evaluate")
         steps = _check_steps(steps, "steps", f"{self.describe()}.evaluate")
         batch_size = _check_batch_size(batch_size, f"{self.describe()}.evaluate")
         if y is None and x is not None and not hasattr(x, "shape") and not isinstance(x, (list, tuple)):
+            if sample_weight is not None:
+                raise ValueError(f"{self.describe()}.evaluate: sample_weight cannot be given with a batch "
+                                 "iterable; yield (x, y, sample_weight) batches instead")
             logs = self._evaluate_batches(iter(x), steps, "evaluate")
         else:
             xs, ys = self._check_data(x, y, "evaluate")
-            logs = self._evaluate_batches(_array_batches(xs, ys, batch_size), steps, "evaluate", checked=True)
-        if verbose:
+            sws = self._sample_weights(ys, sample_weight, None, "evaluate")
+            logs = self._evaluate_batches(_array_batches(xs, ys, batch_size, sws), steps, "evaluate",
+                                          checked=True)
+        if verbose and verbose != "auto":     # "auto": quiet (convnet has no evaluate progress bar)
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
-        return logs if return_dict else list(logs.values())
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
 
     def _evaluate_batches(self, batches, steps, where, checked=False):
-        """Loss and metrics over batches; `checked`: they are (xs, ys) lists that
-        already passed the checks (array data split by _array_batches)."""
+        """Loss and metrics (as a dict) over batches; `checked`: they are (xs, ys,
+        sample weights) that already passed the checks (array data split by
+        _array_batches). Uses the validation metric objects, reset first."""
         loss_sum, count = 0.0, 0
-        y_parts, p_parts = [], []
+        for per_output in self._val_metrics:
+            for m in per_output:
+                m.reset_state()
         for step, batch in enumerate(batches):
             if steps is not None and step >= steps:
                 break
-            bx, by = self._split_batch(batch, where)
-            bxs, bys = (bx, by) if checked else self._check_data(bx, by, where)
+            if checked:
+                bxs, bys, bws = batch
+            else:
+                bx, by, bw = self._split_batch(batch, where)
+                bxs, bys = self._check_data(bx, by, where)
+                bws = self._sample_weights(bys, bw, None, where)
             outs = self.forward(bxs, training=False)
             n = len(bys[0])
             total = 0.0
-            for out, yi, loss, on_logits, w in zip(outs, bys, self.losses, self._loss_on_logits, self._weights):
-                total += w * loss.forward(out, yi, from_logits=on_logits)
+            sws = bws if bws is not None else [None] * len(outs)
+            for out, yi, sw, loss, on_logits, w in zip(outs, bys, sws, self.losses, self._loss_on_logits,
+                                                       self._weights):
+                total += w * loss.forward(out, yi, from_logits=on_logits, sample_weight=sw)
             loss_sum += total * n
             count += n
-            y_parts.append(bys)
-            p_parts.append(self._scores(outs))
+            if self._metric_specs:
+                self._update_metrics(self._val_metrics, bys, self._scores(outs))
         if count == 0:
             raise ValueError(f"{self.describe()}.{where}: no samples to evaluate")
         logs = {"loss": loss_sum / count}
-        logs.update(self._metric_logs(y_parts, p_parts))
+        logs.update(self._metric_results(self._val_metrics))
         return logs
 
-    def predict(self, x, batch_size=32, verbose=0):
+    def predict(self, x, batch_size=None, verbose="auto", steps=None):
         """Per output, (N, ...) numpy arrays: class probabilities for a classifier
         (softmax applied to logits), the raw values otherwise. One output gives one
-        array, several give a list."""
+        array, several give a list.
+
+        x: arrays, or a batch iterable (an ImageDataGenerator iterator: its (x, y)
+        batches give their x); steps: batches to read from it (fractions round up).
+        batch_size: None means 32. verbose is accepted for Keras' signature.
+
+        The rows come in the order the iterable yields them, as in Keras. An
+        iterator made with shuffle=True yields a new random order, so its rows do
+        NOT line up with `iterator.classes` (keras-team/keras #4225, #6234):
+        predict warns once per call then; make the iterator with shuffle=False to
+        compare predictions with `.classes`.
+        """
+        batch_size = _check_batch_size(32 if batch_size is None else batch_size, f"{self.describe()}.predict")
+        steps = _check_steps(steps, "steps", f"{self.describe()}.predict")
         if not hasattr(x, "shape") and not isinstance(x, (list, tuple, dict)):
+            if getattr(x, "shuffle", False) is True and getattr(x, "classes", None) is not None:
+                warnings.warn(
+                    f"{self.describe()}.predict: the iterator shuffles (shuffle=True), so the rows of "
+                    "the predictions follow its random order, not the order of its .classes and "
+                    ".filenames; comparing them gives meaningless accuracy. Make the iterator with "
+                    "shuffle=False to line them up (keras-team/keras #4225).", UserWarning, stacklevel=2)
+            batches = iter(x)
+            if steps is not None:
+                batches = itertools.islice(batches, steps)
             parts = []
-            for batch in x:
-                bx = batch[0] if isinstance(batch, (tuple, list)) and len(batch) == 2 \
+            for batch in batches:
+                bx = batch[0] if isinstance(batch, (tuple, list)) and len(batch) in (2, 3) \
                     and len(self.graph.inputs) == 1 else batch
                 parts.append(self._predict_arrays(self._check_x(bx, "predict"), batch_size))
             if not parts:
@@ -1141,9 +1331,41 @@ def _len_or_none(obj):
         return None
 
 
-def _array_batches(xs, ys, batch_size):
+def _array_batches(xs, ys, batch_size, sws=None):
+    """(xs, ys, sample weights or None) batches of checked arrays, in order."""
     for start in range(0, int(xs[0].shape[0]), batch_size):
-        yield ([a[start:start + batch_size] for a in xs], [a[start:start + batch_size] for a in ys])
+        part = slice(start, start + batch_size)
+        yield ([a[part] for a in xs], [a[part] for a in ys],
+               None if sws is None else [None if w is None else w[part] for w in sws])
+
+
+def _metric_config(spec, resolved):
+    """How a compile() metric is stored in a model file: a string as given; a
+    built-in Metric object as its class name and config; a function by its name
+    (which loading then reports as not built in)."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, metrics_module.Metric):
+        try:
+            return {"class_name": type(spec).__name__, "config": spec.get_config()}
+        except NotImplementedError:
+            return spec.name
+    if isinstance(spec, type):
+        return spec.__name__
+    return resolved.name
+
+
+def _metric_from_config(spec):
+    """The compile() metric of a stored _metric_config entry (ValueError if unknown)."""
+    if isinstance(spec, dict):
+        from . import metric_objects
+        cls = getattr(metric_objects, str(spec.get("class_name")), None)
+        if not (isinstance(cls, type) and issubclass(cls, metrics_module.Metric)) \
+                or cls in (metrics_module.Metric, metrics_module.MeanMetricWrapper, metrics_module.EpochMetric):
+            raise ValueError(f"unknown metric class {spec.get('class_name')!r}")
+        return cls.from_config(spec.get("config") or {})
+    metrics_module.get_metric(spec)
+    return spec
 
 
 def _human(value, unit):

@@ -27,11 +27,18 @@ DEFAULT_CLASSES = {"fmnist-cnn": 10, "cifar-vgg": 10, "galaxy": 4, "resnet-small
 PRESETS = tuple(DEFAULT_INPUT)
 
 
-def _body(name, num_classes, dropout):
+def _conv_bn_relu(filters):
+    # no bias: the BatchNormalization's shift (beta) takes its place
+    return [L.Conv2D(filters, 3, padding="same", use_bias=False), L.BatchNormalization(), L.ReLU()]
+
+
+def _body(name, num_classes, dropout, batchnorm=False, conv_dropout=0.0):
     if name == "fmnist-cnn":
-        body = [L.Conv2D(32, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
-                L.Conv2D(64, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
-                L.Flatten(), L.Dense(128, activation="relu")]
+        def block(filters):
+            conv = _conv_bn_relu(filters) if batchnorm else \
+                [L.Conv2D(filters, 3, padding="same", activation="relu")]
+            return conv + [L.MaxPooling2D(2)] + ([L.Dropout(conv_dropout)] if conv_dropout else [])
+        body = [*block(32), *block(64), L.Flatten(), L.Dense(128, activation="relu")]
     elif name == "cifar-vgg":
         body = [L.Conv2D(32, 3, padding="same", activation="relu"),
                 L.Conv2D(32, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
@@ -79,8 +86,13 @@ def resnet_small(input_shape=(32, 32, 3), num_classes=10, rescale=False, dropout
     return Model(inputs=inputs, outputs=outputs, name=name, seed=seed)
 
 
-def build(name, input_shape=None, num_classes=None, rescale=False, dropout=0.0, seed=None):
-    """The preset model `name` ("fmnist-cnn", "cifar-vgg", "galaxy" or "resnet-small")."""
+def build(name, input_shape=None, num_classes=None, rescale=False, dropout=0.0, seed=None,
+          batchnorm=False, conv_dropout=0.0):
+    """The preset model `name` ("fmnist-cnn", "cifar-vgg", "galaxy" or "resnet-small").
+    batchnorm=True (fmnist-cnn only): each conv without bias, then BatchNormalization,
+    then ReLU. conv_dropout (fmnist-cnn only): Dropout of that rate after each pooling."""
+    if (batchnorm or conv_dropout) and name != "fmnist-cnn":
+        raise ValueError(f"preset {name!r}: batchnorm and conv_dropout are only offered for 'fmnist-cnn'")
     if name not in DEFAULT_INPUT:
         raise ValueError(f"unknown model preset {name!r}; expected one of {PRESETS}")
     input_shape = tuple(input_shape or DEFAULT_INPUT[name])
@@ -88,5 +100,5 @@ def build(name, input_shape=None, num_classes=None, rescale=False, dropout=0.0, 
         return resnet_small(input_shape, num_classes or DEFAULT_CLASSES[name], rescale, dropout,
                             seed=seed)
     layers = ([L.Rescaling(1 / 255)] if rescale else []) + _body(
-        name, num_classes or DEFAULT_CLASSES[name], dropout)
+        name, num_classes or DEFAULT_CLASSES[name], dropout, batchnorm, conv_dropout)
     return Sequential(layers, input_shape=input_shape, name=name.replace("-", "_"), seed=seed)

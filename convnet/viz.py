@@ -11,7 +11,10 @@ it as a PNG of figsize * dpi pixels.
     plot_filters(model)                   the first Conv2D layer's kernels
     feature_maps(model, image)            {layer name: (OH, OW, F)} for every Conv2D
     plot_feature_maps(model, image)       those maps, one row of pictures per layer
-    inspect(model_path, image_path, dir)  filters.png + feature_maps.png (convnet inspect)
+    plot_activations(model, images, ...)  per image: the picture, predicted and true class,
+                                          every conv layer's maps (the galaxy project's tool)
+    inspect(model_path, images, dir)      filters.png + feature maps of each image, or of
+                                          every image in a folder (convnet inspect)
 """
 
 import os
@@ -290,7 +293,122 @@ def plot_feature_maps(model, image, path=None, layers="conv", max_maps=16, colum
     return _finish(fig, path)
 
 
+# --------------------------------------------------------------- activations
+def _class_name(k, class_names):
+    return str(class_names[k]) if class_names is not None and 0 <= k < len(class_names) else str(k)
+
+
+def _activation_paths(path, count):
+    """Where plot_activations writes picture i: path may be a folder, a file name
+    ending in .png (numbered <stem>_<i>.png when there are several images), or
+    contain "{i}"."""
+    path = os.fspath(path)
+    if "{i}" in path:
+        return [path.format(i=i) for i in range(count)]
+    if path.lower().endswith(".png"):
+        if count == 1:
+            return [path]
+        stem = path[:-4]
+        return [f"{stem}_{i}.png" for i in range(count)]
+    return [os.path.join(path, f"activations_{i}.png") for i in range(count)]
+
+
+def plot_activations(model, images, labels=None, class_names=None, path=None, max_maps=8,
+                     columns=8):
+    """For each image: the picture, the predicted and (given labels) the true class,
+    and the first `max_maps` feature maps of every Conv2D layer, one PNG per image.
+
+    images: (N, H, W, C) (or one (H, W, C)); labels: (N,) class indices or (N, K)
+    one-hot, or None. The maps come from a feature extractor built the Keras way,
+    cn.Model(inputs=model.inputs, outputs=[layer.output for each Conv2D]), which
+    shares the model's layers and weights. path: a folder, a .png name or a pattern
+    with "{i}" (see _activation_paths); None writes nothing. Returns the paths
+    written (the figures when path is None).
+    """
+    from .models import Model
+
+    x = np.asarray(_host(images))
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[0] == 0:
+        raise ValueError(f"plot_activations: expected images of shape (N, H, W, C), got {x.shape}")
+    if model.input_shape is not None and tuple(x.shape[1:]) != tuple(model.input_shape):
+        raise ValueError(f"plot_activations: the model takes images of shape {tuple(model.input_shape)}, "
+                         f"got {tuple(x.shape[1:])}")
+    convs = _conv_layers(model)
+    if not convs:
+        raise ValueError("plot_activations: the model has no Conv2D layer to show")
+    if labels is not None:
+        labels = np.asarray(_host(labels))
+        labels = labels.argmax(axis=1) if labels.ndim == 2 and labels.shape[1] > 1 else labels.reshape(-1)
+        if len(labels) != len(x):
+            raise ValueError(f"plot_activations: {len(x)} images but {len(labels)} labels")
+        labels = labels.astype(np.int64)
+    extractor = Model(inputs=model.inputs, outputs=[layer.output for layer in convs])
+    maps = extractor(x)
+    maps = maps if isinstance(maps, list) else [maps]
+    probs = model.predict(x)
+    probs = probs[0] if isinstance(probs, list) else probs
+    predicted = probs.argmax(axis=1)
+    figures = []
+    for i in range(len(x)):
+        blocks = [(layer.name, m[i], min(m.shape[-1], max_maps)) for layer, m in zip(convs, maps)]
+        cols = max(1, min(columns, max(n for _, _, n in blocks)))
+        rows = 1 + sum(-(-n // cols) for _, _, n in blocks)
+        fig = _figure(1.3 * cols + 0.4, 1.35 * rows + 0.6)
+        axes = fig.subplots(rows, cols, squeeze=False)
+        for ax in axes.flat:
+            ax.set_axis_off()
+        img = x[i]
+        picture = img[:, :, 0] if img.shape[2] == 1 else _unit(img[:, :, :3].astype(np.float64))
+        axes[0, 0].imshow(picture, cmap="gray" if img.shape[2] == 1 else None)
+        title = f"predicted {_class_name(int(predicted[i]), class_names)} ({probs[i, predicted[i]]:.2f})"
+        if labels is not None:
+            title += f"\ntrue {_class_name(int(labels[i]), class_names)}"
+        axes[0, 0].set_title(title, fontsize=7, loc="left")
+        row = 1
+        for name, m, n in blocks:
+            for idx in range(n):
+                ax = axes[row + idx // cols, idx % cols]
+                ax.imshow(m[:, :, idx], cmap="viridis", interpolation="nearest")
+                ax.set_title(f"{name}[{idx}]" if idx == 0 else str(idx), fontsize=7)
+            row += -(-n // cols)
+        fig.suptitle(f"image {i}: " + ", ".join(f"{n} {m.shape[0]}x{m.shape[1]}x{m.shape[2]}"
+                                                for n, m, _ in blocks), fontsize=9)
+        figures.append(fig)
+    if path is None:
+        return figures
+    written = _activation_paths(path, len(figures))
+    for fig, p in zip(figures, written):
+        _finish(fig, p)
+    return written
+
+
 # ------------------------------------------------------------------ inspect
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def image_files(paths):
+    """The image files named by `paths` (files, or folders searched recursively, in
+    sorted order); ValueError when a path does not exist or a folder holds no image."""
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    found = []
+    for p in map(os.fspath, paths):
+        if os.path.isdir(p):
+            inside = sorted(os.path.join(root, f) for root, _, files in os.walk(p) for f in files
+                            if f.lower().endswith(_IMAGE_SUFFIXES))
+            if not inside:
+                raise ValueError(f"inspect: the folder {p} holds no image files ({', '.join(_IMAGE_SUFFIXES)})")
+            found.extend(inside)
+        elif os.path.exists(p):
+            found.append(p)
+        else:
+            raise ValueError(f"inspect: no such file or folder: {p}")
+    if not found:
+        raise ValueError("inspect: no images given")
+    return found
+
+
 def load_image(path, input_shape, rescale="auto", model=None):
     """Read an image file into the (H, W, C) float32 array a model takes.
 
@@ -313,24 +431,31 @@ def load_image(path, input_shape, rescale="auto", model=None):
 
 
 def inspect(model_path, image_path, out_dir, max_filters=64, max_maps=16):
-    """Draw a saved model's first-layer filters and its feature maps for one image.
+    """Draw a saved model's first-layer filters and its feature maps for images.
 
-    Writes <out_dir>/filters.png and <out_dir>/feature_maps.png and returns their
-    paths [filters, feature_maps]. The image is read by load_image (grey or RGB,
-    resized to the model's input). This is what `convnet inspect MODEL IMAGE` runs.
+    image_path: one image file, a folder (every image in it, recursively), or a
+    list of those. Writes <out_dir>/filters.png and, for one image,
+    <out_dir>/feature_maps.png; for several, feature_maps_<i>_<file stem>.png each.
+    Returns the paths [filters, maps...]. Images are read by load_image (grey or
+    RGB, resized to the model's input). This is what `convnet inspect` runs.
     """
     from .models import load_model
 
     model = load_model(model_path)
-    x = load_image(image_path, model.input_shape, model=model)
+    files = image_files(image_path)
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     filters = os.path.join(out_dir, "filters.png")
-    maps = os.path.join(out_dir, "feature_maps.png")
     plot_filters(model, filters, max_filters=max_filters)
-    plot_feature_maps(model, x, maps, max_maps=max_maps)
-    return [filters, maps]
+    written = [filters]
+    for i, f in enumerate(files):
+        x = load_image(f, model.input_shape, model=model)
+        stem = os.path.splitext(os.path.basename(f))[0]
+        maps = os.path.join(out_dir, "feature_maps.png" if len(files) == 1 else f"feature_maps_{i}_{stem}.png")
+        plot_feature_maps(model, x, maps, max_maps=max_maps)
+        written.append(maps)
+    return written
 
 
 __all__ = ["plot_history", "plot_confusion_matrix", "plot_filters", "feature_maps",
-           "plot_feature_maps", "load_image", "inspect"]
+           "plot_feature_maps", "plot_activations", "image_files", "load_image", "inspect"]

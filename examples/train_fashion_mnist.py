@@ -123,7 +123,7 @@ def main(argv=None):
     seconds = time.perf_counter() - start
     print(f"trained {len(history.epoch)} epochs in {seconds:.1f} s")
 
-    test = model.evaluate(x_test, y_test, batch_size=256)
+    test = model.evaluate(x_test, y_test, batch_size=256, return_dict=True)
     print(f"test loss {test['loss']:.4f}, test accuracy {test['accuracy']:.4f}")
     probs = model.predict(x_test, batch_size=256)
     report = cn.metrics.classification_report(y_test, probs, class_names=CLASS_NAMES, num_classes=10)

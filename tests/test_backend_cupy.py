@@ -183,7 +183,7 @@ def test_parameters_gradients_and_optimizer_state_stay_on_the_device(strict_cupy
         assert slots and all(is_device_array(a) for a in slots)
         # what the user gets back is host data
         assert all(type(v) is float for values in history.history.values() for v in values)
-        assert all(type(v) is float for v in model.evaluate(x, y).values())
+        assert all(type(v) is float for v in model.evaluate(x, y, return_dict=True).values())
         assert type(model.predict(x)) is np.ndarray
         assert all(type(w) is np.ndarray for w in model.get_weights())
 
@@ -340,6 +340,6 @@ def test_gpu_training_matches_the_cpu_loss_curve():
             model = tiny_model(dropout=False)
             curves[name] = model.fit(x, y, epochs=3, batch_size=32, verbose=0).history["loss"]
             if name == "cupy":
-                accuracy = model.evaluate(*make_shapes(200, size=12, seed=1))["accuracy"]
+                accuracy = model.evaluate(*make_shapes(200, size=12, seed=1), return_dict=True)["accuracy"]
     np.testing.assert_allclose(curves["cupy"], curves["numpy"], rtol=1e-3)
     assert accuracy > 0.9

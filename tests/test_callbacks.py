@@ -102,7 +102,7 @@ def test_early_stopping_on_real_val_loss():
     assert len(val) < 30
     assert stop.best == min(val) and stop.best_epoch == int(np.argmin(val))
     assert same(model.get_weights(), weights.weights[stop.best_epoch])
-    assert model.evaluate(x, y)["loss"] == pytest.approx(min(val), rel=1e-5)
+    assert model.evaluate(x, y)[0] == pytest.approx(min(val), rel=1e-5)
 
 
 def test_missing_monitor_is_a_clear_error():

@@ -121,7 +121,7 @@ def test_labels_line_up_with_predictions_on_a_reshuffling_dataset(trained_run, s
     assert not np.array_equal(first, np.concatenate([by for _, by in val]))   # it does reshuffle
     y_true, y_prob = cli.labels_and_probabilities(model, val)
     accuracy = float((y_prob.argmax(axis=1) == y_true).mean())
-    assert accuracy == pytest.approx(model.evaluate(val)["accuracy"])
+    assert accuracy == pytest.approx(model.evaluate(val, return_dict=True)["accuracy"])
     assert accuracy >= 0.8
 
 

@@ -334,3 +334,20 @@ def test_interpolation_order_is_keras_name_for_interpolation():
 def test_bad_keras_arguments(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         ImageDataGenerator(**kwargs)
+
+
+def test_flips_alone_take_the_exact_pixel_path_and_match_the_affine_resampling():
+    from convnet.data.affine import affine_sample
+    gen = ImageDataGenerator(horizontal_flip=True, vertical_flip=True)
+    x = np.random.default_rng(0).random((16, 5, 7, 3)).astype(np.float32)
+    params = gen.get_random_transform(16, 5, 7, np.random.default_rng(1))
+    assert params["flip_horizontal"].any() and not params["flip_horizontal"].all()
+    fast = gen.apply_transform(x, params)
+    slow = affine_sample(x, gen.transform_matrices(params, 16, 5, 7), gen.interpolation, gen.fill_mode,
+                         gen.cval, gen.dtype)
+    np.testing.assert_array_equal(fast, slow)
+    i = int(np.flatnonzero(params["flip_horizontal"] & ~params["flip_vertical"])[0])
+    np.testing.assert_array_equal(fast[i], x[i, :, ::-1])
+    # any other geometric parameter switches back to the resampling
+    params["theta"] = np.full(16, 10.0)
+    assert not np.array_equal(gen.apply_transform(x, params), fast)

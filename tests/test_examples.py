@@ -124,3 +124,60 @@ def test_how_it_works_snippets_print_what_the_guide_shows(capsys):
             assert printed.strip() == blocks[i + 1][1].strip(), f"block {i}"
             checked += 1
     assert checked == 10
+
+
+# ----------------------------------------------------- the course's projects
+def course(name):
+    return runpy.run_path(str(EXAMPLES / "course" / f"{name}.py"), run_name=f"course_{name}")
+
+
+def test_course_xray_lesson_on_tiny_standin_data(tmp_path, capsys):
+    out = course("xray_lesson")["main"](["--n", "40", "--size", "32", "--epochs", "2", "--batch-size", "8",
+                                         "--out", str(tmp_path), "--verbose", "2"])
+    history = out["history"]
+    assert set(history) == {"loss", "categorical_accuracy", "auc", "val_loss", "val_categorical_accuracy",
+                            "val_auc"}
+    assert len(history["loss"]) == 2
+    assert out["class_indices"] == {"normal": 0, "pneumonia": 1}
+    # the printed test numbers are the last validation epoch's (same images, no augmentation)
+    assert out["test"]["auc"] == pytest.approx(history["val_auc"][-1])
+    text = capsys.readouterr().out
+    assert "Found 30 images belonging to 2 classes." in text and "Found 10 images" in text
+    assert "test loss" in text and png_ok(out["curves"])
+
+
+def test_course_galaxies_on_tiny_standin_data(tmp_path, capsys):
+    out = course("galaxies")["main"](["--n", "40", "--size", "32", "--epochs", "2", "--show", "2",
+                                      "--out", str(tmp_path), "--verbose", "0"])
+    assert out["split"] == (32, 8)
+    assert set(out["history"]) >= {"categorical_accuracy", "auc", "val_auc"}
+    # 32x32 -> conv 3x3 stride 2 valid: 15 -> pool 7 -> conv: 3
+    assert out["feature_maps"] == [(2, 15, 15, 8), (2, 3, 3, 8)]
+    assert len(out["pictures"]) == 2 and all(png_ok(p) for p in out["pictures"])
+    assert "validation loss" in capsys.readouterr().out
+
+
+def test_course_galaxies_reads_the_course_npz(tmp_path):
+    from convnet.synthetic import make_galaxies
+    x, y = make_galaxies(20, size=32, seed=1)
+    np.savez(tmp_path / "galaxydata.npz", data=(x * 255).astype(np.uint8), labels=y)
+    out = course("galaxies")["main"](["--data", str(tmp_path / "galaxydata.npz"), "--epochs", "1",
+                                      "--show", "1", "--out", str(tmp_path / "o"), "--verbose", "0"])
+    assert out["split"] == (16, 4)
+    np.savez(tmp_path / "bad.npz", images=x)
+    with pytest.raises(ValueError, match="must hold arrays 'data'"):
+        course("galaxies")["main"](["--data", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "o")])
+
+
+def test_course_covid_pneumonia_report_lines_up_with_classes(tmp_path, capsys):
+    out = course("covid_pneumonia")["main"](["--n", "48", "--size", "64", "--epochs", "3", "--patience", "1",
+                                             "--batch-size", "8", "--out", str(tmp_path), "--verbose", "0"])
+    cm = out["confusion_matrix"]
+    assert cm.shape == (3, 3) and cm.sum() == 12
+    # rows of the confusion matrix are the test folder's class counts: predictions lined up
+    np.testing.assert_array_equal(cm.sum(axis=1), np.bincount(out["true_classes"], minlength=3))
+    np.testing.assert_array_equal(np.diag(cm).sum(), (out["predictions"].argmax(1) == out["true_classes"]).sum())
+    assert 1 <= out["epochs_run"] <= 3
+    text = capsys.readouterr().out
+    assert "Viral Pneumonia" in out["report"] and "confusion matrix" in text and "best val_auc" in text
+    assert png_ok(out["pictures"]["confusion_matrix"])

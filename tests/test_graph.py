@@ -60,7 +60,7 @@ def test_graph_model_learns(backend):
                   metrics=["accuracy"])
     history = model.fit(x[:200], y[:200], epochs=15, batch_size=20, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
-    assert model.evaluate(x[200:], y[200:])["accuracy"] >= 0.95
+    assert model.evaluate(x[200:], y[200:], return_dict=True)["accuracy"] >= 0.95
 
 
 def test_the_same_seed_gives_the_same_graph_weights():
@@ -231,7 +231,7 @@ def test_two_inputs_two_outputs(numpy_backend, rng):
     y1 = (xa[:, 0] > 0).astype(int)
     y2 = np.eye(2)[(xb[:, 0] > 0).astype(int)]
     history = model.fit([xa, xb], [y1, y2], epochs=30, batch_size=20, verbose=0)
-    logs = model.evaluate([xa, xb], [y1, y2])
+    logs = model.evaluate([xa, xb], [y1, y2], return_dict=True)
     assert set(logs) == {"loss", "cls_accuracy", "aux_accuracy"}
     assert logs["cls_accuracy"] >= 0.85 and logs["aux_accuracy"] >= 0.85
     assert history.history["loss"][-1] < history.history["loss"][0]

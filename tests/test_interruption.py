@@ -107,11 +107,11 @@ CLI_WRAPPER = textwrap.dedent("""
     from convnet import cli, models
     sig, at = getattr(signal, sys.argv[1]), int(sys.argv[2])
     step, calls = models.Model._train_batch, []
-    def counted(self, xs, ys):
+    def counted(self, xs, ys, *rest):
         calls.append(1)
         if len(calls) == at:
             os.kill(os.getpid(), sig)
-        return step(self, xs, ys)
+        return step(self, xs, ys, *rest)
     models.Model._train_batch = counted
     sys.exit(cli.main(sys.argv[3:]))
 """)

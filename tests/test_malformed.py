@@ -415,24 +415,15 @@ def test_metric_malformed(name, bad):
     clean_error(lambda: getattr(metrics, name)(y_true, y_pred), name, "labels", "samples", "y_true")
 
 
-@pytest.mark.xfail(strict=True, reason="metrics.py accuracy (and the metrics that take predicted labels) accept "
-                   "a non-numeric y_pred (argmax of strings works): check y_pred.dtype.kind in 'fiub' in "
-                   "_check_lengths and raise TypeError naming the metric")
 @pytest.mark.parametrize("name", ["accuracy", "precision", "confusion_matrix"])
 def test_metric_string_predictions(name):
     clean_error(lambda: getattr(metrics, name)(np.array([0, 1, 2]), np.full((3, 3), "a")), name)
 
 
-@pytest.mark.xfail(strict=True, reason="metrics.py accuracy accepts labels >= the number of score columns (it "
-                   "counts them as misses), unlike top_k_categorical_accuracy: use _scores() in accuracy so a "
-                   "label out of range raises 'label 9 is out of range for y_pred with 3 classes'")
 def test_accuracy_label_out_of_range():
     clean_error(lambda: metrics.accuracy(np.array([0, 1, 9]), np.eye(3)), "accuracy")
 
 
-@pytest.mark.xfail(strict=True, reason="metrics.py roc_auc/accuracy accept NaN scores and return a number "
-                   "(NaN sorts arbitrarily; argmax picks the NaN): refuse non-finite y_pred in _scores and "
-                   "accuracy with ValueError naming the metric, as sklearn's roc_auc_score does")
 @pytest.mark.parametrize("name", ["roc_auc", "accuracy"])
 def test_metric_nan_scores(name):
     y_pred = np.array([[0.2, 0.8], [np.nan, 0.5], [0.9, 0.1]])

@@ -51,7 +51,7 @@ def test_fit_bad_data(x, y, names):
     ({"epochs": -1}, "epochs"), ({"epochs": "3"}, "epochs"), ({"epochs": 1.5}, "epochs"),
     ({"initial_epoch": -1}, "initial_epoch"), ({"initial_epoch": "1"}, "initial_epoch"),
     ({"validation_split": 1.5}, "validation_split"), ({"validation_split": -0.1}, "validation_split"),
-    ({"validation_data": (X, Y, Y)}, "validation_data"), ({"validation_data": (X, Y[:3])}, "samples"),
+    ({"validation_data": (X, Y, Y, Y)}, "validation_data"), ({"validation_data": (X, Y[:3])}, "samples"),
     ({"steps_per_epoch": 0}, "steps_per_epoch"), ({"steps_per_epoch": "a"}, "steps_per_epoch"),
     ({"steps_per_epoch": math.nan}, "steps_per_epoch"), ({"validation_steps": -1}, "validation_steps"),
 ])

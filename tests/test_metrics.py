@@ -157,11 +157,13 @@ def test_get_names_and_compile(numpy_backend):
     y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0)
     model = cn.Sequential([cn.layers.Dense(3)], input_shape=(6,), seed=1)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy", "auc", "f1", "top2_accuracy"])
-    logs = model.evaluate(x, y)
+                  metrics=["accuracy", "auc", "exact_macro_auc", "f1", "top2_accuracy"])
+    logs = model.evaluate(x, y, return_dict=True)
     probs = model.predict(x)
     assert logs["accuracy"] == pytest.approx(M.accuracy(y, probs))
-    assert logs["auc"] == pytest.approx(M.roc_auc(y, probs))
+    # "auc" is Keras' AUC: one ROC curve over the flattened one-hot labels, 200 thresholds
+    assert logs["auc"] == pytest.approx(M.AUC()(np.eye(3)[y], probs))
+    assert logs["exact_macro_auc"] == pytest.approx(M.roc_auc(y, probs))
     assert logs["f1"] == pytest.approx(M.f1_score(y, probs))
     assert logs["top2_accuracy"] == pytest.approx(M.top_k_categorical_accuracy(y, probs, k=2))
     assert M.get("sparse_categorical_accuracy")[1](y, probs) == logs["accuracy"]

@@ -70,7 +70,7 @@ def test_round_trip_predicts_identically(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
     assert loaded.optimizer.get_config() == model.optimizer.get_config()
     assert loaded.optimizer.iterations == model.optimizer.iterations == 4
-    assert [n for n, _ in loaded.metric_fns] == ["accuracy"]
+    assert loaded.metrics_names == ["loss", "accuracy"]
     # only plain arrays inside: every entry loads with allow_pickle=False, none is an object
     with np.load(path, allow_pickle=False) as f:
         assert all(f[k].dtype != object for k in f.files)
@@ -188,9 +188,9 @@ def test_custom_metric_is_dropped_with_a_warning(tmp_path):
     model.save(tmp_path / "m.npz")
     with pytest.warns(UserWarning, match="'my_metric' is not a built-in metric"):
         loaded = cn.load_model(tmp_path / "m.npz")
-    assert [n for n, _ in loaded.metric_fns] == ["accuracy", "auc", "top2_accuracy"]
-    logs = loaded.evaluate(x, y)
-    ref = model.evaluate(x, y)
+    assert loaded.metrics_names == ["loss", "accuracy", "auc", "top2_accuracy"]
+    logs = loaded.evaluate(x, y, return_dict=True)
+    ref = model.evaluate(x, y, return_dict=True)
     assert {k: ref[k] for k in logs} == logs
 
 

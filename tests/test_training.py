@@ -35,7 +35,7 @@ def test_cnn_learns_synthetic_shapes(backend, final_softmax):
     model.compile(optimizer=cn.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     history = model.fit(x, y, epochs=6, batch_size=32, verbose=0, validation_data=(x_test, y_test))
-    result = model.evaluate(x_test, y_test)
+    result = model.evaluate(x_test, y_test, return_dict=True)
     assert result["accuracy"] >= 0.95, (result, history.history)
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
@@ -156,7 +156,7 @@ def test_fit_accepts_batch_iterable_with_steps_per_epoch(numpy_backend):
     model.fit(Batches(), epochs=2, steps_per_epoch=3, verbose=0, callbacks=[Count()],
               validation_data=Batches())
     assert seen == [0, 1, 2, 0, 1, 2]
-    assert set(model.evaluate(Batches())) == {"loss", "accuracy"}
+    assert set(model.evaluate(Batches(), return_dict=True)) == {"loss", "accuracy"}
     assert model.predict(Batches()).shape == (64, 3)
 
 

@@ -1,5 +1,6 @@
 """Plots: PNG files of the expected pixel size, and feature maps equal to a hand forward pass."""
 
+import os
 import struct
 import sys
 
@@ -156,3 +157,46 @@ def test_load_image_scales_unless_the_model_rescales(tmp_path):
     x = viz.load_image(tmp_path / "grey.png", rescaling.input_shape, model=rescaling)
     assert x.shape == (10, 14, 3)
     np.testing.assert_allclose(x, 200.0)
+
+
+def test_plot_activations_one_png_per_image_with_classes(tmp_path, trained):
+    model, _, x, y = trained
+    with cn.use_backend("numpy"):
+        written = viz.plot_activations(model, x[:3], labels=y[:3], class_names=["a", "b", "c"],
+                                       path=tmp_path / "acts.png", max_maps=4, columns=4)
+        figures = viz.plot_activations(model, x[:1], labels=np.eye(3)[y[:1]], class_names=["a", "b", "c"],
+                                       max_maps=4)
+        predicted = model.predict(x[:1]).argmax(axis=1)[0]
+    assert written == [str(tmp_path / f"acts_{i}.png") for i in range(3)]
+    for p in written:
+        assert not_blank(p)
+    (fig,) = figures
+    # the picture, then 4 maps of conv 1 and 4 of conv 2
+    assert sum(1 for ax in fig.axes if ax.get_images()) == 1 + 4 + 4
+    title = fig.axes[0].get_title(loc="left")
+    assert title.startswith(f"predicted {'abc'[predicted]} (") and title.endswith(f"true {'abc'[y[0]]}")
+    with pytest.raises(ValueError, match=r"plot_activations: 2 images but 1 labels"):
+        viz.plot_activations(model, x[:2], labels=y[:1])
+    with pytest.raises(ValueError, match=r"the model takes images of shape \(12, 12, 1\)"):
+        viz.plot_activations(model, np.zeros((1, 5, 5, 1)))
+
+
+def test_inspect_takes_a_folder_or_several_images(tmp_path, trained):
+    from PIL import Image
+    model, _, x, _ = trained
+    model.save(tmp_path / "model.npz")
+    folder = tmp_path / "imgs"
+    (folder / "sub").mkdir(parents=True)
+    for i, name in enumerate(["b.png", "a.png", "sub/c.png"]):
+        Image.fromarray((x[i, :, :, 0] * 255).astype(np.uint8)).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    written = viz.inspect(tmp_path / "model.npz", folder, tmp_path / "out")
+    assert [os.path.basename(p) for p in written] == ["filters.png", "feature_maps_0_a.png",
+                                                       "feature_maps_1_b.png", "feature_maps_2_c.png"]
+    written = viz.inspect(tmp_path / "model.npz", [folder / "a.png", folder / "b.png"], tmp_path / "out2")
+    assert len(written) == 3 and all(not_blank(p) for p in written)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no image files"):
+        viz.inspect(tmp_path / "model.npz", tmp_path / "empty", tmp_path / "o")
+    with pytest.raises(ValueError, match="no such file or folder"):
+        viz.inspect(tmp_path / "model.npz", tmp_path / "nowhere.png", tmp_path / "o")

@@ -336,6 +336,15 @@ class ImageDataGenerator:
 
     _GEOMETRIC_KEYS = ("theta", "shift_x", "shift_y", "shear", "zoom_x", "zoom_y",
                        "flip_horizontal", "flip_vertical")
+    _IDENTITY = {"theta": 0.0, "shift_x": 0.0, "shift_y": 0.0, "shear": 0.0, "zoom_x": 1.0, "zoom_y": 1.0}
+
+    @classmethod
+    def _only_flips(cls, params, n):
+        """True when the geometric parameters flip some images and do nothing else."""
+        if not any(k in params for k in ("flip_horizontal", "flip_vertical")):
+            return False
+        return all(np.all(np.broadcast_to(np.asarray(params[k], dtype=np.float64), (n,)) == v)
+                   for k, v in cls._IDENTITY.items() if k in params)
 
     def apply_transform(self, x, params):
         """Apply explicit parameters (see :meth:`get_random_transform`) to a batch.
@@ -352,7 +361,15 @@ class ImageDataGenerator:
         """
         x = self._check_batch(x)
         n, h, w, _ = x.shape
-        if any(key in params for key in self._GEOMETRIC_KEYS):
+        if self._only_flips(params, n):
+            # flips alone move whole pixels: the affine resampling would give the very
+            # same values (source column w-1-c exactly), at many times the cost
+            out = x.astype(self.dtype)  # always a new array
+            for key, axis in (("flip_horizontal", 2), ("flip_vertical", 1)):
+                rows = np.flatnonzero(np.broadcast_to(np.asarray(params.get(key, False)) != 0, (n,)))
+                if rows.size:
+                    out[rows] = np.flip(out[rows], axis=axis)
+        elif any(key in params for key in self._GEOMETRIC_KEYS):
             matrices = self.transform_matrices(params, n, h, w)
             out = affine_sample(x, matrices, self.interpolation, self.fill_mode, self.cval,
                                 self.dtype)
