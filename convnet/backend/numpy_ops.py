@@ -127,6 +127,87 @@ class NumpyOps:
         dcols = self.matmul(dy, W2.T)                       # (N*OH*OW, kh*kw*C)
         return self.col2im(dcols, x.shape, kh, kw, sh, sw, pads), dW2, db
 
+    # ------------------------------------- dilated and grouped convolution
+    def _dilated_windows(self, x, kh, kw, sh, sw, dh, dw, pads):
+        """cols (N*OH*OW, kh*kw*C) of a dilated window: tap (ty, tx) reads the
+        padded input at (i*sh + ty*dh, j*sw + tx*dw). dh = dw = 1 is im2col."""
+        xp = self.xp
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x.shape
+        oh = output_size(h, (kh - 1) * dh + 1, sh, pt, pb)
+        ow = output_size(w, (kw - 1) * dw + 1, sw, pl, pr)
+        xpad = xp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+        cols = xp.empty((n, oh, ow, kh, kw, c), dtype=x.dtype)
+        for ty in range(kh):
+            for tx in range(kw):
+                y0, x0 = ty * dh, tx * dw
+                cols[:, :, :, ty, tx, :] = xpad[:, y0:y0 + sh * oh:sh, x0:x0 + sw * ow:sw, :]
+        return cols.reshape(n * oh * ow, kh * kw * c), (oh, ow)
+
+    def _dilated_windows_adjoint(self, cols, x_shape, kh, kw, sh, sw, dh, dw, pads, out_hw):
+        """The adjoint of _dilated_windows (scatter-add), cols -> dx (N, H, W, C)."""
+        xp = self.xp
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x_shape
+        oh, ow = out_hw
+        cols = cols.reshape(n, oh, ow, kh, kw, c)
+        dxpad = xp.zeros((n, h + pt + pb, w + pl + pr, c), dtype=cols.dtype)
+        for ty in range(kh):
+            for tx in range(kw):
+                y0, x0 = ty * dh, tx * dw
+                dxpad[:, y0:y0 + sh * oh:sh, x0:x0 + sw * ow:sw, :] += cols[:, :, :, ty, tx, :]
+        return dxpad[:, pt:pt + h, pl:pl + w, :]
+
+    def grouped_conv2d_forward(self, x, W, b, strides, dilation, groups, pads):
+        """A convolution with dilation and groups (the general Conv2D).
+
+        x: (N, H, W, C), W: (kh, kw, C/groups, F), b: (F,) or None, F = groups * Fg
+        -> (y: (N, OH, OW, F), saved). Group g convolves input channels
+        [g*C/groups, (g+1)*C/groups) with filters [g*Fg, (g+1)*Fg): one im2col of
+        dilated windows per group, and one product cols_g @ W2_g each.
+        Every backend runs this reference (the fast kernels cover groups = 1,
+        dilation = 1 only).
+        """
+        xp = self.xp
+        kh, kw, cg, f = W.shape
+        fg = f // groups
+        n = x.shape[0]
+        parts, saved = [], []
+        for g in range(groups):
+            cols, (oh, ow) = self._dilated_windows(x[..., g * cg:(g + 1) * cg], kh, kw, *strides,
+                                                   *dilation, pads)
+            W2 = W[..., g * fg:(g + 1) * fg].reshape(kh * kw * cg, fg)
+            parts.append(self.matmul(cols, W2))
+            saved.append(cols)
+        y = parts[0] if groups == 1 else xp.concatenate(parts, axis=1)      # (N*OH*OW, F)
+        if b is not None:
+            y += b
+        return y.reshape(n, oh, ow, f), (saved, (oh, ow))
+
+    def grouped_conv2d_backward(self, dy, x, saved, W, strides, dilation, groups, pads, need_dx=True):
+        """(dx or None, dW (kh, kw, C/groups, F), db (F,)) of grouped_conv2d_forward,
+        per group as for one convolution: dW2_g = cols_g^T dy_g, dx_g = adjoint(dy_g W2_g^T)."""
+        xp = self.xp
+        cols_list, out_hw = saved
+        kh, kw, cg, f = W.shape
+        fg = f // groups
+        dy2 = dy.reshape(-1, f)
+        dW = xp.empty_like(W)
+        dxs = []
+        for g in range(groups):
+            dyg = dy2[:, g * fg:(g + 1) * fg]
+            dW[..., g * fg:(g + 1) * fg] = self.matmul(cols_list[g].T, dyg).reshape(kh, kw, cg, fg)
+            if need_dx:
+                W2 = W[..., g * fg:(g + 1) * fg].reshape(kh * kw * cg, fg)
+                x_shape = (*x.shape[:3], cg)
+                dxs.append(self._dilated_windows_adjoint(self.matmul(dyg, W2.T), x_shape, kh, kw,
+                                                         *strides, *dilation, pads, out_hw))
+        db = dy2.sum(axis=0)
+        if not need_dx:
+            return None, dW, db
+        dx = dxs[0] if groups == 1 else xp.concatenate(dxs, axis=-1)
+        return dx, dW, db
+
     # ----------------------------------------------------------------- pooling
     def maxpool(self, x, ph, pw, sh, sw, pads):
         """Max over each (ph, pw) window; padding never wins (it is -inf).

@@ -4,7 +4,9 @@ from .base import Layer
 from .input_layer import Input, InputLayer
 from .merge import Add, Average, Concatenate, Multiply, Subtract
 from .reshaping import UpSampling2D, ZeroPadding2D
-from .conv import Conv2D, conv2d_naive
+from .conv import Conv2D, DepthwiseConv2D, conv2d_naive
+from .elementwise import LRN, Clip, ConstantOp
+from .shape_ops import Identity, Pad, Permute, Reshape
 from .core import Activation, Dense, Dropout, Flatten, ReLU, Rescaling, Softmax
 from .normalization import BatchNormalization
 from .pooling import AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, MaxPool2D, MaxPooling2D
@@ -13,6 +15,7 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (
     Conv2D, Dense, Flatten, Dropout, Activation, ReLU, Softmax, Rescaling,
     BatchNormalization, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
     InputLayer, Add, Subtract, Multiply, Average, Concatenate, ZeroPadding2D, UpSampling2D,
+    DepthwiseConv2D, Clip, LRN, ConstantOp, Identity, Pad, Permute, Reshape,
 )}
 
 
@@ -35,4 +38,5 @@ __all__ = ["Layer", "Conv2D", "conv2d_naive", "Dense", "Flatten", "Dropout", "Ac
            "Softmax", "Rescaling", "BatchNormalization", "MaxPooling2D", "MaxPool2D",
            "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D",
            "Input", "InputLayer", "Add", "Subtract", "Multiply", "Average", "Concatenate",
-           "ZeroPadding2D", "UpSampling2D", "deserialize", "serialize", "LAYER_CLASSES"]
+           "ZeroPadding2D", "UpSampling2D", "DepthwiseConv2D", "Clip", "LRN", "ConstantOp", "Identity", "Pad",
+           "Permute", "Reshape", "deserialize", "serialize", "LAYER_CLASSES"]
