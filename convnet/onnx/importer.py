@@ -1,0 +1,6 @@
+class OnnxImportError(ValueError):
+    pass
+
+
+def load(path):
+    raise NotImplementedError
