@@ -334,6 +334,7 @@ def cmd_inspect(args):
 
 def cmd_export(args):
     """convnet export model.npz model.onnx: the model file as an ONNX graph."""
+    import convnet as cn
     try:
         from . import onnx as cn_onnx
     except ImportError as exc:
