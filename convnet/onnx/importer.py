@@ -69,7 +69,7 @@ def _decode(v):
 
 
 class _Importer:
-    def __init__(self, proto, known_inputs=None, batch=None):
+    def __init__(self, proto, known_inputs=None, batch=None, input_shapes=None, sample_axis=False):
         self.proto = proto
         self.graph = proto.graph
         self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
@@ -78,6 +78,10 @@ class _Importer:
         self.names = set()
         self.batch = batch
         self.known_inputs = known_inputs or {}
+        self.input_shapes = input_shapes or {}
+        # sample_axis: every ONNX tensor X is one sample, convnet holds X[None]
+        # (ONNX axis a is convnet's axis a + 1); lead is that offset
+        self.lead = 1 if sample_axis else 0
         self.dtype = None
 
     # ------------------------------------------------------------- helpers
@@ -114,9 +118,23 @@ class _Importer:
 
     def channels_last(self, v, node):
         """ONNX axis 1 (channels) last in convnet."""
-        if v.rank < 2:
+        ch = 1 + self.lead
+        if v.rank < ch + 1:
             raise self.error(node, "needs a channel axis (rank >= 2)")
-        return self.permute(v, (0, *range(2, v.rank), 1), node)
+        return self.permute(v, (*(i for i in range(v.rank) if i != ch), ch), node)
+
+    def axis(self, a, v, node, rank=None):
+        """ONNX axis a of v (a rank-`rank` ONNX tensor; default v's) as an axis of the
+        convnet-side tensor, before v's perm; the batch axis is refused."""
+        r = (v.rank - self.lead) if rank is None else rank
+        a = int(a)
+        if not -r <= a < r:
+            raise self.error(node, f"axis {a} is out of range for rank {r}")
+        out = a % r + self.lead
+        if out == 0:
+            raise self.error(node, "an operation along the batch axis (axis 0) is not supported: convnet "
+                                   "layers never mix the samples of a batch")
+        return out
 
     def const(self, node, i, what, required=True):
         names = node.input
@@ -173,7 +191,8 @@ class _Importer:
             v = self.values[vo.name]
             fake = onnx.NodeProto()
             fake.name, fake.op_type = f"output {vo.name}", "Output"
-            v = self.permute(v, (0, 2, 3, 1) if v.rank == 4 else tuple(range(v.rank)), fake, "_layout")
+            image = v.rank == 4 and not self.lead
+            v = self.permute(v, (0, 2, 3, 1) if image else tuple(range(v.rank)), fake, "_layout")
             outputs.append(v.sym)
         return Model(inputs=inputs, outputs=outputs, name=_model_name(self.graph.name))
 
@@ -184,6 +203,10 @@ class _Importer:
             raise OnnxImportError(f"ONNX graph input {vi.name!r} has dtype {dtype}; convnet models take "
                                   "float16/32/64 inputs")
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        if vi.name in self.input_shapes:          # the shape of the data actually given
+            dims = list(self.input_shapes[vi.name])
+        if self.lead:
+            dims = [1, *dims]
         if len(dims) < 2:
             raise OnnxImportError(f"ONNX graph input {vi.name!r} has shape {dims}; convnet needs a batch axis "
                                   "and at least one more")
@@ -196,7 +219,7 @@ class _Importer:
             self.batch = dims[0]
         name = vi.name
         self.names.add(name)
-        if len(dims) == 4:
+        if len(dims) == 4 and not self.lead:
             n, c, h, w = dims
             sym = L.Input((h, w, c), dtype=dtype.name, name=name)
             self.values[name] = _Value(sym, (0, 2, 3, 1))
@@ -267,7 +290,12 @@ class _Importer:
             raise self.error(node, f"auto_pad {auto!r} is not supported")
         return strides, dil, pads
 
+    def batch_first(self, node):
+        if self.lead:
+            raise self.error(node, "reads ONNX axis 0 as the batch (sample_axis mode cannot)")
+
     def op_Conv(self, node, a):
+        self.batch_first(node)
         x = self.channels_last(self.var(node, 0), node)
         if x.rank != 4:
             raise self.error(node, f"input of rank {x.rank}: only 2-D convolution (rank 4) is supported")
@@ -290,6 +318,7 @@ class _Importer:
         self.set_out(node, _Value(y, (0, 2, 3, 1)))
 
     def _pool(self, node, a, cls, **extra):
+        self.batch_first(node)
         self.check_outputs(node)
         x = self.channels_last(self.var(node, 0), node)
         if x.rank != 4:
@@ -313,6 +342,7 @@ class _Importer:
         self._pool(node, a, L.AveragePooling2D, count_include_pad=bool(a.get("count_include_pad", 0)))
 
     def op_GlobalAveragePool(self, node, a):
+        self.batch_first(node)
         x = self.channels_last(self.var(node, 0), node)
         if x.rank != 4:
             raise self.error(node, f"input of rank {x.rank}: only 2-D pooling (rank 4) is supported")
@@ -320,6 +350,7 @@ class _Importer:
         self.set_out(node, _Value(layer(x.sym), (0, 2, 3, 1)))
 
     def _dense(self, node, x, W, b):
+        self.batch_first(node)
         if x.rank != 2:
             raise self.error(node, f"input of rank {x.rank}: Gemm/MatMul map to Dense, which takes (N, features)")
         layer = L.Dense(int(W.shape[1]), use_bias=b is not None, name=self.layer_name(node), dtype=self.dtype)
@@ -370,9 +401,7 @@ class _Importer:
         x = self.var(node, 0)
         r = x.rank
         if self.opset >= 13:
-            axis = int(a.get("axis", -1)) % r
-            if axis == 0:
-                raise self.error(node, "softmax over the batch axis (axis 0) is not supported")
+            axis = self.axis(a.get("axis", -1), x, node)
             if x.perm[-1] != axis:
                 order = [i for i in range(r) if i != axis] + [axis]
                 x = self.permute(x, order, node)
@@ -380,9 +409,7 @@ class _Importer:
             self.set_out(node, _Value(layer(x.sym), x.perm))
             return
         # opset < 13: softmax over the flattened axes [axis, ...) of a 2-D view
-        axis = int(a.get("axis", 1)) % r
-        if axis == 0:
-            raise self.error(node, "softmax over the batch axis (axis 0) is not supported")
+        axis = self.axis(a.get("axis", 1), x, node)
         x = self.onnx_order(x, node)
         shape = x.onnx_shape()
         if axis == r - 1:
@@ -438,7 +465,13 @@ class _Importer:
 
     def op_Flatten(self, node, a):
         x = self.var(node, 0)
-        axis = int(a.get("axis", 1)) % max(x.rank, 1) if a.get("axis", 1) != x.rank else x.rank
+        r = x.rank - self.lead
+        axis = int(a.get("axis", 1))
+        axis = axis + r if axis < 0 else axis
+        if self.lead:      # X (d0, ..., d_{r-1}) -> (prod d[:axis], prod d[axis:])
+            shape = x.onnx_shape()
+            self.set_out(node, self._reshape_to(node, x, (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])))))
+            return
         if axis != 1:
             shape = x.onnx_shape()
             if axis == 0 or any(d != 1 for d in shape[:axis - 1]):
@@ -451,6 +484,12 @@ class _Importer:
         target = [int(d) for d in self.const(node, 1, "shape")]
         shape = x.onnx_shape()
         allowzero = int(a.get("allowzero", 0))
+        if self.lead:
+            if allowzero and 0 in target:
+                raise self.error(node, "allowzero with a zero size gives an empty tensor")
+            target = [shape[i] if d == 0 else d for i, d in enumerate(target)]
+            self.set_out(node, self._reshape_to(node, x, target))
+            return
         if not target:
             raise self.error(node, "reshape to a scalar drops the batch axis")
         if not allowzero:
@@ -471,7 +510,10 @@ class _Importer:
 
     def op_Transpose(self, node, a):
         x = self.var(node, 0)
-        p = list(a.get("perm", list(range(x.rank))[::-1]))
+        r = x.rank - self.lead
+        p = list(a.get("perm", list(range(r))[::-1]))
+        if self.lead:
+            p = [0] + [q + 1 for q in p]
         if p[0] != 0:
             raise self.error(node, f"perm {p} moves the batch axis; convnet keeps the batch first")
         inv = np.argsort(p)
@@ -483,8 +525,8 @@ class _Importer:
         if axes is None:
             axes = self.const(node, 1, "axes")
         shape = list(x.onnx_shape())
-        r = x.rank + len(axes)
-        axes = sorted(int(ax) % r for ax in axes)
+        r = x.rank - self.lead + len(axes)
+        axes = sorted(int(ax) % r + self.lead for ax in axes)
         if 0 in axes:
             raise self.error(node, "unsqueeze at axis 0 moves the batch axis")
         full = [None] + shape
@@ -500,7 +542,7 @@ class _Importer:
         full = [None] + list(x.onnx_shape())
         if axes is None:
             axes = [i for i, d in enumerate(full) if d == 1]
-        axes = {int(ax) % x.rank for ax in axes}
+        axes = {int(ax) % (x.rank - self.lead) + self.lead for ax in axes}
         if 0 in axes:
             raise self.error(node, "squeeze of axis 0 removes the batch axis")
         self.set_out(node, self._reshape_to(node, x, [d for i, d in enumerate(full) if i not in axes][1:]))
@@ -572,9 +614,7 @@ class _Importer:
         if any(n in self.consts for n in names):
             raise self.error(node, "concatenating a constant with computed tensors is not supported")
         vs = [self.var(node, i) for i in range(len(names))]
-        axis = int(a["axis"]) % vs[0].rank
-        if axis == 0:
-            raise self.error(node, "concatenation along the batch axis is not supported")
+        axis = self.axis(a["axis"], vs[0], node)
         if len(vs) == 1:
             return self.op_Identity(node, a)
         vs = [vs[0]] + [self.permute(v, vs[0].perm, node, f"_permute{i}") for i, v in enumerate(vs[1:], 1)]
@@ -590,10 +630,12 @@ class _Importer:
             pads = [int(p) for p in self.const(node, 1, "pads")]
             cv = self.const(node, 2, "constant_value", required=False)
             value = 0.0 if cv is None or np.size(cv) == 0 else float(np.asarray(cv).reshape(-1)[0])
-        r = x.rank
+        r = x.rank - self.lead
         axes = list(range(r))
         if len(node.input) > 3 and node.input[3]:
             axes = [int(ax) % r for ax in self.const(node, 3, "axes")]
+        axes = [ax + self.lead for ax in axes]
+        r = x.rank
         per_axis = {ax: (0, 0) for ax in range(r)}
         k = len(axes)
         for j, ax in enumerate(axes):
@@ -602,7 +644,7 @@ class _Importer:
             raise self.error(node, "padding the batch axis is not supported")
         if any(v < 0 for pair in per_axis.values() for v in pair):
             raise self.error(node, f"negative pads {pads} (cropping) are not supported")
-        if mode not in L.shape_ops.PAD_MODES if hasattr(L, "shape_ops") else mode not in ("constant", "reflect", "edge"):
+        if mode not in ("constant", "reflect", "edge"):
             raise self.error(node, f"mode {mode!r} is not supported (constant, reflect, edge)")
         conv_pads = [per_axis[x.perm[i]] for i in range(1, r)]
         layer = L.Pad(conv_pads, mode=mode, constant_value=value, name=self.layer_name(node), dtype=self.dtype)
@@ -636,14 +678,19 @@ def _model_name(name):
     return cleaned or "onnx_model"
 
 
-def from_proto(proto, known_inputs=None, batch=None):
+def from_proto(proto, known_inputs=None, batch=None, input_shapes=None, sample_axis=False):
     """A convnet Model from an onnx.ModelProto. known_inputs: {name: array} of graph
-    inputs to treat as constants (shapes, indices: what convnet holds as weights)."""
+    inputs to treat as constants (weights, shapes: what convnet holds in layers);
+    input_shapes: {name: shape} overriding the declared shapes of graph inputs
+    (free sizes); batch: the batch size a Reshape may name explicitly.
+    sample_axis=True reads every ONNX tensor X as one sample: the model takes
+    X[None] (ONNX axis a is the model's axis a + 1), so operations along ONNX's
+    axis 0 work; 2-D layers (Conv, pools) then need the usual form."""
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
         raise OnnxImportError(f"ONNX model is not valid: {exc}") from exc
-    return _Importer(proto, known_inputs, batch).run()
+    return _Importer(proto, known_inputs, batch, input_shapes, sample_axis).run()
 
 
 def load(path):
