@@ -53,6 +53,7 @@ from ..layers import (
 
 __all__ = ["export", "DEFAULT_OPSET", "MIN_OPSET"]
 
+LAYOUT_KEY = "convnet.io_layout"
 DEFAULT_OPSET = 17
 MIN_OPSET = 13          # Softmax over one axis, Pad/Clip/Resize with input operands
 
@@ -88,6 +89,12 @@ class _Writer:
         self.nodes.append(helper.make_node(op, list(inputs), [out], name=out, **attrs))
         self.nchw[out] = nchw
         return out
+
+    def as_nchw(self, name, hint):
+        """An image tensor in ONNX's NCHW order (for Conv, pools, BatchNormalization, ...)."""
+        if self.nchw.get(name):
+            return name
+        return self.node("Transpose", [name], f"{hint}_to_nchw", True, perm=list(_TO_NCHW))
 
     def as_nhwc(self, name, hint):
         """The tensor in convnet's own (channels-last) order."""
@@ -125,6 +132,10 @@ def _layer(w, layer, ins, in_shapes):
     hint = layer.name
     dt = w.dtype
     x = ins[0]
+    image_layers = (Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, ZeroPadding2D, UpSampling2D,
+                    LRN, BatchNormalization)
+    if isinstance(layer, image_layers) and len(in_shapes[0]) == 3:
+        x = ins[0] = w.as_nchw(x, hint)
     nchw = w.nchw.get(x, False)
     p = {k: _host(v, dt) for k, v in layer.params.items()}
     s = {k: _host(v, dt) for k, v in layer.state.items()}
@@ -296,6 +307,9 @@ def export(model, path, opset=None):
     graph = helper.make_graph(w.nodes, model.name, inputs, outputs, w.inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="convnet", producer_version=_version())
+    # tells cn.onnx.load that the 4-D inputs/outputs are already channels-last, so a
+    # model exported and imported again takes the same (N, H, W, C) arrays
+    helper.set_model_props(proto, {LAYOUT_KEY: "channels_last"})
     onnx.checker.check_model(proto, full_check=True)
     path = str(path)
     tmp = path + ".tmp"

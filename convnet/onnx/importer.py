@@ -83,6 +83,9 @@ class _Importer:
         # (ONNX axis a is convnet's axis a + 1); lead is that offset
         self.lead = 1 if sample_axis else 0
         self.dtype = None
+        # a file written by cn.onnx.export: its 4-D inputs and outputs are (N, H, W, C)
+        props = {p.key: p.value for p in proto.metadata_props}
+        self.io_channels_last = props.get("convnet.io_layout") == "channels_last"
 
     # ------------------------------------------------------------- helpers
     def error(self, node, what):
@@ -191,7 +194,7 @@ class _Importer:
             v = self.values[vo.name]
             fake = onnx.NodeProto()
             fake.name, fake.op_type = f"output {vo.name}", "Output"
-            image = v.rank == 4 and not self.lead
+            image = v.rank == 4 and not self.lead and not self.io_channels_last
             v = self.permute(v, (0, 2, 3, 1) if image else tuple(range(v.rank)), fake, "_layout")
             outputs.append(v.sym)
         return Model(inputs=inputs, outputs=outputs, name=_model_name(self.graph.name))
@@ -219,7 +222,7 @@ class _Importer:
             self.batch = dims[0]
         name = vi.name
         self.names.add(name)
-        if len(dims) == 4 and not self.lead:
+        if len(dims) == 4 and not self.lead and not self.io_channels_last:
             n, c, h, w = dims
             sym = L.Input((h, w, c), dtype=dtype.name, name=name)
             self.values[name] = _Value(sym, (0, 2, 3, 1))
@@ -312,9 +315,9 @@ class _Importer:
         except ValueError as exc:
             raise self.error(node, str(exc)) from exc
         ops = get_ops()
-        layer.params["W"] = ops.asarray(W.transpose(2, 3, 1, 0), dtype=layer.dtype)
+        layer.params["W"] = ops.asarray(np.ascontiguousarray(W.transpose(2, 3, 1, 0), dtype=layer.dtype))
         if b is not None:
-            layer.params["b"] = ops.asarray(b, dtype=layer.dtype)
+            layer.params["b"] = ops.asarray(np.ascontiguousarray(b, dtype=layer.dtype))
         self.set_out(node, _Value(y, (0, 2, 3, 1)))
 
     def _pool(self, node, a, cls, **extra):
@@ -356,9 +359,9 @@ class _Importer:
         layer = L.Dense(int(W.shape[1]), use_bias=b is not None, name=self.layer_name(node), dtype=self.dtype)
         y = layer(x.sym)
         ops = get_ops()
-        layer.params["W"] = ops.asarray(W, dtype=layer.dtype)
+        layer.params["W"] = ops.asarray(np.ascontiguousarray(W, dtype=layer.dtype))
         if b is not None:
-            layer.params["b"] = ops.asarray(np.broadcast_to(b, (W.shape[1],)), dtype=layer.dtype)
+            layer.params["b"] = ops.asarray(np.ascontiguousarray(np.broadcast_to(b, (W.shape[1],)), dtype=layer.dtype))
         self.set_out(node, _Value(y, (0, 1)))
 
     def op_Gemm(self, node, a):
@@ -434,10 +437,10 @@ class _Importer:
                                      name=self.layer_name(node), dtype=self.dtype)
         y = layer(x.sym)
         ops = get_ops()
-        layer.params["gamma"] = ops.asarray(scale, dtype=layer.dtype)
-        layer.params["beta"] = ops.asarray(bias, dtype=layer.dtype)
-        layer.state["moving_mean"] = ops.asarray(mean, dtype=layer.dtype)
-        layer.state["moving_variance"] = ops.asarray(var, dtype=layer.dtype)
+        layer.params["gamma"] = ops.asarray(np.ascontiguousarray(scale, dtype=layer.dtype))
+        layer.params["beta"] = ops.asarray(np.ascontiguousarray(bias, dtype=layer.dtype))
+        layer.state["moving_mean"] = ops.asarray(np.ascontiguousarray(mean, dtype=layer.dtype))
+        layer.state["moving_variance"] = ops.asarray(np.ascontiguousarray(var, dtype=layer.dtype))
         self.set_out(node, _Value(y, x.perm))
 
     def op_Dropout(self, node, a):
