@@ -315,9 +315,9 @@ class _Importer:
         except ValueError as exc:
             raise self.error(node, str(exc)) from exc
         ops = get_ops()
-        layer.params["W"] = ops.asarray(np.ascontiguousarray(W.transpose(2, 3, 1, 0), dtype=layer.dtype))
+        layer.params["W"] = ops.asarray(np.array(W.transpose(2, 3, 1, 0), dtype=layer.dtype, order="C"))
         if b is not None:
-            layer.params["b"] = ops.asarray(np.ascontiguousarray(b, dtype=layer.dtype))
+            layer.params["b"] = ops.asarray(np.array(b, dtype=layer.dtype, order="C"))
         self.set_out(node, _Value(y, (0, 2, 3, 1)))
 
     def _pool(self, node, a, cls, **extra):
@@ -359,9 +359,9 @@ class _Importer:
         layer = L.Dense(int(W.shape[1]), use_bias=b is not None, name=self.layer_name(node), dtype=self.dtype)
         y = layer(x.sym)
         ops = get_ops()
-        layer.params["W"] = ops.asarray(np.ascontiguousarray(W, dtype=layer.dtype))
+        layer.params["W"] = ops.asarray(np.array(W, dtype=layer.dtype, order="C"))
         if b is not None:
-            layer.params["b"] = ops.asarray(np.ascontiguousarray(np.broadcast_to(b, (W.shape[1],)), dtype=layer.dtype))
+            layer.params["b"] = ops.asarray(np.array(np.broadcast_to(b, (W.shape[1],)), dtype=layer.dtype, order="C"))
         self.set_out(node, _Value(y, (0, 1)))
 
     def op_Gemm(self, node, a):
@@ -437,10 +437,10 @@ class _Importer:
                                      name=self.layer_name(node), dtype=self.dtype)
         y = layer(x.sym)
         ops = get_ops()
-        layer.params["gamma"] = ops.asarray(np.ascontiguousarray(scale, dtype=layer.dtype))
-        layer.params["beta"] = ops.asarray(np.ascontiguousarray(bias, dtype=layer.dtype))
-        layer.state["moving_mean"] = ops.asarray(np.ascontiguousarray(mean, dtype=layer.dtype))
-        layer.state["moving_variance"] = ops.asarray(np.ascontiguousarray(var, dtype=layer.dtype))
+        layer.params["gamma"] = ops.asarray(np.array(scale, dtype=layer.dtype, order="C"))
+        layer.params["beta"] = ops.asarray(np.array(bias, dtype=layer.dtype, order="C"))
+        layer.state["moving_mean"] = ops.asarray(np.array(mean, dtype=layer.dtype, order="C"))
+        layer.state["moving_variance"] = ops.asarray(np.array(var, dtype=layer.dtype, order="C"))
         self.set_out(node, _Value(y, x.perm))
 
     def op_Dropout(self, node, a):
