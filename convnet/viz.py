@@ -314,6 +314,7 @@ def load_image(path, input_shape, rescale="auto", model=None):
 
 def inspect(model_path, image_path, out_dir, max_filters=64, max_maps=16):
     """Draw a saved model's first-layer filters and its feature maps for one image.
+    model_path: a convnet model file (.npz) or an ONNX file (.onnx, via cn.onnx.load).
 
     Writes <out_dir>/filters.png and <out_dir>/feature_maps.png and returns their
     paths [filters, feature_maps]. The image is read by load_image (grey or RGB,
@@ -321,7 +322,11 @@ def inspect(model_path, image_path, out_dir, max_filters=64, max_maps=16):
     """
     from .models import load_model
 
-    model = load_model(model_path)
+    if os.fspath(model_path).lower().endswith(".onnx"):
+        from . import onnx as cn_onnx          # needs the optional onnx package
+        model = cn_onnx.load(model_path)
+    else:
+        model = load_model(model_path)
     x = load_image(image_path, model.input_shape, model=model)
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
