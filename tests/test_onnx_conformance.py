@@ -30,6 +30,17 @@ PYTORCH_PATTERN = (r"^test_(Conv2d\w*|MaxPool2d\w*|AvgPool2d\w*|BatchNorm2d\w*|L
 
 # name pattern -> reason; docs/onnx.md carries the same table
 EXCLUDED = {
+    r"^test_(?!clip_default_inbounds_expanded)\w+_expanded(_ver\d+)?_cpu": "the expanded form is the operator's function body, built from operators "
+                                       "outside the list (Exp, ReduceMax, ReduceSum, Where, Less, CastLike, Max, ...)",
+    r"^test_(edge|reflect|wrap)_pad_cpu": "integer dtypes: these pad int32 tensors; convnet layers compute in "
+                                         "float16/32/64 (Pad's float path is tested by test_constant_pad*)",
+    r"^test_dropout_default_mask(_ratio)?_cpu": "the mask output is a bool tensor: convnet models output floats",
+    r"^test_maxpool_with_argmax\w*": "the Indices output is an int64 tensor: convnet models output floats",
+    r"^test_batchnorm_\w+_training_mode_cpu": "the training form (batch statistics and running-statistics "
+                                              "outputs): the issue asks for the inference form; imported models "
+                                              "train with fit()",
+    r"^test_reshape_allowzero_reordered_cpu": "an empty tensor (a zero-size axis): convnet models need a non-empty "
+                                              "batch",
     r"^test_convinteger\w*": "ConvInteger is another operator (integer quantized), not Conv",
     r"^test_convtranspose\w*": "ConvTranspose is another operator, not in the list",
     r"^test_matmulinteger\w*": "MatMulInteger is another operator (integer quantized)",
@@ -37,8 +48,8 @@ EXCLUDED = {
     r"^test_clip_default_int8\w*": "integer dtypes: convnet layers compute in float16/32/64",
     r"^test_maxpool_2d_uint8_cpu": "integer dtypes: convnet layers compute in float16/32/64",
     r"^test_identity_(sequence|opt)_cpu": "sequence and optional types: convnet tensors are arrays",
-    r"^test_constantofshape_int\w*": "the graph output is a constant int tensor: convnet models compute float "
-                                     "outputs from their inputs",
+    r"^test_constantofshape_int\w*": "int32/int64 outputs (the graph output is a constant int tensor): convnet "
+                                     "models compute float outputs",
 }
 
 backend_test = onnx.backend.test.BackendTest(convnet_backend, __name__)
@@ -46,5 +57,21 @@ backend_test.include(NODE_PATTERN)
 backend_test.include(PYTORCH_PATTERN)
 for pattern in EXCLUDED:
     backend_test.exclude(pattern)
+
+# node tests of listed operators that still fail: features convnet does not have yet.
+# These are NOT exclusions with a reason: they are known gaps (docs/onnx.md, "Not done
+# yet"), run as expected failures so a fix shows up as an unexpected pass.
+KNOWN_GAPS = {
+    r"^test_(maxpool|averagepool)_1d_default_cpu": "1-D pooling (convnet's pooling layers are 2-D)",
+    r"^test_(maxpool|averagepool)_3d\w*": "3-D pooling (convnet's pooling layers are 2-D)",
+    r"^test_(maxpool|averagepool)_2d_dilations_cpu": "dilations in pooling",
+    r"^test_MaxPool2d_stride_padding_dilation_cpu": "dilations in pooling",
+    r"^test_gemm_(all_attributes|default_matrix_bias)_cpu": "a Gemm bias C that varies along the batch axis",
+    r"^test_matmul_(3d|4d|bcast|1d_3d|4d_1d|1d_1d)_cpu": "MatMul beyond (N, K) @ constant (K, M): batched, "
+                                                         "broadcast and 1-D operands",
+    r"^test_constantofshape_float_ones_cpu": "a graph with no data input (the whole graph is a constant)",
+}
+for pattern in KNOWN_GAPS:
+    backend_test.xfail(pattern)
 
 globals().update(backend_test.test_cases)
