@@ -171,3 +171,28 @@ def test_constant_op(backend, rng, op):
     expected = {"add": x + c, "mul": x * c, "sub": x - c, "rsub": c - x, "div": x / c}[op]
     np.testing.assert_allclose(cn.get_ops().to_numpy(layer(x)), expected)
     check(layer, x)
+
+
+@pytest.mark.parametrize("include", [False, True])
+def test_dilated_pooling(backend, rng, include):
+    x = rng.permutation(2 * 9 * 8 * 2).reshape(2, 9, 8, 2) / 7.0
+    pads, k, s, d = ((1, 1), (2, 0)), 3, 2, 2
+    xpad_max = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=-np.inf)
+    xpad = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    real = np.pad(np.ones((9, 8)), pads)
+    oh = (9 + 2 - (k - 1) * d - 1) // s + 1
+    ow = (8 + 2 - (k - 1) * d - 1) // s + 1
+    ymax, yavg = np.zeros((2, oh, ow, 2)), np.zeros((2, oh, ow, 2))
+    for i in range(oh):
+        for j in range(ow):
+            rows, cols = i * s + d * np.arange(k), j * s + d * np.arange(k)
+            win = xpad_max[:, rows][:, :, cols]
+            ymax[:, i, j] = win.max(axis=(1, 2))
+            n = k * k if include else real[np.ix_(rows, cols)].sum()
+            yavg[:, i, j] = xpad[:, rows][:, :, cols].sum(axis=(1, 2)) / n
+    mp = L.MaxPooling2D(k, strides=s, padding=pads, dilation_rate=d, dtype="float64")
+    ap = L.AveragePooling2D(k, strides=s, padding=pads, dilation_rate=d, count_include_pad=include, dtype="float64")
+    np.testing.assert_allclose(cn.get_ops().to_numpy(mp(x)), ymax)
+    np.testing.assert_allclose(cn.get_ops().to_numpy(ap(x)), yavg, rtol=1e-12)
+    check(mp, x)
+    check(ap, x)

@@ -285,6 +285,64 @@ class NumpyOps:
                 dxpad[:, ty:ty + sh * oh:sh, tx:tx + sw * ow:sw, :] += share
         return dxpad[:, pt:pt + h, pl:pl + w, :]
 
+    # ------------------------------------------------------ dilated pooling
+    def pool_windows(self, x, ph, pw, sh, sw, dh, dw, pads, fill):
+        """Every (dilated) window as its taps: x (N, H, W, C) -> (N, OH, OW, ph*pw, C),
+        padding filled with `fill` (-inf for max, 0 for the average's sum)."""
+        xp = self.xp
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x.shape
+        oh = output_size(h, (ph - 1) * dh + 1, sh, pt, pb)
+        ow = output_size(w, (pw - 1) * dw + 1, sw, pl, pr)
+        xpad = xp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=fill)
+        win = xp.empty((n, oh, ow, ph * pw, c), dtype=x.dtype)
+        for ty in range(ph):
+            for tx in range(pw):
+                y0, x0 = ty * dh, tx * dw
+                win[:, :, :, ty * pw + tx, :] = xpad[:, y0:y0 + sh * oh:sh, x0:x0 + sw * ow:sw, :]
+        return win
+
+    def pool_windows_adjoint(self, dwin, x_shape, ph, pw, sh, sw, dh, dw, pads):
+        """Scatter-add (N, OH, OW, ph*pw, C) tap gradients back onto x (N, H, W, C)."""
+        xp = self.xp
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x_shape
+        oh, ow = dwin.shape[1:3]
+        dxpad = xp.zeros((n, h + pt + pb, w + pl + pr, c), dtype=dwin.dtype)
+        for ty in range(ph):
+            for tx in range(pw):
+                y0, x0 = ty * dh, tx * dw
+                dxpad[:, y0:y0 + sh * oh:sh, x0:x0 + sw * ow:sw, :] += dwin[:, :, :, ty * pw + tx, :]
+        return dxpad[:, pt:pt + h, pl:pl + w, :]
+
+    def dilated_maxpool(self, x, ph, pw, sh, sw, dh, dw, pads):
+        """Max pooling over dilated windows: (y (N, OH, OW, C), argmax tap (N, OH, OW, C)),
+        the first maximum winning ties as in maxpool."""
+        win = self.pool_windows(x, ph, pw, sh, sw, dh, dw, pads, -np.inf)
+        arg = win.argmax(axis=3)
+        return self.xp.take_along_axis(win, arg[:, :, :, None, :], axis=3)[:, :, :, 0, :], arg
+
+    def dilated_maxpool_backward(self, dy, argmax, x_shape, ph, pw, sh, sw, dh, dw, pads):
+        """dy goes to the winning tap of each window, then onto x."""
+        xp = self.xp
+        taps = xp.arange(ph * pw).reshape(1, 1, 1, -1, 1)
+        dwin = xp.where(taps == argmax[:, :, :, None, :], dy[:, :, :, None, :], 0).astype(dy.dtype)
+        return self.pool_windows_adjoint(dwin, x_shape, ph, pw, sh, sw, dh, dw, pads)
+
+    def dilated_avgpool(self, x, ph, pw, sh, sw, dh, dw, pads):
+        """Mean over the real pixels of each dilated window: (y, count (OH, OW, 1))."""
+        xp = self.xp
+        total = self.pool_windows(x, ph, pw, sh, sw, dh, dw, pads, 0).sum(axis=3)
+        ones = xp.ones((1, *x.shape[1:3], 1), dtype=x.dtype)
+        count = self.pool_windows(ones, ph, pw, sh, sw, dh, dw, pads, 0).sum(axis=3)[0]
+        return total / count, count
+
+    def dilated_avgpool_backward(self, dy, count, x_shape, ph, pw, sh, sw, dh, dw, pads):
+        """Each real tap of a window gets dy / count (padding taps drop out in the adjoint)."""
+        share = (dy / count)[:, :, :, None, :]
+        dwin = self.xp.broadcast_to(share, (*dy.shape[:3], ph * pw, dy.shape[3]))
+        return self.pool_windows_adjoint(dwin, x_shape, ph, pw, sh, sw, dh, dw, pads)
+
     # ------------------------------------------------------------- activations
     def relu(self, x, out=None):
         """max(x, 0); writes into `out` when given (it may be x itself)."""

@@ -20,9 +20,11 @@ class _Pooling2D(Layer):
     input_rank = 4
 
     def __init__(self, pool_size=2, strides=None, padding="valid", name=None, dtype=None,
-                 input_shape=None, ceil_mode=False):
+                 input_shape=None, ceil_mode=False, dilation_rate=1):
         super().__init__(name=name, dtype=dtype, input_shape=input_shape)
         owner = self.describe()
+        # dilation_rate (ONNX's dilations): window taps d pixels apart
+        self.dilation_rate = normalize_pair(dilation_rate, "dilation_rate", owner)
         self.pool_size = normalize_pair(pool_size, "pool_size", owner)
         self.strides = self.pool_size if strides is None else normalize_pair(strides, "strides", owner)
         self.padding = normalize_padding(padding, owner)
@@ -42,7 +44,11 @@ class _Pooling2D(Layer):
         return "(N, H, W, C)"
 
     def _geometry(self, h, w):
-        return window_geometry(h, w, self.pool_size, self.strides, self.padding, ceil_mode=self.ceil_mode)
+        return window_geometry(h, w, self.pool_size, self.strides, self.padding, self.dilation_rate,
+                               ceil_mode=self.ceil_mode)
+
+    def _dilated(self):
+        return self.dilation_rate != (1, 1)
 
     def _check_spatial(self, shape):
         (oh, ow), pads = self._geometry(shape[1], shape[2])
@@ -66,7 +72,7 @@ class _Pooling2D(Layer):
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),
                 "strides": list(self.strides), "padding": padding_config(self.padding),
-                "ceil_mode": self.ceil_mode}
+                "ceil_mode": self.ceil_mode, "dilation_rate": list(self.dilation_rate)}
 
 
 class MaxPooling2D(_Pooling2D):
@@ -75,13 +81,18 @@ class MaxPooling2D(_Pooling2D):
     def _forward(self, x, training):
         (ph, pw), (sh, sw) = self.pool_size, self.strides
         _, pads = self._geometry(x.shape[1], x.shape[2])
-        y, argmax = get_ops().maxpool(x, ph, pw, sh, sw, pads)
+        if self._dilated():
+            y, argmax = get_ops().dilated_maxpool(x, ph, pw, sh, sw, *self.dilation_rate, pads)
+        else:
+            y, argmax = get_ops().maxpool(x, ph, pw, sh, sw, pads)
         self._cache = (argmax, x.shape, pads)
         return y
 
     def _backward(self, dy):
         argmax, x_shape, pads = self._cache
         (ph, pw), (sh, sw) = self.pool_size, self.strides
+        if self._dilated():
+            return get_ops().dilated_maxpool_backward(dy, argmax, x_shape, ph, pw, sh, sw, *self.dilation_rate, pads)
         return get_ops().maxpool_backward(dy, argmax, x_shape, ph, pw, sh, sw, pads)
 
     def flops_per_image(self):
@@ -97,9 +108,9 @@ class AveragePooling2D(_Pooling2D):
     """
 
     def __init__(self, pool_size=2, strides=None, padding="valid", name=None, dtype=None,
-                 input_shape=None, ceil_mode=False, count_include_pad=False):
+                 input_shape=None, ceil_mode=False, count_include_pad=False, dilation_rate=1):
         super().__init__(pool_size, strides, padding, name=name, dtype=dtype, input_shape=input_shape,
-                         ceil_mode=ceil_mode)
+                         ceil_mode=ceil_mode, dilation_rate=dilation_rate)
         self.count_include_pad = bool(count_include_pad)
 
     def _rescale(self, h, w):
@@ -108,23 +119,28 @@ class AveragePooling2D(_Pooling2D):
         (oh, ow), pads = self._geometry(h, w)
         (ph, pw), (sh, sw) = self.pool_size, self.strides
 
-        def counts(n, k, s, out, before, after_declared):
-            start = np.arange(out) * s - before
-            real = np.minimum(start + k, n) - np.maximum(start, 0)
-            counted = np.minimum(start + k, n + after_declared) - np.maximum(start, -before)
+        def counts(n, k, s, d, out, before, after_declared):
+            # tap t of window i sits at i*s - before + t*d
+            pos = (np.arange(out) * s - before)[:, None] + np.arange(k)[None, :] * d
+            real = ((pos >= 0) & (pos < n)).sum(axis=1)
+            counted = ((pos >= -before) & (pos < n + after_declared)).sum(axis=1)
             return real, counted
 
         top, left = pads[0][0], pads[1][0]
-        declared = window_geometry(h, w, self.pool_size, self.strides, self.padding)[1]
-        rr, rc = counts(h, ph, sh, oh, top, declared[0][1])
-        cr, cc = counts(w, pw, sw, ow, left, declared[1][1])
+        dh, dw = self.dilation_rate
+        declared = window_geometry(h, w, self.pool_size, self.strides, self.padding, self.dilation_rate)[1]
+        rr, rc = counts(h, ph, sh, dh, oh, top, declared[0][1])
+        cr, cc = counts(w, pw, sw, dw, ow, left, declared[1][1])
         factor = np.outer(rr, cr) / np.outer(rc, cc)
         return get_ops().asarray(factor[:, :, None], dtype=self.dtype)
 
     def _forward(self, x, training):
         (ph, pw), (sh, sw) = self.pool_size, self.strides
         _, pads = self._geometry(x.shape[1], x.shape[2])
-        y, count = get_ops().avgpool(x, ph, pw, sh, sw, pads)
+        if self._dilated():
+            y, count = get_ops().dilated_avgpool(x, ph, pw, sh, sw, *self.dilation_rate, pads)
+        else:
+            y, count = get_ops().avgpool(x, ph, pw, sh, sw, pads)
         factor = self._rescale(x.shape[1], x.shape[2]) if self.count_include_pad else None
         self._cache = (count, x.shape, pads, factor)
         return y if factor is None else y * factor
@@ -134,6 +150,8 @@ class AveragePooling2D(_Pooling2D):
         (ph, pw), (sh, sw) = self.pool_size, self.strides
         if factor is not None:
             dy = dy * factor
+        if self._dilated():
+            return get_ops().dilated_avgpool_backward(dy, count, x_shape, ph, pw, sh, sw, *self.dilation_rate, pads)
         return get_ops().avgpool_backward(dy, count, x_shape, ph, pw, sh, sw, pads)
 
     def get_config(self):

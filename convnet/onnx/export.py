@@ -185,6 +185,8 @@ def _layer(w, layer, ins, in_shapes):
         attrs = dict(kernel_shape=list(layer.pool_size), strides=list(layer.strides),
                      pads=_pads(layer if not layer.ceil_mode else _declared(layer), in_shapes[0]),
                      ceil_mode=int(layer.ceil_mode))
+        if layer.dilation_rate != (1, 1):
+            attrs["dilations"] = list(layer.dilation_rate)
         if isinstance(layer, MaxPooling2D):
             return w.node("MaxPool", [x], hint, True, **attrs)
         return w.node("AveragePool", [x], hint, True, count_include_pad=int(layer.count_include_pad), **attrs)

@@ -328,12 +328,10 @@ class _Importer:
             raise self.error(node, f"input of rank {x.rank}: only 2-D pooling (rank 4) is supported")
         kernel = tuple(a["kernel_shape"])
         strides, dil, pads = self._windows(node, a, x, kernel, pool=True)
-        if dil != (1, 1):
-            raise self.error(node, f"dilations {list(dil)} in pooling are not supported")
         if any(p >= k for pair, k in zip(pads, kernel) for p in pair):
             raise self.error(node, f"pads {pads} as large as the window {kernel} are not supported")
         layer = cls(kernel, strides=strides, padding=pads, ceil_mode=bool(a.get("ceil_mode", 0)),
-                    name=self.layer_name(node), dtype=self.dtype, **extra)
+                    dilation_rate=dil, name=self.layer_name(node), dtype=self.dtype, **extra)
         self.set_out(node, _Value(layer(x.sym), (0, 2, 3, 1)))
 
     def op_MaxPool(self, node, a):
