@@ -62,7 +62,6 @@ for pattern in EXCLUDED:
 # These are NOT exclusions with a reason: they are known gaps (docs/onnx.md, "Not done
 # yet"), run as expected failures so a fix shows up as an unexpected pass.
 KNOWN_GAPS = {
-    r"^test_(maxpool|averagepool)_1d_default_cpu": "1-D pooling (convnet's pooling layers are 2-D)",
     r"^test_(maxpool|averagepool)_3d\w*": "3-D pooling (convnet's pooling layers are 2-D)",
     r"^test_gemm_(all_attributes|default_matrix_bias)_cpu": "a Gemm bias C that varies along the batch axis",
     r"^test_matmul_(3d|4d|bcast|1d_3d|4d_1d|1d_1d)_cpu": "MatMul beyond (N, K) @ constant (K, M): batched, "

@@ -297,13 +297,48 @@ class _Importer:
         if self.lead:
             raise self.error(node, "reads ONNX axis 0 as the batch (sample_axis mode cannot)")
 
-    def op_Conv(self, node, a):
+    def _to_2d(self, node, a):
+        """A 1-D window op (N, C, L) as the 2-D one on (N, C, L, 1): attributes get a
+        unit second axis (kernel 1, stride 1, no padding, dilation 1)."""
+        a = dict(a)
+        for key, extra in (("kernel_shape", 1), ("strides", 1), ("dilations", 1)):
+            if key in a:
+                a[key] = list(a[key]) + [extra]
+        if "pads" in a:
+            b, e = a["pads"]
+            a["pads"] = [b, 0, e, 0]
+        x = self.onnx_order(self.var(node, 0), node)
+        shape = x.onnx_shape()
+        return self._reshape_to(node, x, (*shape, 1)), a
+
+    def _from_2d(self, node, y):
+        shape = y.onnx_shape()
+        return self._reshape_to(node, y, shape[:-1])
+
+    def _one_d(self, node, a, handler):
+        """Run the 2-D handler on the (N, C, L, 1) view of a 1-D node's input."""
+        x4, a4 = self._to_2d(node, a)
+        inner = onnx.NodeProto()
+        inner.CopyFrom(node)
+        inner.input[0] = node.input[0] + "__as_2d"
+        self.values[inner.input[0]] = x4
+        handler(inner, a4, one_d=True)
+        y = self.values[node.output[0]]
+        self.set_out(node, self._from_2d(node, y))
+
+    def op_Conv(self, node, a, one_d=False):
         self.batch_first(node)
+        if not one_d and self.var(node, 0).rank == 3:
+            return self._one_d(node, a, self.op_Conv)
         x = self.channels_last(self.var(node, 0), node)
         if x.rank != 4:
             raise self.error(node, f"input of rank {x.rank}: only 2-D convolution (rank 4) is supported")
         W = self.const(node, 1, "W")
+        if one_d:
+            W = W[..., None]
         b = self.const(node, 2, "B", required=False)
+        if W.ndim != 4:
+            raise self.error(node, f"W of rank {W.ndim}: only 1-D and 2-D convolution are supported")
         f, cg, kh, kw = W.shape
         kernel = tuple(a.get("kernel_shape", (kh, kw)))
         strides, dil, pads = self._windows(node, a, x, kernel, pool=False)
@@ -320,9 +355,11 @@ class _Importer:
             layer.params["b"] = ops.asarray(np.array(b, dtype=layer.dtype, order="C"))
         self.set_out(node, _Value(y, (0, 2, 3, 1)))
 
-    def _pool(self, node, a, cls, **extra):
+    def _pool(self, node, a, cls, one_d=False, **extra):
         self.batch_first(node)
         self.check_outputs(node)
+        if not one_d and self.var(node, 0).rank == 3:
+            return self._one_d(node, a, lambda n, a4, one_d: self._pool(n, a4, cls, one_d=True, **extra))
         x = self.channels_last(self.var(node, 0), node)
         if x.rank != 4:
             raise self.error(node, f"input of rank {x.rank}: only 2-D pooling (rank 4) is supported")
