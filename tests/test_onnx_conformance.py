@@ -41,9 +41,6 @@ EXCLUDED = {
                                               "train with fit()",
     r"^test_reshape_allowzero_reordered_cpu": "an empty tensor (a zero-size axis): convnet models need a non-empty "
                                               "batch",
-    r"^test_convinteger\w*": "ConvInteger is another operator (integer quantized), not Conv",
-    r"^test_convtranspose\w*": "ConvTranspose is another operator, not in the list",
-    r"^test_matmulinteger\w*": "MatMulInteger is another operator (integer quantized)",
     r"^test_(add|sub|mul)_u?int\d+_cpu": "integer dtypes: convnet layers compute in float16/32/64",
     r"^test_clip_default_int8\w*": "integer dtypes: convnet layers compute in float16/32/64",
     r"^test_maxpool_2d_uint8_cpu": "integer dtypes: convnet layers compute in float16/32/64",

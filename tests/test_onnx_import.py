@@ -151,3 +151,43 @@ def test_missing_onnx_package_message():
             "try:\n    cn.onnx\nexcept ImportError as e:\n    print('IMPORT-ERROR', e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "IMPORT-ERROR" in out.stdout and "pip install 'convnet[onnx]'" in out.stdout, out.stdout + out.stderr
+
+
+def with_random_weights(proto, seed=0):
+    """The light model with its ConstantOfShape weights replaced by random ones
+    (matrices and kernels ~ U(-1, 1) / sqrt(fan-in), vectors ~ U(0.5, 1.5), so BN
+    variances stay positive): the outputs then depend on every weight."""
+    rng = np.random.default_rng(seed)
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    keep = []
+    for node in model.graph.node:
+        if node.op_type == "ConstantOfShape" and node.input[0] in inits:
+            shape = tuple(int(d) for d in inits[node.input[0]])
+            if len(shape) >= 2:
+                w = rng.uniform(-1, 1, shape) / np.sqrt(max(int(np.prod(shape[1:])), 1))
+            else:
+                w = rng.uniform(0.5, 1.5, shape)
+            model.graph.initializer.append(numpy_helper.from_array(w.astype(np.float32), node.output[0]))
+            # this IR version lists every initializer among the graph inputs too
+            model.graph.input.append(helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, shape))
+        else:
+            keep.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    return model
+
+
+@pytest.mark.parametrize("name", ["squeezenet", "resnet50", "shufflenet", "inception_v2"] + [
+    pytest.param(name, marks=pytest.mark.slow) for name in sorted(SLOW)])
+def test_light_zoo_architecture_with_random_weights_matches_onnx_runtime(name, tmp_path):
+    proto = with_random_weights(onnx.load(os.path.join(LIGHT, f"light_{name}.onnx")))
+    onnx.save(proto, tmp_path / "m.onnx")
+    iname, x = light_input(proto)
+    x = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
+    expected = run_ort(tmp_path / "m.onnx", {iname: x})[0]
+    model = cn.onnx.load(tmp_path / "m.onnx")
+    y = to_onnx_layout(model(nchw_to_nhwc(x)))
+    assert np.std(expected) > 1e-4          # not a uniform output: the weights matter
+    np.testing.assert_allclose(y, expected, rtol=1e-3, atol=1e-5 * np.abs(expected).max())
