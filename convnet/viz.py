@@ -323,7 +323,7 @@ def inspect(model_path, image_path, out_dir, max_filters=64, max_maps=16):
     from .models import load_model
 
     if os.fspath(model_path).lower().endswith(".onnx"):
-        from . import onnx as cn_onnx          # needs the optional onnx package
+        from . import onnx as cn_onnx  # needs the optional onnx package
         model = cn_onnx.load(model_path)
     else:
         model = load_model(model_path)

@@ -71,25 +71,26 @@ def test_conv_groups_errors():
 def pool_reference(x, k, s, pads, ceil_mode, kind, count_include_pad=False):
     """Windows by explicit loops (ONNX's definition)."""
     n, h, w, c = x.shape
-    (t, b), (l, r) = pads
+    (t, b), (left, r) = pads
+
     def size(nn, before, after):
         span = nn + before + after - k
         out = (-(-span // s) if ceil_mode else span // s) + 1
         if ceil_mode and (out - 1) * s >= nn + before:
             out -= 1
         return out
-    oh, ow = size(h, t, b), size(w, l, r)
+    oh, ow = size(h, t, b), size(w, left, r)
     y = np.zeros((n, oh, ow, c))
     for i in range(oh):
         for j in range(ow):
-            y0, x0 = i * s - t, j * s - l
+            y0, x0 = i * s - t, j * s - left
             win = x[:, max(y0, 0):min(y0 + k, h), max(x0, 0):min(x0 + k, w), :]
             if kind == "max":
                 y[:, i, j] = win.max(axis=(1, 2))
             else:
                 counted = win.shape[1] * win.shape[2]
                 if count_include_pad:
-                    counted = (min(y0 + k, h + b) - max(y0, -t)) * (min(x0 + k, w + r) - max(x0, -l))
+                    counted = (min(y0 + k, h + b) - max(y0, -t)) * (min(x0 + k, w + r) - max(x0, -left))
                 y[:, i, j] = win.sum(axis=(1, 2)) / counted
     return y
 

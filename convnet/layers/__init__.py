@@ -1,15 +1,15 @@
 """Layers with hand-written forward and backward passes (Keras names)."""
 
 from .base import Layer
+from .conv import Conv2D, DepthwiseConv2D, conv2d_naive
+from .core import Activation, Dense, Dropout, Flatten, ReLU, Rescaling, Softmax
+from .elementwise import LRN, Clip, ConstantOp
 from .input_layer import Input, InputLayer
 from .merge import Add, Average, Concatenate, Multiply, Subtract
-from .reshaping import UpSampling2D, ZeroPadding2D
-from .conv import Conv2D, DepthwiseConv2D, conv2d_naive
-from .elementwise import LRN, Clip, ConstantOp
-from .shape_ops import Identity, Pad, Permute, Reshape
-from .core import Activation, Dense, Dropout, Flatten, ReLU, Rescaling, Softmax
 from .normalization import BatchNormalization
 from .pooling import AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, MaxPool2D, MaxPooling2D
+from .reshaping import UpSampling2D, ZeroPadding2D
+from .shape_ops import Identity, Pad, Permute, Reshape
 
 LAYER_CLASSES = {cls.__name__: cls for cls in (
     Conv2D, Dense, Flatten, Dropout, Activation, ReLU, Softmax, Rescaling,

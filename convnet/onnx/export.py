@@ -276,12 +276,13 @@ def export(model, path, opset=None):
     if not getattr(model, "built", False) or getattr(model, "graph", None) is None:
         raise ValueError("export: the model is not built; build it (give an input shape) before exporting")
     opset = DEFAULT_OPSET if opset is None else opset
-    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
-        raise ValueError(f"export: opset must be an int from {MIN_OPSET} to {onnx.defs.onnx_opset_version()}, "
-                         f"got {opset!r}")
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ValueError(f"export: opset must be an int from {MIN_OPSET} to {newest}, got {opset!r}")
     dtypes = {np.dtype(layer.dtype) for layer in model.layers if layer.dtype is not None}
     if len(dtypes) != 1 or next(iter(dtypes)) not in _ELEM_TYPES:
-        raise ValueError(f"export: every layer must have one float dtype (float16/32/64), got {sorted(map(str, dtypes))}")
+        raise ValueError(f"export: every layer must have one float dtype (float16/32/64), "
+                         f"got {sorted(map(str, dtypes))}")
     dtype = next(iter(dtypes))
     elem = _ELEM_TYPES[dtype]
     w = _Writer(dtype)

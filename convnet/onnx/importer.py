@@ -21,6 +21,8 @@ A node or attribute convnet cannot represent raises OnnxImportError naming the
 node, its operator and what is unsupported; nothing is silently approximated.
 """
 
+import os
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -537,7 +539,7 @@ class _Importer:
             pass
         elif first == -1 and -1 not in rest and np.prod(rest) == np.prod(shape):
             pass
-        elif self.batch is not None and first == self.batch and np.prod(rest) * (rest.count(-1) == 0) in (0, np.prod(shape)):
+        elif self.batch is not None and first == self.batch and (-1 in rest or np.prod(rest) == np.prod(shape)):
             pass
         else:
             raise self.error(node, f"shape {target}: the first entry must keep the batch axis (0, -1 or the "
@@ -738,11 +740,10 @@ def load(path):
     are (N, H, W, C). The model is ordinary: compile/fit it, save it, summary(),
     gradcheck. OnnxImportError names any node convnet cannot represent.
     """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"cn.onnx.load: no file {path}")
     try:
         proto = onnx.load(str(path))
-    except (OSError, onnx.onnx_cpp2py_export.checker.ValidationError if hasattr(onnx, "onnx_cpp2py_export")
-            else OSError) as exc:
-        raise OnnxImportError(f"cannot read ONNX file {path}: {exc}") from exc
-    except Exception as exc:       # a protobuf parse error
+    except Exception as exc:       # protobuf's parse errors have no common public class
         raise OnnxImportError(f"cannot read ONNX file {path}: {exc}") from exc
     return from_proto(proto)
