@@ -179,8 +179,11 @@ def with_random_weights(proto, seed=0):
     return model
 
 
+# AlexNet, VGG-19 and ZFNet-512 are plain chains of the operators these cover (LRN
+# included, through Inception v1) and cost 5-20 s each here; their reference test
+# above still runs them
 @pytest.mark.parametrize("name", ["squeezenet", "resnet50", "shufflenet", "inception_v2"] + [
-    pytest.param(name, marks=pytest.mark.slow) for name in sorted(SLOW)])
+    pytest.param(name, marks=pytest.mark.slow) for name in ("inception_v1", "densenet121")])
 def test_light_zoo_architecture_with_random_weights_matches_onnx_runtime(name, tmp_path):
     proto = with_random_weights(onnx.load(os.path.join(LIGHT, f"light_{name}.onnx")))
     onnx.save(proto, tmp_path / "m.onnx")

@@ -345,12 +345,16 @@ class _Importer:
         kernel = tuple(a.get("kernel_shape", (kh, kw)))
         strides, dil, pads = self._windows(node, a, x, kernel, pool=False)
         groups = int(a.get("group", 1))
+        # built with zeros (the ONNX weights replace them: drawing random ones for a
+        # VGG-size kernel would cost seconds), then the Keras default is restored
         layer = L.Conv2D(int(f), (int(kh), int(kw)), strides=strides, padding=pads, dilation_rate=dil,
+                         kernel_initializer="zeros",
                          groups=groups, use_bias=b is not None, name=self.layer_name(node), dtype=self.dtype)
         try:
             y = layer(x.sym)
         except ValueError as exc:
             raise self.error(node, str(exc)) from exc
+        layer.kernel_initializer = "glorot_uniform"
         ops = get_ops()
         layer.params["W"] = ops.asarray(np.array(W.transpose(2, 3, 1, 0), dtype=layer.dtype, order="C"))
         if b is not None:
@@ -393,8 +397,10 @@ class _Importer:
         self.batch_first(node)
         if x.rank != 2:
             raise self.error(node, f"input of rank {x.rank}: Gemm/MatMul map to Dense, which takes (N, features)")
-        layer = L.Dense(int(W.shape[1]), use_bias=b is not None, name=self.layer_name(node), dtype=self.dtype)
+        layer = L.Dense(int(W.shape[1]), use_bias=b is not None, name=self.layer_name(node), dtype=self.dtype,
+                        kernel_initializer="zeros")
         y = layer(x.sym)
+        layer.kernel_initializer = "glorot_uniform"
         ops = get_ops()
         layer.params["W"] = ops.asarray(np.array(W, dtype=layer.dtype, order="C"))
         if b is not None:
