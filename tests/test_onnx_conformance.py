@@ -2,10 +2,8 @@
 convnet.onnx.backend: the node tests of the operators docs/onnx.md lists and the
 PyTorch-converted 2-D conv, pooling, batch-norm, linear and activation cases,
 selected by name pattern. What is excluded, and why, is listed in docs/onnx.md
-and in EXCLUDED below (the same list)."""
-
-import os
-import tempfile
+and in EXCLUDED below (the same list). The light zoo models are tested in
+tests/test_onnx_import.py (with the slow ones marked), not through the runner."""
 
 import pytest
 
@@ -15,9 +13,6 @@ pytest.importorskip("onnxruntime")
 import onnx.backend.test  # noqa: E402
 
 import convnet.onnx.backend as convnet_backend  # noqa: E402
-
-# the runner writes dummy data for model tests under ONNX_HOME; keep it out of ~
-os.environ.setdefault("ONNX_HOME", tempfile.mkdtemp(prefix="convnet-onnx-home-"))
 
 OPERATORS = ("conv", "maxpool", "averagepool", "globalaveragepool", "gemm", "matmul", "relu", "sigmoid", "tanh",
              "softmax", "batchnorm", "dropout", "flatten", "reshape", "transpose", "add", "sum", "sub", "mul",

@@ -194,3 +194,28 @@ def test_light_zoo_architecture_with_random_weights_matches_onnx_runtime(name, t
     y = to_onnx_layout(model(nchw_to_nhwc(x)))
     assert np.std(expected) > 1e-4          # not a uniform output: the weights matter
     np.testing.assert_allclose(y, expected, rtol=1e-3, atol=1e-5 * np.abs(expected).max())
+
+
+def test_backend_run_node_and_one_sample_mode():
+    """convnet.onnx.backend directly: ONNX layouts in and out; a Concat along ONNX's
+    axis 0 runs in the one-sample mode; a Conv reads axis 0 as the batch."""
+    import convnet.onnx.backend as backend
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32)
+    (y,) = backend.run_node(helper.make_node("Concat", ["a", "b"], ["y"], axis=0), [a, b])
+    np.testing.assert_array_equal(y, np.concatenate([a, b]))
+    x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
+    W = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    node = helper.make_node("Conv", ["x", "W"], ["y"], pads=[1, 1, 1, 1], strides=[2, 1])
+    (y,) = backend.run_node(node, [x, W])
+    expected = run_ort(single_conv(node, x, W), {"x": x, "W": W})[0]
+    assert y.shape == expected.shape == (2, 4, 3, 5)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    assert backend.supports_device("CPU") and not backend.supports_device("CUDA")
+
+
+def single_conv(node, x, W):
+    ins = [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x.shape),
+           helper.make_tensor_value_info("W", onnx.TensorProto.FLOAT, W.shape)]
+    out = [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)]
+    return helper.make_model(helper.make_graph([node], "g", ins, out), opset_imports=[helper.make_opsetid("", 17)])

@@ -138,7 +138,11 @@ class ConvnetBackend(Backend):
         from onnx import helper
         ins = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype),
                                              np.shape(v)) for n, v in zip(node.input, inputs)]
-        outs = [helper.make_empty_tensor_value_info(n) for n in node.output]
+        # the outputs' types and shapes from ONNX's shape inference (a graph output
+        # needs them)
+        probe = helper.make_model(helper.make_graph([node], "node", ins, []))
+        inferred = {vi.name: vi for vi in onnx.shape_inference.infer_shapes(probe).graph.value_info}
+        outs = [inferred[n] for n in node.output if n]
         model = helper.make_model(helper.make_graph([node], "node", ins, outs))
         return cls.run_model(model, inputs, device)
 
