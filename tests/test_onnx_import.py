@@ -219,3 +219,17 @@ def single_conv(node, x, W):
            helper.make_tensor_value_info("W", onnx.TensorProto.FLOAT, W.shape)]
     out = [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)]
     return helper.make_model(helper.make_graph([node], "g", ins, out), opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_matmul_on_sequences_is_a_1x1_conv(tmp_path):
+    rng = np.random.default_rng(2)
+    B = rng.standard_normal((5, 3)).astype(np.float32)
+    node = helper.make_node("MatMul", ["x", "B"], ["y"], name="mm")
+    proto = single_node_model(node, ["N", 4, 5], ["N", 4, 3], [numpy_helper.from_array(B, "B")])
+    onnx.save(proto, tmp_path / "mm.onnx")
+    model = cn.onnx.load(tmp_path / "mm.onnx")
+    x = rng.standard_normal((2, 4, 5)).astype(np.float32)
+    np.testing.assert_allclose(model(x), x @ B, rtol=1e-5, atol=1e-6)
+    (conv,) = [layer for layer in model.layers if isinstance(layer, L.Conv2D)]
+    assert conv.kernel_size == (1, 1) and conv.filters == 3
+    assert cn.gradcheck(conv, x.reshape(2, 4, 1, 5)).passed      # the layer trains as any Conv2D

@@ -237,7 +237,7 @@ class _Importer:
         ins = [n for n in node.input if n]
         if node.domain not in ("", "ai.onnx"):
             raise self.error(node, f"operator domain {node.domain!r} is not supported")
-        if all(n in self.consts for n in ins) and node.op_type not in ("Dropout",) or not ins:
+        if not ins or all(n in self.consts for n in ins):
             self._fold(node)
             return
         handler = getattr(self, "op_" + node.op_type, None)
@@ -425,9 +425,30 @@ class _Importer:
     def op_MatMul(self, node, a):
         x = self.var(node, 0)
         W = self.const(node, 1, "B")
-        if W.ndim != 2:
-            raise self.error(node, f"B of rank {W.ndim}: only a 2-D constant B is supported")
-        self._dense(node, x, W, None)
+        if W.ndim not in (1, 2):
+            raise self.error(node, f"B of rank {W.ndim}: only a 1-D or 2-D constant B is supported")
+        if W.ndim == 2 and x.rank == 2:
+            return self._dense(node, x, W, None)
+        self.batch_first(node)
+        if x.rank < 2 + (W.ndim == 1):
+            raise self.error(node, f"A of rank {x.rank} with B of rank {W.ndim} is not supported")
+        # A (N, d1, ..., K) @ B (K, M) is a 1x1 convolution over the (d1*...) positions
+        # with K channels in and M out: A viewed as (N, P, 1, K), W = B as (1, 1, K, M)
+        x = self.onnx_order(x, node)
+        shape = x.onnx_shape()
+        k = shape[-1]
+        B = W.reshape(k, -1)
+        m = B.shape[1]
+        positions = int(np.prod(shape[:-1]))
+        x4 = self._reshape_to(node, x, (positions, 1, k))
+        layer = L.Conv2D(m, 1, use_bias=False, kernel_initializer="zeros", name=self.layer_name(node),
+                         dtype=self.dtype)
+        y = layer(x4.sym)
+        layer.kernel_initializer = "glorot_uniform"
+        layer.params["W"] = get_ops().asarray(np.array(B.reshape(1, 1, k, m), dtype=layer.dtype, order="C"))
+        y = _Value(y, (0, 1, 2, 3))
+        out_shape = (*shape[:-1], m) if W.ndim == 2 else tuple(shape[:-1])
+        self.set_out(node, self._reshape_to(node, y, out_shape))
 
     def _activation(self, node, name):
         x = self.var(node, 0)
