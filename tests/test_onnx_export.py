@@ -83,9 +83,11 @@ def test_new_layers_export(tmp_path, rng):
     h = L.MaxPooling2D(3, strides=2, ceil_mode=True)(h)
     h = L.AveragePooling2D(3, strides=2, padding=((1, 1), (1, 0)), count_include_pad=True, ceil_mode=True)(h)
     h = L.Pad(((1, 1), (0, 1), (0, 0)), mode="reflect")(h)
+    h = L.PReLU(alpha_initializer="glorot_uniform", shared_axes=[1, 2])(L.ELU(1.5)(L.LeakyReLU(0.1)(h)))
+    h = L.Activation("softsign")(L.Activation("softplus")(L.Activation("selu")(L.Activation("elu")(h))))
     h = L.Permute((3, 1, 2))(h)
     h = L.Reshape((-1,))(L.Identity()(h))
-    model = cn.Model(x, L.Dense(4)(h), seed=2)
+    model = cn.Model(x, L.LogSoftmax()(L.Dense(4)(h)), seed=2)
     assert_matches(model, tmp_path, [rng.standard_normal((2, 9, 8, 6)).astype(np.float32)])
 
 

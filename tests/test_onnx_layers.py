@@ -197,3 +197,35 @@ def test_dilated_pooling(backend, rng, include):
     np.testing.assert_allclose(cn.get_ops().to_numpy(ap(x)), yavg, rtol=1e-12)
     check(mp, x)
     check(ap, x)
+
+
+@pytest.mark.parametrize("name,formula", [
+    ("elu", lambda x: np.where(x > 0, x, np.expm1(x))),
+    ("selu", lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(x))),
+    ("softplus", lambda x: np.log1p(np.exp(x))),
+    ("softsign", lambda x: x / (1 + np.abs(x)))])
+def test_more_activations(backend, rng, name, formula):
+    x = rng.standard_normal((3, 4, 5))
+    x[np.abs(x) < 1e-3] = 0.5           # away from the kink at 0
+    layer = L.Activation(name, dtype="float64")
+    np.testing.assert_allclose(cn.get_ops().to_numpy(layer(x)), formula(x), rtol=1e-12)
+    check(layer, x)
+
+
+def test_leaky_relu_elu_prelu_logsoftmax(backend, rng):
+    x = rng.standard_normal((2, 3, 4, 5))
+    x[np.abs(x) < 1e-3] = 0.5
+    leaky = L.LeakyReLU(0.2, dtype="float64")
+    np.testing.assert_allclose(cn.get_ops().to_numpy(leaky(x)), np.where(x > 0, x, 0.2 * x))
+    elu = L.ELU(2.0, dtype="float64")
+    np.testing.assert_allclose(cn.get_ops().to_numpy(elu(x)), np.where(x > 0, x, 2.0 * np.expm1(x)), rtol=1e-12)
+    prelu = L.PReLU(alpha_initializer="ones", shared_axes=[1, 2], dtype="float64")
+    prelu.build((3, 4, 5))
+    alpha = rng.uniform(0.1, 0.5, (1, 1, 5))
+    prelu.params["alpha"] = cn.get_ops().asarray(alpha)
+    np.testing.assert_allclose(cn.get_ops().to_numpy(prelu(x)), np.where(x > 0, x, alpha * x))
+    logsm = L.LogSoftmax(dtype="float64")
+    ref = x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+    np.testing.assert_allclose(cn.get_ops().to_numpy(logsm(x)), ref, rtol=1e-12)
+    for layer in (leaky, elu, prelu, logsm):
+        check(layer, x)

@@ -3,7 +3,7 @@
 from .base import Layer
 from .conv import Conv2D, DepthwiseConv2D, conv2d_naive
 from .core import Activation, Dense, Dropout, Flatten, ReLU, Rescaling, Softmax
-from .elementwise import LRN, Clip, ConstantOp
+from .elementwise import ELU, LRN, Clip, ConstantOp, LeakyReLU, LogSoftmax, PReLU
 from .input_layer import Input, InputLayer
 from .merge import Add, Average, Concatenate, Multiply, Subtract
 from .normalization import BatchNormalization
@@ -15,7 +15,7 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (
     Conv2D, Dense, Flatten, Dropout, Activation, ReLU, Softmax, Rescaling,
     BatchNormalization, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
     InputLayer, Add, Subtract, Multiply, Average, Concatenate, ZeroPadding2D, UpSampling2D,
-    DepthwiseConv2D, Clip, LRN, ConstantOp, Identity, Pad, Permute, Reshape,
+    DepthwiseConv2D, Clip, LRN, ConstantOp, Identity, Pad, Permute, Reshape, LeakyReLU, PReLU, LogSoftmax, ELU,
 )}
 
 
@@ -39,4 +39,4 @@ __all__ = ["Layer", "Conv2D", "conv2d_naive", "Dense", "Flatten", "Dropout", "Ac
            "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D",
            "Input", "InputLayer", "Add", "Subtract", "Multiply", "Average", "Concatenate",
            "ZeroPadding2D", "UpSampling2D", "DepthwiseConv2D", "Clip", "LRN", "ConstantOp", "Identity", "Pad",
-           "Permute", "Reshape", "deserialize", "serialize", "LAYER_CLASSES"]
+           "Permute", "Reshape", "LeakyReLU", "PReLU", "LogSoftmax", "ELU", "deserialize", "serialize", "LAYER_CLASSES"]

@@ -11,6 +11,11 @@
         against one sample (x (N, ...), c (...)): add, mul, sub (x - c), rsub (c - x),
         div (x / c). dx = dy, dy * c, dy, -dy, dy / c. c is saved with the model
         (layer.state), never trained.
+    LeakyReLU(negative_slope): y = x (x > 0), a x;  dx = dy (x > 0), a dy.
+    ELU(alpha): y = x (x > 0), alpha (e^x - 1);  dx = dy (x > 0), dy (y + alpha).
+    PReLU: LeakyReLU with a trained slope per entry alpha (broadcast over shared
+        axes); dalpha = sum over the batch (and shared axes) of dy * x where x <= 0.
+    LogSoftmax (last axis): y = z - logsumexp(z);  dz = dy - softmax(z) * sum(dy).
 """
 
 import numpy as np
@@ -19,7 +24,7 @@ from .._checks import check_real
 from ..backend import get_ops
 from .base import Layer
 
-__all__ = ["Clip", "LRN", "ConstantOp"]
+__all__ = ["Clip", "LRN", "ConstantOp", "LeakyReLU", "ELU", "PReLU", "LogSoftmax"]
 
 
 class Clip(Layer):
@@ -163,3 +168,98 @@ class ConstantOp(Layer):
 
     def get_config(self):
         return {**super().get_config(), "op": self.op, "constant": self._constant.tolist()}
+
+
+class LeakyReLU(Layer):
+    """Keras' LeakyReLU: y = x for x > 0, negative_slope * x otherwise."""
+
+    def __init__(self, negative_slope=0.3, name=None, dtype=None, input_shape=None):
+        super().__init__(name=name, dtype=dtype, input_shape=input_shape)
+        self.negative_slope = check_real(negative_slope, "negative_slope", self.describe())
+
+    def input_spec(self):
+        return None
+
+    def _forward(self, x, training):
+        self._positive = x > 0
+        return get_ops().xp.where(self._positive, x, x * x.dtype.type(self.negative_slope))
+
+    def _backward(self, dy):
+        return get_ops().xp.where(self._positive, dy, dy * dy.dtype.type(self.negative_slope))
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
+
+
+class ELU(Layer):
+    """Keras' ELU layer: y = x for x > 0, alpha * (e^x - 1) otherwise."""
+
+    def __init__(self, alpha=1.0, name=None, dtype=None, input_shape=None):
+        super().__init__(name=name, dtype=dtype, input_shape=input_shape)
+        self.alpha = check_real(alpha, "alpha", self.describe())
+
+    def input_spec(self):
+        return None
+
+    def _forward(self, x, training):
+        xp = get_ops().xp
+        a = x.dtype.type(self.alpha)
+        self._out = xp.where(x > 0, x, a * xp.expm1(xp.minimum(x, 0)))
+        return self._out
+
+    def _backward(self, dy):
+        y = self._out
+        return get_ops().xp.where(y > 0, dy, dy * (y + dy.dtype.type(self.alpha)))
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha}
+
+
+class PReLU(Layer):
+    """Keras' PReLU: a LeakyReLU whose slope alpha is a parameter of the sample's
+    shape, shared (size 1) along `shared_axes` (1-based, batch excluded)."""
+
+    def __init__(self, alpha_initializer="zeros", shared_axes=None, name=None, dtype=None, input_shape=None):
+        super().__init__(name=name, dtype=dtype, input_shape=input_shape)
+        from .. import initializers
+        initializers.get(alpha_initializer, self.describe())
+        self.alpha_initializer = alpha_initializer
+        self.shared_axes = None if shared_axes is None else [int(a) for a in (
+            shared_axes if isinstance(shared_axes, (list, tuple)) else [shared_axes])]
+
+    def _build(self, input_shape):
+        from .. import initializers
+        shape = [1 if self.shared_axes and i + 1 in self.shared_axes else d for i, d in enumerate(input_shape)]
+        self.params["alpha"] = initializers.get(self.alpha_initializer)(tuple(shape), self.rng, self.dtype)
+
+    def _forward(self, x, training):
+        self._x = x
+        return get_ops().xp.where(x > 0, x, x * self.params["alpha"])
+
+    def _backward(self, dy):
+        xp = get_ops().xp
+        x = self._x
+        neg = x <= 0
+        g = xp.where(neg, dy * x, 0)
+        axes = (0,) + tuple(i + 1 for i, d in enumerate(self.params["alpha"].shape) if d == 1 and x.shape[i + 1] != 1)
+        self.grads["alpha"] = g.sum(axis=axes, keepdims=True)[0]
+        return xp.where(neg, dy * self.params["alpha"], dy)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha_initializer": self.alpha_initializer,
+                "shared_axes": self.shared_axes}
+
+
+class LogSoftmax(Layer):
+    """log softmax over the last axis (the backend's stable log_softmax)."""
+
+    def input_spec(self):
+        return None
+
+    def _forward(self, x, training):
+        self._logp = get_ops().log_softmax(x)
+        return self._logp
+
+    def _backward(self, dy):
+        xp = get_ops().xp
+        return dy - xp.exp(self._logp) * dy.sum(axis=-1, keepdims=True)

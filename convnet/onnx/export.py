@@ -23,6 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..arrays import to_host
 from ..layers import (
+    ELU,
     LRN,
     Activation,
     Add,
@@ -40,10 +41,13 @@ from ..layers import (
     GlobalAveragePooling2D,
     Identity,
     InputLayer,
+    LeakyReLU,
+    LogSoftmax,
     MaxPooling2D,
     Multiply,
     Pad,
     Permute,
+    PReLU,
     Rescaling,
     Reshape,
     Subtract,
@@ -120,6 +124,9 @@ def _activation(w, name, activation, nchw, hint):
         return w.node("Tanh", [name], hint + "_tanh", nchw)
     if activation == "softmax":
         return w.node("Softmax", [name], hint + "_softmax", nchw, axis=1 if nchw else -1)
+    if activation in ("elu", "selu", "softplus", "softsign"):
+        op = {"elu": "Elu", "selu": "Selu", "softplus": "Softplus", "softsign": "Softsign"}[activation]
+        return w.node(op, [name], f"{hint}_{activation}", nchw)
     raise ValueError(f"export: activation {activation!r} has no ONNX form here")
 
 
@@ -240,6 +247,17 @@ def _layer(w, layer, ins, in_shapes):
             raise ValueError(f"export: {layer.describe()} needs image inputs (N, H, W, C) for ONNX's LRN")
         return w.node("LRN", [x], hint, True, size=layer.size, alpha=float(layer.alpha),
                       beta=float(layer.beta), bias=float(layer.bias))
+    if isinstance(layer, ELU):
+        return w.node("Elu", [x], hint, nchw, alpha=float(layer.alpha))
+    if isinstance(layer, LeakyReLU):
+        return w.node("LeakyRelu", [x], hint, nchw, alpha=float(layer.negative_slope))
+    if isinstance(layer, PReLU):
+        alpha = p["alpha"]
+        if nchw:
+            alpha = alpha.transpose(2, 0, 1)
+        return w.node("PRelu", [x, w.const(alpha, hint + "_slope")], hint, nchw)
+    if isinstance(layer, LogSoftmax):
+        return w.node("LogSoftmax", [x], hint, nchw, axis=1 if nchw else -1)
     if isinstance(layer, ConstantOp):
         c = s["constant"]
         if nchw:           # the constant broadcasts against (H, W, C): give it that rank, then CHW

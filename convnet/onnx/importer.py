@@ -464,7 +464,70 @@ class _Importer:
     def op_Tanh(self, node, a):
         self._activation(node, "tanh")
 
-    def op_Softmax(self, node, a):
+    def op_Elu(self, node, a):
+        x = self.var(node, 0)
+        layer = L.ELU(float(a.get("alpha", 1.0)), name=self.layer_name(node), dtype=self.dtype)
+        self.set_out(node, _Value(layer(x.sym), x.perm))
+
+    def op_Neg(self, node, a):
+        x = self.var(node, 0)
+        layer = L.ConstantOp("mul", -1.0, name=self.layer_name(node), dtype=self.dtype)
+        self.set_out(node, _Value(layer(x.sym), x.perm))
+
+    def op_Selu(self, node, a):
+        from ..layers.activations import SELU_ALPHA, SELU_SCALE
+        if not (np.isclose(a.get("alpha", SELU_ALPHA), SELU_ALPHA) and np.isclose(a.get("gamma", SELU_SCALE),
+                                                                               SELU_SCALE)):
+            raise self.error(node, "alpha/gamma other than SELU's constants are not supported")
+        self._activation(node, "selu")
+
+    def op_Softplus(self, node, a):
+        self._activation(node, "softplus")
+
+    def op_Softsign(self, node, a):
+        self._activation(node, "softsign")
+
+    def op_LeakyRelu(self, node, a):
+        x = self.var(node, 0)
+        layer = L.LeakyReLU(float(a.get("alpha", 0.01)), name=self.layer_name(node), dtype=self.dtype)
+        self.set_out(node, _Value(layer(x.sym), x.perm))
+
+    def op_PRelu(self, node, a):
+        x = self.var(node, 0)
+        slope = np.asarray(self.const(node, 1, "slope"), dtype=np.float64)
+        if slope.ndim > x.rank - self.lead:
+            raise self.error(node, f"slope of shape {slope.shape} has more axes than the input")
+        full = slope.reshape((1,) * (x.rank - slope.ndim) + slope.shape)
+        if full.shape[0] != 1:
+            raise self.error(node, f"slope of shape {slope.shape} varies along the batch axis")
+        alpha = full.transpose(x.perm)[0]
+        shape = x.sym.shape[1:]
+        try:
+            alpha = np.broadcast_to(alpha, tuple(1 if a == 1 else d for a, d in zip(alpha.shape, shape)))
+        except ValueError as exc:
+            raise self.error(node, f"slope of shape {slope.shape} does not broadcast against the input") from exc
+        shared = [i + 1 for i, d in enumerate(alpha.shape) if d == 1 and shape[i] != 1]
+        layer = L.PReLU(shared_axes=shared or None, name=self.layer_name(node), dtype=self.dtype)
+        y = layer(x.sym)
+        layer.params["alpha"] = get_ops().asarray(np.array(alpha, dtype=layer.dtype, order="C"))
+        self.set_out(node, _Value(y, x.perm))
+
+    def op_LogSoftmax(self, node, a):
+        self.op_Softmax(node, a, cls=L.LogSoftmax)
+
+    def op_Softmin(self, node, a):
+        # softmin(x) = softmax(-x)
+        x = self.var(node, 0)
+        neg = L.ConstantOp("mul", -1.0, name=self.layer_name(node, "_negate"), dtype=self.dtype)
+        inner = onnx.NodeProto()
+        inner.CopyFrom(node)
+        inner.input[0] = node.input[0] + "__negated"
+        self.values[inner.input[0]] = _Value(neg(x.sym), x.perm)
+        self.op_Softmax(inner, a)
+        self.values[node.output[0]] = self.values[inner.output[0]]
+
+    def op_Softmax(self, node, a, cls=None):
+        cls = cls or L.Softmax
         x = self.var(node, 0)
         r = x.rank
         if self.opset >= 13:
@@ -472,7 +535,7 @@ class _Importer:
             if x.perm[-1] != axis:
                 order = [i for i in range(r) if i != axis] + [axis]
                 x = self.permute(x, order, node)
-            layer = L.Softmax(name=self.layer_name(node), dtype=self.dtype)
+            layer = cls(name=self.layer_name(node), dtype=self.dtype)
             self.set_out(node, _Value(layer(x.sym), x.perm))
             return
         # opset < 13: softmax over the flattened axes [axis, ...) of a 2-D view
@@ -480,12 +543,12 @@ class _Importer:
         x = self.onnx_order(x, node)
         shape = x.onnx_shape()
         if axis == r - 1:
-            layer = L.Softmax(name=self.layer_name(node), dtype=self.dtype)
+            layer = cls(name=self.layer_name(node), dtype=self.dtype)
             self.set_out(node, _Value(layer(x.sym), x.perm))
             return
         lead = shape[:axis - 1]
         flat = L.Reshape((*lead, -1), name=self.layer_name(node, "_flatten"), dtype=self.dtype)(x.sym)
-        y = L.Softmax(name=self.layer_name(node), dtype=self.dtype)(flat)
+        y = cls(name=self.layer_name(node), dtype=self.dtype)(flat)
         y = L.Reshape(shape, name=self.layer_name(node, "_unflatten"), dtype=self.dtype)(y)
         self.set_out(node, _Value(y, x.perm))
 
