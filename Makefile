@@ -19,7 +19,7 @@ DEMO_ARGS ?= --model fmnist-cnn --epochs 10 --batch-size 64 --dropout 0.3 --lear
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[numba,plots,dev]'
+	$(PY) -m pip install --quiet -e '.[numba,plots,dev,onnx]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -23,7 +23,8 @@ __all__ = ["Input", "Model", "Sequential", "load_model", "gradcheck", "Gradcheck
 def __getattr__(name):
     # data and datasets are imported on first use: they pull in Pillow and urllib
     # (profile: convnet.profile.profile_model, the per-layer timing table)
-    if name in ("data", "datasets", "viz", "profile"):
+    # onnx: convnet.onnx (export/load), which needs the optional onnx package
+    if name in ("data", "datasets", "viz", "profile", "onnx"):
         import importlib
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'convnet' has no attribute {name!r}")

@@ -597,6 +597,27 @@ def cmd_inspect(args):
     return 0
 
 
+def cmd_export(args):
+    """convnet export model.npz model.onnx: the model file as an ONNX graph."""
+    import convnet as cn
+    try:
+        from . import onnx as cn_onnx
+    except ImportError as exc:
+        raise RuntimeError(str(exc)) from exc
+    model = cn.load_model(args.model, compile=False)
+    cn_onnx.export(model, args.output, opset=args.opset)
+    print(f"wrote {args.output} (input {model.input_shape}, channels-last as in convnet)")
+    return 0
+
+
+def add_export_parser(sub):
+    p = sub.add_parser("export", help="write a model file as ONNX (needs pip install 'convnet[onnx]')")
+    p.add_argument("model", help="model file (.npz)")
+    p.add_argument("output", help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    p.set_defaults(func=cmd_export)
+
+
 # ---------------------------------------------------------------------- main
 def build_parser():
     parser = argparse.ArgumentParser(prog="convnet", description=__doc__.split("\n\n")[0])
@@ -683,6 +704,8 @@ def build_parser():
     p.add_argument("images", nargs="+", help="image files, or folders of images")
     p.add_argument("--output-dir", default="inspect")
     p.set_defaults(func=cmd_inspect)
+
+    add_export_parser(sub)
     return parser
 
 

@@ -433,6 +433,7 @@ def load_image(path, input_shape, rescale="auto", model=None):
 def inspect(model_path, image_path, out_dir, max_filters=64, max_maps=16):
     """Draw a saved model's first-layer filters and its feature maps for images.
 
+    model_path: a convnet model file (.npz) or an ONNX file (.onnx, via cn.onnx.load).
     image_path: one image file, a folder (every image in it, recursively), or a
     list of those. Writes <out_dir>/filters.png and, for one image,
     <out_dir>/feature_maps.png; for several, feature_maps_<i>_<file stem>.png each.
@@ -441,7 +442,11 @@ def inspect(model_path, image_path, out_dir, max_filters=64, max_maps=16):
     """
     from .models import load_model
 
-    model = load_model(model_path)
+    if os.fspath(model_path).lower().endswith(".onnx"):
+        from . import onnx as cn_onnx  # needs the optional onnx package
+        model = cn_onnx.load(model_path)
+    else:
+        model = load_model(model_path)
     files = image_files(image_path)
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)

@@ -121,7 +121,7 @@ def test_fit_empty_and_bad_arguments():
 
 
 def test_bad_layer_arguments():
-    with pytest.raises(ValueError, match="padding must be 'valid', 'same' or a non-negative int"):
+    with pytest.raises(ValueError, match="padding must be 'valid', 'same', a non-negative int or"):
         L.Conv2D(2, 3, padding="full")
     with pytest.raises(ValueError, match="kernel_size must be an int or a pair"):
         L.Conv2D(2, (3, 3, 3))

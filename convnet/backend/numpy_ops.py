@@ -127,6 +127,87 @@ class NumpyOps:
         dcols = self.matmul(dy, W2.T)                       # (N*OH*OW, kh*kw*C)
         return self.col2im(dcols, x.shape, kh, kw, sh, sw, pads), dW2, db
 
+    # ------------------------------------- dilated and grouped convolution
+    def _dilated_windows(self, x, kh, kw, sh, sw, dh, dw, pads):
+        """cols (N*OH*OW, kh*kw*C) of a dilated window: tap (ty, tx) reads the
+        padded input at (i*sh + ty*dh, j*sw + tx*dw). dh = dw = 1 is im2col."""
+        xp = self.xp
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x.shape
+        oh = output_size(h, (kh - 1) * dh + 1, sh, pt, pb)
+        ow = output_size(w, (kw - 1) * dw + 1, sw, pl, pr)
+        xpad = xp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+        cols = xp.empty((n, oh, ow, kh, kw, c), dtype=x.dtype)
+        for ty in range(kh):
+            for tx in range(kw):
+                y0, x0 = ty * dh, tx * dw
+                cols[:, :, :, ty, tx, :] = xpad[:, y0:y0 + sh * oh:sh, x0:x0 + sw * ow:sw, :]
+        return cols.reshape(n * oh * ow, kh * kw * c), (oh, ow)
+
+    def _dilated_windows_adjoint(self, cols, x_shape, kh, kw, sh, sw, dh, dw, pads, out_hw):
+        """The adjoint of _dilated_windows (scatter-add), cols -> dx (N, H, W, C)."""
+        xp = self.xp
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x_shape
+        oh, ow = out_hw
+        cols = cols.reshape(n, oh, ow, kh, kw, c)
+        dxpad = xp.zeros((n, h + pt + pb, w + pl + pr, c), dtype=cols.dtype)
+        for ty in range(kh):
+            for tx in range(kw):
+                y0, x0 = ty * dh, tx * dw
+                dxpad[:, y0:y0 + sh * oh:sh, x0:x0 + sw * ow:sw, :] += cols[:, :, :, ty, tx, :]
+        return dxpad[:, pt:pt + h, pl:pl + w, :]
+
+    def grouped_conv2d_forward(self, x, W, b, strides, dilation, groups, pads):
+        """A convolution with dilation and groups (the general Conv2D).
+
+        x: (N, H, W, C), W: (kh, kw, C/groups, F), b: (F,) or None, F = groups * Fg
+        -> (y: (N, OH, OW, F), saved). Group g convolves input channels
+        [g*C/groups, (g+1)*C/groups) with filters [g*Fg, (g+1)*Fg): one im2col of
+        dilated windows per group, and one product cols_g @ W2_g each.
+        Every backend runs this reference (the fast kernels cover groups = 1,
+        dilation = 1 only).
+        """
+        xp = self.xp
+        kh, kw, cg, f = W.shape
+        fg = f // groups
+        n = x.shape[0]
+        parts, saved = [], []
+        for g in range(groups):
+            cols, (oh, ow) = self._dilated_windows(x[..., g * cg:(g + 1) * cg], kh, kw, *strides,
+                                                   *dilation, pads)
+            W2 = W[..., g * fg:(g + 1) * fg].reshape(kh * kw * cg, fg)
+            parts.append(self.matmul(cols, W2))
+            saved.append(cols)
+        y = parts[0] if groups == 1 else xp.concatenate(parts, axis=1)      # (N*OH*OW, F)
+        if b is not None:
+            y += b
+        return y.reshape(n, oh, ow, f), (saved, (oh, ow))
+
+    def grouped_conv2d_backward(self, dy, x, saved, W, strides, dilation, groups, pads, need_dx=True):
+        """(dx or None, dW (kh, kw, C/groups, F), db (F,)) of grouped_conv2d_forward,
+        per group as for one convolution: dW2_g = cols_g^T dy_g, dx_g = adjoint(dy_g W2_g^T)."""
+        xp = self.xp
+        cols_list, out_hw = saved
+        kh, kw, cg, f = W.shape
+        fg = f // groups
+        dy2 = dy.reshape(-1, f)
+        dW = xp.empty_like(W)
+        dxs = []
+        for g in range(groups):
+            dyg = dy2[:, g * fg:(g + 1) * fg]
+            dW[..., g * fg:(g + 1) * fg] = self.matmul(cols_list[g].T, dyg).reshape(kh, kw, cg, fg)
+            if need_dx:
+                W2 = W[..., g * fg:(g + 1) * fg].reshape(kh * kw * cg, fg)
+                x_shape = (*x.shape[:3], cg)
+                dxs.append(self._dilated_windows_adjoint(self.matmul(dyg, W2.T), x_shape, kh, kw,
+                                                         *strides, *dilation, pads, out_hw))
+        db = dy2.sum(axis=0)
+        if not need_dx:
+            return None, dW, db
+        dx = dxs[0] if groups == 1 else xp.concatenate(dxs, axis=-1)
+        return dx, dW, db
+
     # ----------------------------------------------------------------- pooling
     def maxpool(self, x, ph, pw, sh, sw, pads):
         """Max over each (ph, pw) window; padding never wins (it is -inf).
@@ -203,6 +284,64 @@ class NumpyOps:
             for tx in range(pw):
                 dxpad[:, ty:ty + sh * oh:sh, tx:tx + sw * ow:sw, :] += share
         return dxpad[:, pt:pt + h, pl:pl + w, :]
+
+    # ------------------------------------------------------ dilated pooling
+    def pool_windows(self, x, ph, pw, sh, sw, dh, dw, pads, fill):
+        """Every (dilated) window as its taps: x (N, H, W, C) -> (N, OH, OW, ph*pw, C),
+        padding filled with `fill` (-inf for max, 0 for the average's sum)."""
+        xp = self.xp
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x.shape
+        oh = output_size(h, (ph - 1) * dh + 1, sh, pt, pb)
+        ow = output_size(w, (pw - 1) * dw + 1, sw, pl, pr)
+        xpad = xp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=fill)
+        win = xp.empty((n, oh, ow, ph * pw, c), dtype=x.dtype)
+        for ty in range(ph):
+            for tx in range(pw):
+                y0, x0 = ty * dh, tx * dw
+                win[:, :, :, ty * pw + tx, :] = xpad[:, y0:y0 + sh * oh:sh, x0:x0 + sw * ow:sw, :]
+        return win
+
+    def pool_windows_adjoint(self, dwin, x_shape, ph, pw, sh, sw, dh, dw, pads):
+        """Scatter-add (N, OH, OW, ph*pw, C) tap gradients back onto x (N, H, W, C)."""
+        xp = self.xp
+        (pt, pb), (pl, pr) = pads
+        n, h, w, c = x_shape
+        oh, ow = dwin.shape[1:3]
+        dxpad = xp.zeros((n, h + pt + pb, w + pl + pr, c), dtype=dwin.dtype)
+        for ty in range(ph):
+            for tx in range(pw):
+                y0, x0 = ty * dh, tx * dw
+                dxpad[:, y0:y0 + sh * oh:sh, x0:x0 + sw * ow:sw, :] += dwin[:, :, :, ty * pw + tx, :]
+        return dxpad[:, pt:pt + h, pl:pl + w, :]
+
+    def dilated_maxpool(self, x, ph, pw, sh, sw, dh, dw, pads):
+        """Max pooling over dilated windows: (y (N, OH, OW, C), argmax tap (N, OH, OW, C)),
+        the first maximum winning ties as in maxpool."""
+        win = self.pool_windows(x, ph, pw, sh, sw, dh, dw, pads, -np.inf)
+        arg = win.argmax(axis=3)
+        return self.xp.take_along_axis(win, arg[:, :, :, None, :], axis=3)[:, :, :, 0, :], arg
+
+    def dilated_maxpool_backward(self, dy, argmax, x_shape, ph, pw, sh, sw, dh, dw, pads):
+        """dy goes to the winning tap of each window, then onto x."""
+        xp = self.xp
+        taps = xp.arange(ph * pw).reshape(1, 1, 1, -1, 1)
+        dwin = xp.where(taps == argmax[:, :, :, None, :], dy[:, :, :, None, :], 0).astype(dy.dtype)
+        return self.pool_windows_adjoint(dwin, x_shape, ph, pw, sh, sw, dh, dw, pads)
+
+    def dilated_avgpool(self, x, ph, pw, sh, sw, dh, dw, pads):
+        """Mean over the real pixels of each dilated window: (y, count (OH, OW, 1))."""
+        xp = self.xp
+        total = self.pool_windows(x, ph, pw, sh, sw, dh, dw, pads, 0).sum(axis=3)
+        ones = xp.ones((1, *x.shape[1:3], 1), dtype=x.dtype)
+        count = self.pool_windows(ones, ph, pw, sh, sw, dh, dw, pads, 0).sum(axis=3)[0]
+        return total / count, count
+
+    def dilated_avgpool_backward(self, dy, count, x_shape, ph, pw, sh, sw, dh, dw, pads):
+        """Each real tap of a window gets dy / count (padding taps drop out in the adjoint)."""
+        share = (dy / count)[:, :, :, None, :]
+        dwin = self.xp.broadcast_to(share, (*dy.shape[:3], ph * pw, dy.shape[3]))
+        return self.pool_windows_adjoint(dwin, x_shape, ph, pw, sh, sw, dh, dw, pads)
 
     # ------------------------------------------------------------- activations
     def relu(self, x, out=None):

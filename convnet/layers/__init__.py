@@ -1,18 +1,21 @@
 """Layers with hand-written forward and backward passes (Keras names)."""
 
 from .base import Layer
-from .conv import Conv2D, conv2d_naive
+from .conv import Conv2D, DepthwiseConv2D, conv2d_naive
 from .core import Activation, Dense, Dropout, Flatten, ReLU, Rescaling, Softmax
+from .elementwise import ELU, LRN, Clip, ConstantOp, LeakyReLU, LogSoftmax, PReLU
 from .input_layer import Input, InputLayer
 from .merge import Add, Average, Concatenate, Multiply, Subtract
 from .normalization import BatchNormalization
 from .pooling import AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, MaxPool2D, MaxPooling2D
 from .reshaping import UpSampling2D, ZeroPadding2D
+from .shape_ops import Identity, Pad, Permute, Reshape
 
 LAYER_CLASSES = {cls.__name__: cls for cls in (
     Conv2D, Dense, Flatten, Dropout, Activation, ReLU, Softmax, Rescaling,
     BatchNormalization, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
     InputLayer, Add, Subtract, Multiply, Average, Concatenate, ZeroPadding2D, UpSampling2D,
+    DepthwiseConv2D, Clip, LRN, ConstantOp, Identity, Pad, Permute, Reshape, LeakyReLU, PReLU, LogSoftmax, ELU,
 )}
 
 
@@ -35,4 +38,5 @@ __all__ = ["Layer", "Conv2D", "conv2d_naive", "Dense", "Flatten", "Dropout", "Ac
            "Softmax", "Rescaling", "BatchNormalization", "MaxPooling2D", "MaxPool2D",
            "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D",
            "Input", "InputLayer", "Add", "Subtract", "Multiply", "Average", "Concatenate",
-           "ZeroPadding2D", "UpSampling2D", "deserialize", "serialize", "LAYER_CLASSES"]
+           "ZeroPadding2D", "UpSampling2D", "DepthwiseConv2D", "Clip", "LRN", "ConstantOp", "Identity", "Pad",
+           "Permute", "Reshape", "LeakyReLU", "PReLU", "LogSoftmax", "ELU", "deserialize", "serialize", "LAYER_CLASSES"]

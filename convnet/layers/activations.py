@@ -6,6 +6,11 @@ the activation's *output* y, which is all its derivative needs.
     tanh     y = tanh(z)               dz = dy * (1 - y^2)
     softmax  y = e^z / sum e^z         dz = y * (dy - sum_k dy_k y_k)   (last axis)
     linear   y = z                     dz = dy
+    elu      y = z (z > 0), e^z - 1    dz = dy (y > 0), dy * (y + 1)
+    selu     y = s z (z > 0), s a (e^z - 1)   dz = dy s (y > 0), dy (y + s a)
+             (s = 1.0507..., a = 1.6732..., Klambauer et al. 2017, as Keras)
+    softplus y = log(1 + e^z)          dz = dy * (1 - e^-y)     (= sigmoid(z))
+    softsign y = z / (1 + |z|)         dz = dy * (1 - |y|)^2
 """
 
 from ..backend import get_ops
@@ -56,12 +61,59 @@ def _linear_backward(ops, dy, y):
     return dy
 
 
+SELU_ALPHA = 1.6732632423543772
+SELU_SCALE = 1.0507009873554805
+
+
+def _elu(ops, z, inplace):
+    xp = ops.xp
+    return xp.where(z > 0, z, xp.expm1(xp.minimum(z, 0))).astype(z.dtype, copy=False)
+
+
+def _elu_backward(ops, dy, y):
+    return dy * ops.xp.where(y > 0, 1, y + 1).astype(dy.dtype, copy=False)
+
+
+def _selu(ops, z, inplace):
+    xp = ops.xp
+    t = z.dtype.type
+    return (t(SELU_SCALE) * xp.where(z > 0, z, t(SELU_ALPHA) * xp.expm1(xp.minimum(z, 0)))).astype(z.dtype, copy=False)
+
+
+def _selu_backward(ops, dy, y):
+    t = dy.dtype.type
+    return dy * ops.xp.where(y > 0, t(SELU_SCALE), y + t(SELU_SCALE * SELU_ALPHA)).astype(dy.dtype, copy=False)
+
+
+def _softplus(ops, z, inplace):
+    xp = ops.xp
+    # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow for large z
+    return (xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))).astype(z.dtype, copy=False)
+
+
+def _softplus_backward(ops, dy, y):
+    return dy * -ops.xp.expm1(-y)
+
+
+def _softsign(ops, z, inplace):
+    return z / (1 + ops.xp.abs(z))
+
+
+def _softsign_backward(ops, dy, y):
+    s = 1 - ops.xp.abs(y)
+    return dy * s * s
+
+
 ACTIVATIONS = {
     "relu": (_relu, _relu_backward),
     "sigmoid": (_sigmoid, _sigmoid_backward),
     "tanh": (_tanh, _tanh_backward),
     "softmax": (_softmax, _softmax_backward),
     "linear": (_linear, _linear_backward),
+    "elu": (_elu, _elu_backward),
+    "selu": (_selu, _selu_backward),
+    "softplus": (_softplus, _softplus_backward),
+    "softsign": (_softsign, _softsign_backward),
 }
 
 

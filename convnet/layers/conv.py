@@ -29,9 +29,10 @@ docs/how-it-works.md.
 
 import numpy as np
 
+from .. import initializers
 from ..backend import get_ops
 from .base import KernelLayer
-from .padding import normalize_padding, normalize_pair, window_geometry
+from .padding import normalize_padding, normalize_pair, padding_config, window_geometry
 
 
 def conv2d_naive(x, W, b=None, strides=(1, 1), padding="valid"):
@@ -64,14 +65,19 @@ class Conv2D(KernelLayer):
     """2-D convolution layer (Keras' Conv2D).
 
     Input (N, H, W, C) -> output (N, OH, OW, filters).
-    Params: W (kh, kw, C, filters), b (filters,).
+    Params: W (kh, kw, C / groups, filters), b (filters,).
+
+    dilation_rate (d): the window taps are d pixels apart, so a kh x kw kernel
+    covers (kh-1)*d+1 rows. groups (g): the channels split into g groups, and
+    filters [k*F/g, (k+1)*F/g) see only input channels [k*C/g, (k+1)*C/g).
+    padding also takes explicit ((top, bottom), (left, right)) (ONNX's pads).
     """
 
     input_rank = 4
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 name=None, dtype=None, input_shape=None, seed=None):
+                 name=None, dtype=None, input_shape=None, seed=None, dilation_rate=1, groups=1):
         super().__init__(activation, use_bias, kernel_initializer, bias_initializer,
                          name=name, dtype=dtype, input_shape=input_shape, seed=seed)
         owner = self.describe()
@@ -81,12 +87,22 @@ class Conv2D(KernelLayer):
         self.kernel_size = normalize_pair(kernel_size, "kernel_size", owner)
         self.strides = normalize_pair(strides, "strides", owner)
         self.padding = normalize_padding(padding, owner)
+        self.dilation_rate = normalize_pair(dilation_rate, "dilation_rate", owner)
+        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+            raise ValueError(f"{owner}: groups must be a positive int, got {groups!r}")
+        if filters % groups:
+            raise ValueError(f"{owner}: filters ({filters}) must be a multiple of groups ({groups})")
+        self.groups = groups
+
+    def _general(self):
+        """True when the layer needs the grouped/dilated reference kernels."""
+        return self.groups != 1 or self.dilation_rate != (1, 1)
 
     def _rank_hint(self):
         return "(N, H, W, C)"
 
     def _geometry(self, h, w):
-        return window_geometry(h, w, self.kernel_size, self.strides, self.padding)
+        return window_geometry(h, w, self.kernel_size, self.strides, self.padding, self.dilation_rate)
 
     def _check_spatial(self, shape):
         h, w = shape[1], shape[2]
@@ -102,8 +118,11 @@ class Conv2D(KernelLayer):
     def _build(self, input_shape):
         h, w, c = input_shape
         self._check_spatial((None, h, w, c))
+        if c % self.groups:
+            raise ValueError(f"{self.describe()}: input channels ({c}) must be a multiple of groups "
+                             f"({self.groups})")
         kh, kw = self.kernel_size
-        self._make_params((kh, kw, c, self.filters))
+        self._make_params((kh, kw, c // self.groups, self.filters))
 
     def input_spec(self):
         return (None, None, self.input_shape[2])
@@ -117,6 +136,11 @@ class Conv2D(KernelLayer):
         n, h, w, c = x.shape
         kh, kw = self.kernel_size
         (oh, ow), pads = self._geometry(h, w)
+        if self._general():
+            y, saved = get_ops().grouped_conv2d_forward(x, self.params["W"], self.params.get("b"), self.strides,
+                                                        self.dilation_rate, self.groups, pads)
+            self._cache = (saved, x, pads)
+            return y
         W2 = self.params["W"].reshape(kh * kw * c, self.filters)      # the kernel matrix
         y, saved = get_ops().conv2d_forward(x, W2, self.params.get("b"), kh, kw, *self.strides, pads,
                                             training=training)       # (N*OH*OW, F)
@@ -126,6 +150,14 @@ class Conv2D(KernelLayer):
     def _backward(self, dy):
         saved, x, pads = self._cache
         kh, kw = self.kernel_size
+        if self._general():
+            dx, dW, db = get_ops().grouped_conv2d_backward(dy, x, saved, self.params["W"], self.strides,
+                                                           self.dilation_rate, self.groups, pads,
+                                                           need_dx=not self.skip_input_grad)
+            self.grads["W"] = dW
+            if self.use_bias:
+                self.grads["b"] = db
+            return dx
         W2 = self.params["W"].reshape(-1, self.filters)
         # the first layer of a model computes no dx: nobody needs it
         dx, dW2, db = get_ops().conv2d_backward(dy.reshape(-1, self.filters), x, saved, W2, kh, kw,
@@ -143,6 +175,8 @@ class Conv2D(KernelLayer):
         if x_shape is None:
             cache = getattr(self, "_cache", None)
             x_shape = cache[1].shape if cache else (1, *self.input_shape)
+        if self._general():
+            return "grouped-dilated-reference"
         kh, kw = self.kernel_size
         return get_ops().conv2d_algorithm(tuple(x_shape), (kh * kw * x_shape[3], self.filters), (self.dtype,))
 
@@ -150,9 +184,73 @@ class Conv2D(KernelLayer):
         """Multiply-adds counted as 2 FLOPs, forward pass, one image."""
         oh, ow, f = self.output_shape
         kh, kw = self.kernel_size
-        return 2 * oh * ow * f * kh * kw * self.input_shape[2]
+        return 2 * oh * ow * f * kh * kw * self.input_shape[2] // self.groups
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": list(self.kernel_size), "strides": list(self.strides),
-                "padding": self.padding}
+                "padding": padding_config(self.padding), "dilation_rate": list(self.dilation_rate),
+                "groups": self.groups}
+
+
+class DepthwiseConv2D(Conv2D):
+    """Depthwise convolution (Keras' DepthwiseConv2D): each input channel c has its
+    own depth_multiplier filters M, output channel c*M + m.
+
+    Input (N, H, W, C) -> (N, OH, OW, C*M). Params: W (kh, kw, C, M) (Keras'
+    depthwise_kernel), b (C*M,). It is Conv2D with groups = C: the kernel reshaped to
+    (kh, kw, 1, C*M) is exactly the grouped kernel, so both passes are Conv2D's.
+    """
+
+    def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1, activation=None,
+                 use_bias=True, depthwise_initializer="glorot_uniform", bias_initializer="zeros",
+                 name=None, dtype=None, input_shape=None, seed=None, dilation_rate=1):
+        if not isinstance(depth_multiplier, int) or isinstance(depth_multiplier, bool) or depth_multiplier < 1:
+            raise ValueError(f"DepthwiseConv2D: depth_multiplier must be a positive int, got {depth_multiplier!r}")
+        self.depth_multiplier = depth_multiplier
+        # filters and groups are set at build time, once C is known
+        super().__init__(1, kernel_size, strides, padding, activation, use_bias, depthwise_initializer,
+                         bias_initializer, name=name, dtype=dtype, input_shape=input_shape, seed=seed,
+                         dilation_rate=dilation_rate)
+        self.depthwise_initializer = depthwise_initializer
+
+    def _build(self, input_shape):
+        h, w, c = input_shape
+        self.groups = c
+        self.filters = c * self.depth_multiplier
+        self._check_spatial((None, h, w, c))
+        kh, kw = self.kernel_size
+        self._make_params((kh, kw, c, self.depth_multiplier))
+        if self.use_bias:         # one bias per output channel (C*M), not per multiplier
+            self.params["b"] = initializers.get(self.bias_initializer)((self.filters,), self.rng, self.dtype)
+
+    def _general(self):
+        return True
+
+    def _grouped_kernel(self):
+        kh, kw, c, m = self.params["W"].shape
+        return self.params["W"].reshape(kh, kw, 1, c * m)
+
+    def _forward(self, x, training):
+        (oh, ow), pads = self._geometry(x.shape[1], x.shape[2])
+        y, saved = get_ops().grouped_conv2d_forward(x, self._grouped_kernel(), self.params.get("b"), self.strides,
+                                                    self.dilation_rate, self.groups, pads)
+        self._cache = (saved, x, pads)
+        return y
+
+    def _backward(self, dy):
+        saved, x, pads = self._cache
+        dx, dW, db = get_ops().grouped_conv2d_backward(dy, x, saved, self._grouped_kernel(), self.strides,
+                                                       self.dilation_rate, self.groups, pads,
+                                                       need_dx=not self.skip_input_grad)
+        self.grads["W"] = dW.reshape(self.params["W"].shape)
+        if self.use_bias:
+            self.grads["b"] = db
+        return dx
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("filters", "groups", "kernel_initializer"):
+            config.pop(key)
+        return {**config, "depth_multiplier": self.depth_multiplier,
+                "depthwise_initializer": self.depthwise_initializer}

@@ -7,9 +7,11 @@ of a window evenly over the real (unpadded) inputs it averaged. The window kerne
 live in the backend (ops.maxpool / ops.maxpool_backward, ops.avgpool / ...).
 """
 
+import numpy as np
+
 from ..backend import get_ops
 from .base import Layer
-from .padding import normalize_padding, normalize_pair, window_geometry
+from .padding import normalize_padding, normalize_pair, padding_config, window_geometry
 
 
 class _Pooling2D(Layer):
@@ -18,9 +20,11 @@ class _Pooling2D(Layer):
     input_rank = 4
 
     def __init__(self, pool_size=2, strides=None, padding="valid", name=None, dtype=None,
-                 input_shape=None):
+                 input_shape=None, ceil_mode=False, dilation_rate=1):
         super().__init__(name=name, dtype=dtype, input_shape=input_shape)
         owner = self.describe()
+        # dilation_rate (ONNX's dilations): window taps d pixels apart
+        self.dilation_rate = normalize_pair(dilation_rate, "dilation_rate", owner)
         self.pool_size = normalize_pair(pool_size, "pool_size", owner)
         self.strides = self.pool_size if strides is None else normalize_pair(strides, "strides", owner)
         self.padding = normalize_padding(padding, owner)
@@ -28,12 +32,23 @@ class _Pooling2D(Layer):
             # a window lying wholly in the padding would have nothing to pool
             raise ValueError(f"{owner}: int padding must be smaller than pool_size "
                              f"{self.pool_size}, got {self.padding}")
+        if isinstance(self.padding, tuple) and any(
+                p >= k for pair, k in zip(self.padding, self.pool_size) for p in pair):
+            raise ValueError(f"{owner}: explicit padding must be smaller than pool_size "
+                             f"{self.pool_size}, got {self.padding}")
+        # ceil_mode (ONNX, PyTorch): the output size rounds up, the last windows
+        # reaching past the input (they pool only what they cover)
+        self.ceil_mode = bool(ceil_mode)
 
     def _rank_hint(self):
         return "(N, H, W, C)"
 
     def _geometry(self, h, w):
-        return window_geometry(h, w, self.pool_size, self.strides, self.padding)
+        return window_geometry(h, w, self.pool_size, self.strides, self.padding, self.dilation_rate,
+                               ceil_mode=self.ceil_mode)
+
+    def _dilated(self):
+        return self.dilation_rate != (1, 1)
 
     def _check_spatial(self, shape):
         (oh, ow), pads = self._geometry(shape[1], shape[2])
@@ -56,7 +71,8 @@ class _Pooling2D(Layer):
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),
-                "strides": list(self.strides), "padding": self.padding}
+                "strides": list(self.strides), "padding": padding_config(self.padding),
+                "ceil_mode": self.ceil_mode, "dilation_rate": list(self.dilation_rate)}
 
 
 class MaxPooling2D(_Pooling2D):
@@ -65,13 +81,18 @@ class MaxPooling2D(_Pooling2D):
     def _forward(self, x, training):
         (ph, pw), (sh, sw) = self.pool_size, self.strides
         _, pads = self._geometry(x.shape[1], x.shape[2])
-        y, argmax = get_ops().maxpool(x, ph, pw, sh, sw, pads)
+        if self._dilated():
+            y, argmax = get_ops().dilated_maxpool(x, ph, pw, sh, sw, *self.dilation_rate, pads)
+        else:
+            y, argmax = get_ops().maxpool(x, ph, pw, sh, sw, pads)
         self._cache = (argmax, x.shape, pads)
         return y
 
     def _backward(self, dy):
         argmax, x_shape, pads = self._cache
         (ph, pw), (sh, sw) = self.pool_size, self.strides
+        if self._dilated():
+            return get_ops().dilated_maxpool_backward(dy, argmax, x_shape, ph, pw, sh, sw, *self.dilation_rate, pads)
         return get_ops().maxpool_backward(dy, argmax, x_shape, ph, pw, sh, sw, pads)
 
     def flops_per_image(self):
@@ -80,19 +101,61 @@ class MaxPooling2D(_Pooling2D):
 
 
 class AveragePooling2D(_Pooling2D):
-    """Mean over windows; with padding the mean counts only real pixels (Keras)."""
+    """Mean over windows; with padding the mean counts only real pixels (Keras).
+
+    count_include_pad=True (ONNX, PyTorch) divides by the window size instead,
+    counting the padding's zeros, though not the extra end rows of ceil_mode.
+    """
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", name=None, dtype=None,
+                 input_shape=None, ceil_mode=False, count_include_pad=False, dilation_rate=1):
+        super().__init__(pool_size, strides, padding, name=name, dtype=dtype, input_shape=input_shape,
+                         ceil_mode=ceil_mode, dilation_rate=dilation_rate)
+        self.count_include_pad = bool(count_include_pad)
+
+    def _rescale(self, h, w):
+        """(OH, OW, 1): real pixels / counted pixels of each window, the factor that turns
+        the mean over real pixels into the mean with the padding counted."""
+        (oh, ow), pads = self._geometry(h, w)
+        (ph, pw), (sh, sw) = self.pool_size, self.strides
+
+        def counts(n, k, s, d, out, before, after_declared):
+            # tap t of window i sits at i*s - before + t*d
+            pos = (np.arange(out) * s - before)[:, None] + np.arange(k)[None, :] * d
+            real = ((pos >= 0) & (pos < n)).sum(axis=1)
+            counted = ((pos >= -before) & (pos < n + after_declared)).sum(axis=1)
+            return real, counted
+
+        top, left = pads[0][0], pads[1][0]
+        dh, dw = self.dilation_rate
+        declared = window_geometry(h, w, self.pool_size, self.strides, self.padding, self.dilation_rate)[1]
+        rr, rc = counts(h, ph, sh, dh, oh, top, declared[0][1])
+        cr, cc = counts(w, pw, sw, dw, ow, left, declared[1][1])
+        factor = np.outer(rr, cr) / np.outer(rc, cc)
+        return get_ops().asarray(factor[:, :, None], dtype=self.dtype)
 
     def _forward(self, x, training):
         (ph, pw), (sh, sw) = self.pool_size, self.strides
         _, pads = self._geometry(x.shape[1], x.shape[2])
-        y, count = get_ops().avgpool(x, ph, pw, sh, sw, pads)
-        self._cache = (count, x.shape, pads)
-        return y
+        if self._dilated():
+            y, count = get_ops().dilated_avgpool(x, ph, pw, sh, sw, *self.dilation_rate, pads)
+        else:
+            y, count = get_ops().avgpool(x, ph, pw, sh, sw, pads)
+        factor = self._rescale(x.shape[1], x.shape[2]) if self.count_include_pad else None
+        self._cache = (count, x.shape, pads, factor)
+        return y if factor is None else y * factor
 
     def _backward(self, dy):
-        count, x_shape, pads = self._cache
+        count, x_shape, pads, factor = self._cache
         (ph, pw), (sh, sw) = self.pool_size, self.strides
+        if factor is not None:
+            dy = dy * factor
+        if self._dilated():
+            return get_ops().dilated_avgpool_backward(dy, count, x_shape, ph, pw, sh, sw, *self.dilation_rate, pads)
         return get_ops().avgpool_backward(dy, count, x_shape, ph, pw, sh, sw, pads)
+
+    def get_config(self):
+        return {**super().get_config(), "count_include_pad": self.count_include_pad}
 
     def flops_per_image(self):
         oh, ow, c = self.output_shape
@@ -100,12 +163,20 @@ class AveragePooling2D(_Pooling2D):
 
 
 class GlobalAveragePooling2D(Layer):
-    """Mean over height and width: (N, H, W, C) -> (N, C).
+    """Mean over height and width: (N, H, W, C) -> (N, C), or (N, 1, 1, C) with
+    keepdims=True (Keras; ONNX's GlobalAveragePool keeps them).
 
     Backward: every pixel of channel c receives dy[n, c] / (H*W).
     """
 
     input_rank = 4
+
+    def __init__(self, keepdims=False, name=None, dtype=None, input_shape=None):
+        super().__init__(name=name, dtype=dtype, input_shape=input_shape)
+        self.keepdims = bool(keepdims)
+
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}
 
     def _rank_hint(self):
         return "(N, H, W, C)"
@@ -114,15 +185,16 @@ class GlobalAveragePooling2D(Layer):
         return (None, None, self.input_shape[2])
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[2],)
+        return (1, 1, input_shape[2]) if self.keepdims else (input_shape[2],)
 
     def _forward(self, x, training):
         self._x_shape = x.shape
-        return x.mean(axis=(1, 2))
+        return x.mean(axis=(1, 2), keepdims=self.keepdims)
 
     def _backward(self, dy):
         n, h, w, c = self._x_shape
         xp = get_ops().xp
+        dy = dy.reshape(n, c)
         return xp.broadcast_to((dy / (h * w))[:, None, None, :], self._x_shape).copy()
 
     def flops_per_image(self):

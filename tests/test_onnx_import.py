@@ -1,0 +1,235 @@
+"""cn.onnx.load: the light zoo models the onnx package ships give their reference
+outputs; an imported model is an ordinary convnet model (trains, saves, summary,
+gradcheck); export -> import and import -> export are lossless; unsupported nodes
+give one clear error."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import convnet as cn
+from convnet import layers as L
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import helper, numpy_helper  # noqa: E402
+
+LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+# load + run above ~2 s on 2 cores (big Dense/Conv weights built from ConstantOfShape): slow
+SLOW = {"bvlc_alexnet", "vgg19", "zfnet512", "inception_v1", "densenet121"}
+LIGHT_MODELS = [pytest.param(name, marks=[pytest.mark.slow] if name in SLOW else [])
+                for name in ("bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50",
+                             "shufflenet", "squeezenet", "vgg19", "zfnet512")]
+
+
+def light_input(proto):
+    """The input ONNX's runner feeds the light models: arange / size (float32)."""
+    inits = {i.name for i in proto.graph.initializer}
+    vi = next(i for i in proto.graph.input if i.name not in inits)
+    shape = tuple(d.dim_value or 1 for d in vi.type.tensor_type.shape.dim)
+    n = int(np.prod(shape))
+    return vi.name, (np.arange(n).reshape(shape) / n).astype(np.float32)
+
+
+def to_onnx_layout(y):
+    return y.transpose(0, 3, 1, 2) if y.ndim == 4 else y
+
+
+def nchw_to_nhwc(x):
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def run_ort(path_or_proto, feeds):
+    data = path_or_proto.SerializeToString() if hasattr(path_or_proto, "SerializeToString") else str(path_or_proto)
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+@pytest.mark.parametrize("name", LIGHT_MODELS)
+def test_light_zoo_model_reference_output(name, tmp_path):
+    path = os.path.join(LIGHT, f"light_{name}.onnx")
+    proto = onnx.load(path)
+    model = cn.onnx.load(path)
+    _, x = light_input(proto)
+    ref = numpy_helper.to_array(onnx.load_tensor(os.path.join(LIGHT, f"light_{name}_output_0.pb")))
+    y = to_onnx_layout(model(nchw_to_nhwc(x)))
+    np.testing.assert_allclose(y, ref, rtol=1e-3, atol=1e-7)       # ONNX's model-test tolerances
+    # import then export: ONNX Runtime gives the same outputs from both files
+    cn.onnx.export(model, tmp_path / "again.onnx")
+    again = run_ort(tmp_path / "again.onnx", {model.inputs[0].layer.name: nchw_to_nhwc(x)})[0]
+    np.testing.assert_allclose(to_onnx_layout(again), y, rtol=1e-5, atol=1e-7)
+
+
+def small_trained_model(seed=0):
+    x = cn.Input((10, 9, 3))
+    a = L.Conv2D(6, 3, padding="same", activation="relu")(x)
+    b = L.DepthwiseConv2D(3, padding="same", use_bias=False)(a)   # a bias before BN has no gradient
+    h = L.BatchNormalization()(L.Add()([a, b]))
+    h = L.MaxPooling2D(2)(h)
+    h = L.Concatenate()([h, L.AveragePooling2D(2, strides=1, padding="same")(h)])
+    out = L.Dense(4, activation="softmax")(L.Dropout(0.2)(L.Flatten()(h)))
+    model = cn.Model(x, out, seed=seed)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(seed)
+    xs = rng.standard_normal((16, 10, 9, 3)).astype(np.float32)
+    model.fit(xs, rng.integers(0, 4, 16), epochs=2, batch_size=8, verbose=0)
+    return model, xs
+
+
+def test_export_then_import_is_lossless(tmp_path):
+    model, xs = small_trained_model()
+    cn.onnx.export(model, tmp_path / "m.onnx")
+    back = cn.onnx.load(tmp_path / "m.onnx")
+    np.testing.assert_allclose(back(xs), model(xs), rtol=1e-5, atol=1e-6)
+    # and once more through ONNX Runtime: the re-exported file computes the same
+    cn.onnx.export(back, tmp_path / "m2.onnx")
+    feeds = {back.inputs[0].layer.name: xs}
+    np.testing.assert_allclose(run_ort(tmp_path / "m2.onnx", feeds)[0],
+                               run_ort(tmp_path / "m.onnx", {model.inputs[0].layer.name: xs})[0],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_imported_model_trains_saves_summarizes_and_gradchecks(tmp_path, capsys):
+    model, xs = small_trained_model(seed=1)
+    cn.onnx.export(model, tmp_path / "m.onnx")
+    m = cn.onnx.load(tmp_path / "m.onnx")
+    m.summary()
+    assert "Conv2D" in capsys.readouterr().out
+    m.compile("adam", "sparse_categorical_crossentropy")
+    y = np.arange(16) % 4
+    before = m.evaluate(xs, y)
+    m.fit(xs, y, epochs=8, batch_size=8, verbose=0)
+    assert m.evaluate(xs, y) < before
+    m.save(tmp_path / "m.npz")
+    np.testing.assert_allclose(cn.load_model(tmp_path / "m.npz")(xs), m(xs), rtol=1e-6)
+    report = cn.gradcheck(m, xs[:2], y[:2], max_checks=20)
+    assert report.passed, str(report)
+
+
+def test_image_input_is_channels_last(tmp_path):
+    node = helper.make_node("Conv", ["x", "W"], ["y"], name="conv0", pads=[1, 1, 1, 1])
+    W = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, 8, 7])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4, 8, 7])],
+                              [numpy_helper.from_array(W, "W")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(proto, tmp_path / "c.onnx")
+    model = cn.onnx.load(tmp_path / "c.onnx")
+    assert model.input_shape == (8, 7, 3) and model.output_shape == (8, 7, 4)
+    x = np.random.default_rng(1).standard_normal((2, 3, 8, 7)).astype(np.float32)
+    expected = run_ort(proto, {"x": x})[0]
+    np.testing.assert_allclose(to_onnx_layout(model(nchw_to_nhwc(x))), expected, rtol=1e-5, atol=1e-5)
+
+
+def single_node_model(node, in_shape, out_shape, inits=()):
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, in_shape)],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, out_shape)], list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_unsupported_operator_names_node_and_operator(tmp_path):
+    proto = single_node_model(helper.make_node("Erf", ["x"], ["y"], name="erf_7"), [1, 4], [1, 4])
+    onnx.save(proto, tmp_path / "e.onnx")
+    with pytest.raises(cn.onnx.OnnxImportError, match=r"ONNX node 'erf_7' \(Erf\): operator Erf is not supported"):
+        cn.onnx.load(tmp_path / "e.onnx")
+
+
+def test_unsupported_attribute_names_it(tmp_path):
+    node = helper.make_node("MaxPool", ["x"], ["y"], name="pool_3", kernel_shape=[2, 2], storage_order=1)
+    proto = single_node_model(node, [1, 2, 4, 4], [1, 2, 3, 3])
+    onnx.save(proto, tmp_path / "p.onnx")
+    with pytest.raises(cn.onnx.OnnxImportError, match=r"'pool_3' \(MaxPool\): storage_order=1 is not supported"):
+        cn.onnx.load(tmp_path / "p.onnx")
+
+
+def test_missing_onnx_package_message():
+    code = ("import sys; sys.modules['onnx'] = None\n"
+            "import convnet as cn\n"
+            "try:\n    cn.onnx\nexcept ImportError as e:\n    print('IMPORT-ERROR', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "IMPORT-ERROR" in out.stdout and "pip install 'convnet[onnx]'" in out.stdout, out.stdout + out.stderr
+
+
+def with_random_weights(proto, seed=0):
+    """The light model with its ConstantOfShape weights replaced by random ones
+    (matrices and kernels ~ U(-1, 1) / sqrt(fan-in), vectors ~ U(0.5, 1.5), so BN
+    variances stay positive): the outputs then depend on every weight."""
+    rng = np.random.default_rng(seed)
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    keep = []
+    for node in model.graph.node:
+        if node.op_type == "ConstantOfShape" and node.input[0] in inits:
+            shape = tuple(int(d) for d in inits[node.input[0]])
+            if len(shape) >= 2:
+                w = rng.uniform(-1, 1, shape) / np.sqrt(max(int(np.prod(shape[1:])), 1))
+            else:
+                w = rng.uniform(0.5, 1.5, shape)
+            model.graph.initializer.append(numpy_helper.from_array(w.astype(np.float32), node.output[0]))
+            # this IR version lists every initializer among the graph inputs too
+            model.graph.input.append(helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, shape))
+        else:
+            keep.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    return model
+
+
+# AlexNet, VGG-19 and ZFNet-512 are plain chains of the operators these cover (LRN
+# included, through Inception v1) and cost 5-20 s each here; their reference test
+# above still runs them
+@pytest.mark.parametrize("name", ["squeezenet", "resnet50", "shufflenet", "inception_v2"] + [
+    pytest.param(name, marks=pytest.mark.slow) for name in ("inception_v1", "densenet121")])
+def test_light_zoo_architecture_with_random_weights_matches_onnx_runtime(name, tmp_path):
+    proto = with_random_weights(onnx.load(os.path.join(LIGHT, f"light_{name}.onnx")))
+    onnx.save(proto, tmp_path / "m.onnx")
+    iname, x = light_input(proto)
+    x = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
+    expected = run_ort(tmp_path / "m.onnx", {iname: x})[0]
+    model = cn.onnx.load(tmp_path / "m.onnx")
+    y = to_onnx_layout(model(nchw_to_nhwc(x)))
+    assert np.std(expected) > 1e-4          # not a uniform output: the weights matter
+    np.testing.assert_allclose(y, expected, rtol=1e-3, atol=1e-5 * np.abs(expected).max())
+
+
+def test_backend_run_node_and_one_sample_mode():
+    """convnet.onnx.backend directly: ONNX layouts in and out; a Concat along ONNX's
+    axis 0 runs in the one-sample mode; a Conv reads axis 0 as the batch."""
+    import convnet.onnx.backend as backend
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32)
+    (y,) = backend.run_node(helper.make_node("Concat", ["a", "b"], ["y"], axis=0), [a, b])
+    np.testing.assert_array_equal(y, np.concatenate([a, b]))
+    x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
+    W = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    node = helper.make_node("Conv", ["x", "W"], ["y"], pads=[1, 1, 1, 1], strides=[2, 1])
+    (y,) = backend.run_node(node, [x, W])
+    expected = run_ort(single_conv(node, x, W), {"x": x, "W": W})[0]
+    assert y.shape == expected.shape == (2, 4, 3, 5)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    assert backend.supports_device("CPU") and not backend.supports_device("CUDA")
+
+
+def single_conv(node, x, W):
+    ins = [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x.shape),
+           helper.make_tensor_value_info("W", onnx.TensorProto.FLOAT, W.shape)]
+    out = [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)]
+    return helper.make_model(helper.make_graph([node], "g", ins, out), opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_matmul_on_sequences_is_a_1x1_conv(tmp_path):
+    rng = np.random.default_rng(2)
+    B = rng.standard_normal((5, 3)).astype(np.float32)
+    node = helper.make_node("MatMul", ["x", "B"], ["y"], name="mm")
+    proto = single_node_model(node, ["N", 4, 5], ["N", 4, 3], [numpy_helper.from_array(B, "B")])
+    onnx.save(proto, tmp_path / "mm.onnx")
+    model = cn.onnx.load(tmp_path / "mm.onnx")
+    x = rng.standard_normal((2, 4, 5)).astype(np.float32)
+    np.testing.assert_allclose(model(x), x @ B, rtol=1e-5, atol=1e-6)
+    (conv,) = [layer for layer in model.layers if isinstance(layer, L.Conv2D)]
+    assert conv.kernel_size == (1, 1) and conv.filters == 3
+    assert cn.gradcheck(conv, x.reshape(2, 4, 1, 5)).passed      # the layer trains as any Conv2D
