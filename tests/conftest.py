@@ -140,7 +140,19 @@ def pytest_configure(config):
                                        "until the fix STANDIN_FIXES[key] (in another engineer's file) lands")
 
 
+def _outside_the_onnx_selection(item):
+    """ONNX's BackendTest generates a test for every case it ships and marks those no
+    include pattern selects as skipped; they are not part of this suite (the ones a
+    pattern excludes, with the reason in docs/onnx.md, stay visible as skips)."""
+    fn = getattr(item, "obj", None)
+    return getattr(fn, "__unittest_skip_why__", None) == "no matched include pattern"
+
+
 def pytest_collection_modifyitems(config, items):
+    outside = [item for item in items if _outside_the_onnx_selection(item)]
+    if outside:
+        config.hook.pytest_deselected(items=outside)
+        items[:] = [item for item in items if not _outside_the_onnx_selection(item)]
     for item in items:
         mark = item.get_closest_marker("standin_xfail")
         if mark is None:
