@@ -82,6 +82,8 @@ class Model:
         self._callback_states = []     # states read from a file, for the next fit's callbacks
         self._active_callbacks = []    # the callbacks of the fit in progress (saved with the model)
         self._epochs_seen = 0          # epochs trained so far: numbers each epoch's data order
+        # copies to undo a training step that went non-finite: (layer state, weights + slots)
+        self._undo = (finite.Snapshot(), finite.Snapshot())
         self._rng = np.random.default_rng(seed)
         self._shuffle_entropy = int(np.random.SeedSequence(seed).entropy)
         if inputs is not None or outputs is not None:
@@ -366,12 +368,14 @@ class Model:
         gradients). Then the step is undone: the weights, the optimizer's slots and
         step count, and the layers' state (BatchNorm's moving statistics, which the
         forward pass updates) are put back, so the model keeps its last finite
-        weights. The check is one float64 sum per gradient and per weight, read
-        back once (convnet/finite.py); the snapshot is a copy of the weights, the
-        slots and the state.
+        weights. The check is one sum over the gradients, the updated weights and
+        the state, read back once (convnet/finite.py); the undo copies them into
+        buffers kept from step to step (finite.Snapshot).
         """
-        saved = [(layer.state, key, value.copy()) for layer in self.layers
-                 for key, value in layer.state.items()]
+        state_copy, step_copy = self._undo
+        states = {f"{i}/{key}": value for i, layer in enumerate(self.layers)
+                  for key, value in layer.state.items()}
+        state_copy.take(states)
         outs = self.forward(xs, training=True)
         loss, grads = self.compute_loss(outs, ys, sample_weights)
         problem = None
@@ -381,20 +385,21 @@ class Model:
             self.backward(grads)
             pairs = self.params_and_grads()
             optimizer = self.optimizer
-            before = [param.copy() for _, param, _ in pairs]
-            slots = {k: {n: a.copy() for n, a in d.items()} for k, d in optimizer.slots.items()}
-            grad_sum = finite.float64_sum([g for _, _, g in pairs])
+            slot_names = {key: list(d) for key, d in optimizer.slots.items()}
+            step_copy.take({**{("param", key): p for key, p, _ in pairs},
+                            **{("slot", key, n): a for key, d in optimizer.slots.items() for n, a in d.items()}})
+            grad_sum = finite.total_sum([g for _, _, g in pairs])
             self.apply_gradients()
-            states = [store[key] for store, key, _ in saved]        # as the forward pass left them
-            if not finite.is_finite_sum(grad_sum + finite.float64_sum([p for _, p, _ in pairs] + states)):
+            checked = [g for _, _, g in pairs] + [p for _, p, _ in pairs] + list(states.values())
+            if not finite.all_finite(checked, grad_sum + finite.total_sum(checked[len(pairs):])):
                 problem = self._nonfinite_step(pairs)
-                for (_, param, _), value in zip(pairs, before):
-                    param[...] = value
-                optimizer.slots = slots
+                restored = step_copy.restore()
+                # the slots as they were: the same arrays, and none the failed step created
+                optimizer.slots = {key: {n: restored[("slot", key, n)] for n in names}
+                                   for key, names in slot_names.items()}
                 optimizer.iterations -= 1
         if problem is not None:
-            for store, key, value in saved:
-                store[key][...] = value
+            state_copy.restore()
         return loss, outs, problem
 
     def _nonfinite_step(self, pairs):

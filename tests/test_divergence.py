@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import convnet as cn
+from convnet import finite
 from convnet.callbacks import (
     Callback,
     EarlyStopping,
@@ -153,6 +154,45 @@ def test_an_overflowing_update_from_finite_gradients_is_undone(numpy_backend):
     with pytest.raises(FloatingPointError, match="the update overflowed .* learning rate is too large"):
         model.train_step(x, y)                   # b1 + 1e38 would be inf in float32
     assert same(model.get_weights(), before) and model.optimizer.iterations == 0
+
+
+def test_an_overflow_in_the_first_step_leaves_no_optimizer_slots(numpy_backend):
+    model = dense_model(optimizer=cn.optimizers.SGD(learning_rate=1e38, momentum=0.9))
+    x, y = np.zeros((1, 6), np.float32), np.array([1])
+    model.layers[0].params["b"][...] = [3.3e38, 3.0e38, 0.0]
+    with pytest.raises(FloatingPointError, match="the update overflowed"):
+        model.train_step(x, y)
+    # the velocity the failed step created is gone, as if the step never ran
+    assert model.optimizer.slots == {} and model.optimizer.iterations == 0
+
+
+def test_finite_weights_whose_float32_sum_overflows_train_on(numpy_backend):
+    # the check sums in float32 (finite.all_finite): 3.3e38 + 3.0e38 overflows to inf
+    # although every value is finite; that must not be taken for a divergence
+    model = dense_model(optimizer=cn.optimizers.SGD(learning_rate=1e-3))
+    x, y = np.zeros((1, 6), np.float32), np.array([0])   # class 0 already has p = 1
+    model.layers[0].params["b"][...] = [3.3e38, 3.0e38, 0.0]
+    assert not np.isfinite(model.layers[0].params["b"].sum())
+    for _ in range(2):
+        loss = model.train_step(x, y)
+    assert loss == 0.0 and model.optimizer.iterations == 2
+
+
+def test_all_finite_and_snapshot():
+    big = np.full(4, 3e38, np.float32)
+    assert finite.all_finite([big, np.ones(3, np.float16)])
+    for bad in (np.nan, np.inf, -np.inf):
+        assert not finite.all_finite([big, np.array([1.0, bad], np.float32)])
+    a, b = np.arange(3.0), np.ones((2, 2), np.float32)
+    snap = finite.Snapshot()
+    snap.take({"a": a, "b": b})
+    a += 5
+    b[0, 0] = np.nan
+    restored = snap.restore()
+    assert restored["a"] is a and np.array_equal(a, np.arange(3.0)) and np.array_equal(b, np.ones((2, 2)))
+    buffer = snap._buffers["a"]
+    snap.take({"a": a, "b": b})                  # the same shapes: the same buffers, refilled
+    assert snap._buffers["a"] is buffer
 
 
 # ------------------------------------------------------------------ TerminateOnNaN
