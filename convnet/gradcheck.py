@@ -69,16 +69,19 @@ def _compare(analytic, numeric):
 
 
 def _numeric_grad(f, tensor, indices, h):
-    """Central differences of scalar f() w.r.t. tensor.flat[indices] (tensor edited in place)."""
-    flat = tensor.reshape(-1)
+    """Central differences of scalar f() w.r.t. tensor.flat[indices] (tensor edited in place).
+
+    Each entry is addressed by its multi-index, so a tensor of any memory layout
+    (a transposed or strided view) is perturbed in place, never in a copy."""
     out = np.empty(len(indices))
     for n, i in enumerate(indices):
-        old = float(flat[i])
-        flat[i] = old + h
+        at = np.unravel_index(i, tensor.shape)
+        old = float(tensor[at])
+        tensor[at] = old + h
         plus = f()
-        flat[i] = old - h
+        tensor[at] = old - h
         minus = f()
-        flat[i] = old
+        tensor[at] = old
         out[n] = (plus - minus) / (2 * h)
     return out
 

@@ -958,7 +958,8 @@ class Model:
             if w.shape != tuple(store[key].shape):
                 raise ValueError(f"{layer.describe()}: weight {key!r} has shape "
                                  f"{tuple(store[key].shape)}, got {w.shape}")
-            store[key] = ops.asarray(w, dtype=layer.dtype)
+            # C order: the kernels read weights as contiguous blocks
+            store[key] = ops.asarray(np.ascontiguousarray(w), dtype=layer.dtype)
 
     def named_weights(self):
         """{"param/<layer index>/<name>" or "state/...": host array}: the weights as

@@ -154,3 +154,18 @@ def test_model_gradcheck_when_backprop_stops_early(backend, rng):
         first = next(node for node in model.graph.nodes if node.layer.params)
         assert not model.graph.input_grad_needed(first)
         assert not model.graph.runs_backward(model.graph.nodes[1])     # the Rescaling
+
+
+def test_gradcheck_perturbs_weights_of_any_memory_layout(numpy_backend, rng):
+    """A weight stored transposed (Fortran order) is perturbed in place, not in a
+    reshaped copy: the numeric gradient sees every perturbation."""
+    from convnet.gradcheck import _numeric_grad
+    t = rng.standard_normal((3, 4)).T                        # a transposed view
+    numeric = _numeric_grad(lambda: float(np.sum(t ** 2)), t, np.arange(t.size), 1e-6)
+    np.testing.assert_allclose(numeric, 2 * t.reshape(-1), atol=1e-6)
+    model = cn.Sequential([L.Flatten(), L.Dense(3)], input_shape=(2, 2, 1), seed=0)
+    model.compile(loss="sparse_categorical_crossentropy")
+    dense = model.layers[-1]
+    dense.params["W"] = np.asfortranarray(dense.params["W"])
+    report = cn.gradcheck(model, rng.standard_normal((3, 2, 2, 1)), np.array([0, 2, 1]))
+    assert report.passed, str(report)
