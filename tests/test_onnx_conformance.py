@@ -61,8 +61,8 @@ KNOWN_GAPS = {
     r"^test_gemm_(all_attributes|default_matrix_bias)_cpu": "a Gemm bias C that varies along the batch axis",
     r"^test_matmul_(3d|4d|bcast|1d_3d|1d_1d)_cpu": "MatMul with a batched or broadcast B, or a 1-D A",
     r"^test_constantofshape_float_ones_cpu": "a graph with no data input (the whole graph is a constant)",
-    r"^test_PReLU_\dd_multiparam_cpu": "a per-channel PRelu slope of shape (C,) against (N, C, ...)",
-    r"^test_Softsign_cpu": "PyTorch exports Softsign as Abs, Add and Div of two computed tensors",
+
+
 }
 for pattern in KNOWN_GAPS:
     backend_test.xfail(pattern)

@@ -85,6 +85,8 @@ def test_new_layers_export(tmp_path, rng):
     h = L.Pad(((1, 1), (0, 1), (0, 0)), mode="reflect")(h)
     h = L.PReLU(alpha_initializer="glorot_uniform", shared_axes=[1, 2])(L.ELU(1.5)(L.LeakyReLU(0.1)(h)))
     h = L.Activation("softsign")(L.Activation("softplus")(L.Activation("selu")(L.Activation("elu")(h))))
+    h = L.Divide()([h, L.ConstantOp("add", 1.0)(L.Abs()(h))])          # softsign by hand
+    h = L.ConstantOp("rdiv", 2.0)(L.ConstantOp("add", 1.5)(h))
     h = L.Permute((3, 1, 2))(h)
     h = L.Reshape((-1,))(L.Identity()(h))
     model = cn.Model(x, L.LogSoftmax()(L.Dense(4)(h)), seed=2)

@@ -233,3 +233,38 @@ def test_matmul_on_sequences_is_a_1x1_conv(tmp_path):
     (conv,) = [layer for layer in model.layers if isinstance(layer, L.Conv2D)]
     assert conv.kernel_size == (1, 1) and conv.filters == 3
     assert cn.gradcheck(conv, x.reshape(2, 4, 1, 5)).passed      # the layer trains as any Conv2D
+
+
+def graph_model(nodes, inputs, outputs, inits=(), opset=17):
+    """A model of `nodes`; inputs/outputs: {name: shape} (float32)."""
+    vi = lambda name, shape: helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shape)  # noqa: E731
+    graph = helper.make_graph(nodes, "g", [vi(n, s) for n, s in inputs.items()],
+                              [vi(n, s) for n, s in outputs.items()], list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_prelu_before_opset_7_has_one_slope_per_channel():
+    """PRelu-6 (what PyTorch's PReLU(num_parameters=C) exported): a (C,) slope scales
+    channel c of (N, C, ...), not the last axis as broadcasting would."""
+    from convnet.onnx.importer import from_proto
+    slope = np.array([0.1, 0.5, 2.0], np.float32)
+    proto = graph_model([helper.make_node("PRelu", ["x", "slope"], ["y"], name="prelu")],
+                        {"x": ["N", 3, 4, 5]}, {"y": ["N", 3, 4, 5]}, [numpy_helper.from_array(slope, "slope")],
+                        opset=6)
+    model = from_proto(proto)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    expected = np.where(x > 0, x, x * slope[None, :, None, None])
+    np.testing.assert_allclose(to_onnx_layout(model(nchw_to_nhwc(x))), expected, rtol=1e-6)
+
+
+def test_softsign_as_pytorch_exports_it():
+    """x / (|x| + 1) as Abs, Add of a constant and Div of two computed tensors."""
+    from convnet.onnx.importer import from_proto
+    one = numpy_helper.from_array(np.array(1.0, np.float32), "one")
+    nodes = [helper.make_node("Abs", ["x"], ["a"]), helper.make_node("Add", ["a", "one"], ["d"]),
+             helper.make_node("Div", ["x", "d"], ["y"], name="div")]
+    proto = graph_model(nodes, {"x": ["N", 2, 5]}, {"y": ["N", 2, 5]}, [one])
+    model = from_proto(proto)
+    assert [type(layer).__name__ for layer in model.layers[1:]] == ["Abs", "ConstantOp", "Divide"]
+    x = np.random.default_rng(1).standard_normal((3, 2, 5)).astype(np.float32)
+    np.testing.assert_allclose(model(x), run_ort(proto, {"x": x})[0], rtol=1e-6)

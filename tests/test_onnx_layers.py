@@ -164,12 +164,14 @@ def test_lrn(backend, rng, size):
     check(layer, x)
 
 
-@pytest.mark.parametrize("op", ["add", "mul", "sub", "rsub", "div"])
+@pytest.mark.parametrize("op", ["add", "mul", "sub", "rsub", "div", "rdiv"])
 def test_constant_op(backend, rng, op):
     x = rng.standard_normal((2, 3, 4, 5))
+    if op == "rdiv":
+        x = np.sign(x) * (np.abs(x) + 0.5)      # away from the pole at 0
     c = rng.uniform(0.5, 2.0, (1, 4, 1))        # broadcasts over H and C
     layer = L.ConstantOp(op, c, dtype="float64")
-    expected = {"add": x + c, "mul": x * c, "sub": x - c, "rsub": c - x, "div": x / c}[op]
+    expected = {"add": x + c, "mul": x * c, "sub": x - c, "rsub": c - x, "div": x / c, "rdiv": c / x}[op]
     np.testing.assert_allclose(cn.get_ops().to_numpy(layer(x)), expected)
     check(layer, x)
 
@@ -229,3 +231,17 @@ def test_leaky_relu_elu_prelu_logsoftmax(backend, rng):
     np.testing.assert_allclose(cn.get_ops().to_numpy(logsm(x)), ref, rtol=1e-12)
     for layer in (leaky, elu, prelu, logsm):
         check(layer, x)
+
+
+def test_abs_and_divide(backend, rng):
+    x = rng.standard_normal((2, 3, 4))
+    x[np.abs(x) < 1e-3] = 0.5                   # away from the kink of |x| at 0
+    layer = L.Abs(dtype="float64")
+    np.testing.assert_array_equal(cn.get_ops().to_numpy(layer(x)), np.abs(x))
+    check(layer, x)
+    a, b = rng.standard_normal((2, 3, 4)), rng.uniform(0.5, 2.0, (2, 3, 4)) * rng.choice([-1, 1], (2, 3, 4))
+    div = L.Divide(dtype="float64")
+    np.testing.assert_allclose(cn.get_ops().to_numpy(div([a, b])), a / b, rtol=1e-15)
+    check(div, [a, b])
+    with pytest.raises(ValueError, match="exactly 2 inputs"):
+        L.Divide().build([(3,), (3,), (3,)])

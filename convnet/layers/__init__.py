@@ -3,9 +3,9 @@
 from .base import Layer
 from .conv import Conv2D, DepthwiseConv2D, conv2d_naive
 from .core import Activation, Dense, Dropout, Flatten, ReLU, Rescaling, Softmax
-from .elementwise import ELU, LRN, Clip, ConstantOp, LeakyReLU, LogSoftmax, PReLU
+from .elementwise import ELU, LRN, Abs, Clip, ConstantOp, LeakyReLU, LogSoftmax, PReLU
 from .input_layer import Input, InputLayer
-from .merge import Add, Average, Concatenate, Multiply, Subtract
+from .merge import Add, Average, Concatenate, Divide, Multiply, Subtract
 from .normalization import BatchNormalization
 from .pooling import AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, MaxPool2D, MaxPooling2D
 from .reshaping import UpSampling2D, ZeroPadding2D
@@ -16,6 +16,7 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (
     BatchNormalization, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
     InputLayer, Add, Subtract, Multiply, Average, Concatenate, ZeroPadding2D, UpSampling2D,
     DepthwiseConv2D, Clip, LRN, ConstantOp, Identity, Pad, Permute, Reshape, LeakyReLU, PReLU, LogSoftmax, ELU,
+    Abs, Divide,
 )}
 
 
@@ -39,4 +40,5 @@ __all__ = ["Layer", "Conv2D", "conv2d_naive", "Dense", "Flatten", "Dropout", "Ac
            "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D",
            "Input", "InputLayer", "Add", "Subtract", "Multiply", "Average", "Concatenate",
            "ZeroPadding2D", "UpSampling2D", "DepthwiseConv2D", "Clip", "LRN", "ConstantOp", "Identity", "Pad",
-           "Permute", "Reshape", "LeakyReLU", "PReLU", "LogSoftmax", "ELU", "deserialize", "serialize", "LAYER_CLASSES"]
+           "Permute", "Reshape", "LeakyReLU", "PReLU", "LogSoftmax", "ELU", "Abs", "Divide",
+           "deserialize", "serialize", "LAYER_CLASSES"]

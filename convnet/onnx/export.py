@@ -25,6 +25,7 @@ from ..arrays import to_host
 from ..layers import (
     ELU,
     LRN,
+    Abs,
     Activation,
     Add,
     Average,
@@ -36,6 +37,7 @@ from ..layers import (
     Conv2D,
     Dense,
     DepthwiseConv2D,
+    Divide,
     Dropout,
     Flatten,
     GlobalAveragePooling2D,
@@ -200,13 +202,13 @@ def _layer(w, layer, ins, in_shapes):
     if isinstance(layer, GlobalAveragePooling2D):
         y = w.node("GlobalAveragePool", [x], hint, True)
         return y if layer.keepdims else w.node("Flatten", [y], hint + "_flatten", False, axis=1)
-    if isinstance(layer, (Add, Subtract, Multiply, Average)):
+    if isinstance(layer, (Add, Subtract, Multiply, Divide, Average)):
         ins = _same_layout(w, ins, hint)
         nchw = w.nchw.get(ins[0], False)
         if isinstance(layer, Average):
             total = w.node("Sum", ins, hint + "_sum", nchw)
             return w.node("Mul", [total, w.const(1.0 / len(ins), hint + "_n")], hint, nchw)
-        op = {Add: "Sum", Subtract: "Sub", Multiply: "Mul"}[type(layer)]
+        op = {Add: "Sum", Subtract: "Sub", Multiply: "Mul", Divide: "Div"}[type(layer)]
         if op == "Mul" and len(ins) > 2:
             y = ins[0]
             for other in ins[1:]:
@@ -247,6 +249,8 @@ def _layer(w, layer, ins, in_shapes):
             raise ValueError(f"export: {layer.describe()} needs image inputs (N, H, W, C) for ONNX's LRN")
         return w.node("LRN", [x], hint, True, size=layer.size, alpha=float(layer.alpha),
                       beta=float(layer.beta), bias=float(layer.bias))
+    if isinstance(layer, Abs):
+        return w.node("Abs", [x], hint, nchw)
     if isinstance(layer, ELU):
         return w.node("Elu", [x], hint, nchw, alpha=float(layer.alpha))
     if isinstance(layer, LeakyReLU):
@@ -264,7 +268,7 @@ def _layer(w, layer, ins, in_shapes):
             c = c.reshape((1,) * (3 - c.ndim) + c.shape).transpose(2, 0, 1)
         c = w.const(c, hint + "_constant")
         op, args = {"add": ("Add", [x, c]), "mul": ("Mul", [x, c]), "sub": ("Sub", [x, c]),
-                    "rsub": ("Sub", [c, x]), "div": ("Div", [x, c])}[layer.op]
+                    "rsub": ("Sub", [c, x]), "div": ("Div", [x, c]), "rdiv": ("Div", [c, x])}[layer.op]
         return w.node(op, args, hint, nchw)
     raise ValueError(f"export: {layer.describe()} has no ONNX form in convnet.onnx.export "
                      f"(supported: see docs/onnx.md)")

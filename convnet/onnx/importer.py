@@ -495,7 +495,13 @@ class _Importer:
     def op_PRelu(self, node, a):
         x = self.var(node, 0)
         slope = np.asarray(self.const(node, 1, "slope"), dtype=np.float64)
-        if slope.ndim > x.rank - self.lead:
+        r = x.rank - self.lead
+        channels = x.onnx_shape()[self.lead] if r >= 2 else None     # ONNX axis 1
+        if self.opset < 7 and slope.ndim == 1 and slope.size > 1 and slope.size == channels:
+            # PRelu-1/6 predate broadcasting: a slope of shape (C,) is one value per
+            # channel (ONNX axis 1), as PyTorch's PReLU(num_parameters=C)
+            slope = slope.reshape(slope.size, *(1,) * (r - 2))
+        if slope.ndim > r:
             raise self.error(node, f"slope of shape {slope.shape} has more axes than the input")
         full = slope.reshape((1,) * (x.rank - slope.ndim) + slope.shape)
         if full.shape[0] != 1:
@@ -687,8 +693,6 @@ class _Importer:
             if len(shapes) != 1:
                 raise self.error(node, f"inputs of shapes {[v.onnx_shape() for v in vs]}: broadcasting between "
                                        "two computed tensors is not supported (same shapes only)")
-            if merge_cls is None:
-                raise self.error(node, "division of two computed tensors is not supported")
             vs = [vs[0]] + [self.permute(v, vs[0].perm, node, f"_permute{i}") for i, v in enumerate(vs[1:], 1)]
             layer = merge_cls(name=self.layer_name(node), dtype=self.dtype)
             y = _Value(layer([v.sym for v in vs]), vs[0].perm)
@@ -700,8 +704,6 @@ class _Importer:
         x = self.values[var_name]
         first_is_var = names[0] == var_name
         op = const_op if first_is_var else (rconst_op or const_op)
-        if op is None:
-            raise self.error(node, "a constant divided by a computed tensor is not supported")
         self.set_out(node, self._with_constant(node, x, op, constants, ""))
 
     def _with_constant(self, node, x, op, constants, suffix):
@@ -737,7 +739,12 @@ class _Importer:
         self._binary(node, L.Multiply, "mul")
 
     def op_Div(self, node, a):
-        self._binary(node, None, "div", None)
+        self._binary(node, L.Divide, "div", "rdiv")
+
+    def op_Abs(self, node, a):
+        x = self.var(node, 0)
+        layer = L.Abs(name=self.layer_name(node), dtype=self.dtype)
+        self.set_out(node, _Value(layer(x.sym), x.perm))
 
     def op_Concat(self, node, a):
         names = list(node.input)
