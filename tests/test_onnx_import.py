@@ -268,3 +268,26 @@ def test_softsign_as_pytorch_exports_it():
     assert [type(layer).__name__ for layer in model.layers[1:]] == ["Abs", "ConstantOp", "Divide"]
     x = np.random.default_rng(1).standard_normal((3, 2, 5)).astype(np.float32)
     np.testing.assert_allclose(model(x), run_ort(proto, {"x": x})[0], rtol=1e-6)
+
+
+def test_graph_of_constants():
+    """Outputs that depend on no data input: the backend answers with the folded
+    constants (there is no convnet model to build); cn.onnx.load refuses clearly."""
+    import convnet.onnx.backend as backend
+    from convnet.onnx.importer import constant_outputs
+    value = helper.make_tensor("value", onnx.TensorProto.FLOAT, [1], [2.5])
+    node = helper.make_node("ConstantOfShape", ["shape"], ["y"], value=value)
+    (y,) = backend.run_node(node, [np.array([2, 3], np.int64)])
+    np.testing.assert_array_equal(y, np.full((2, 3), 2.5, np.float32))
+    # a float input that no output reads changes nothing
+    shape = numpy_helper.from_array(np.array([4], np.int64), "shape")
+    proto = graph_model([node, helper.make_node("Relu", ["x"], ["unused"])], {"x": [2, 3]}, {"y": [4]}, [shape])
+    (y,) = backend.prepare(proto).run([np.ones((2, 3), np.float32)])
+    np.testing.assert_array_equal(y, np.full(4, 2.5, np.float32))
+    np.testing.assert_array_equal(constant_outputs(proto)[0], y)
+    with pytest.raises(cn.onnx.OnnxImportError, match="output 'y' is a constant"):
+        from convnet.onnx.importer import from_proto
+        from_proto(proto)
+    relu = graph_model([helper.make_node("Relu", ["x"], ["y"])], {"x": [2, 3]}, {"y": [2, 3]})
+    with pytest.raises(cn.onnx.OnnxImportError, match=r"outputs \['y'\] depend on variable inputs"):
+        constant_outputs(relu)

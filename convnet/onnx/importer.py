@@ -32,7 +32,7 @@ from ..backend import get_ops
 from ..layers.padding import axis_geometry
 from ..models import Model
 
-__all__ = ["load", "from_proto", "OnnxImportError"]
+__all__ = ["load", "from_proto", "constant_outputs", "OnnxImportError"]
 
 
 class OnnxImportError(ValueError):
@@ -171,17 +171,35 @@ class _Importer:
         return any(name in n.input for n in self.graph.node) or any(o.name == name for o in self.graph.output)
 
     # ------------------------------------------------------------- driving
-    def run(self):
+    def read_constants(self):
+        """The initializers and known inputs as constants; the other graph inputs' infos."""
         for init in self.graph.initializer:
             self.consts[init.name] = numpy_helper.to_array(init)
-        inputs = []
+        variables = []
         for vi in self.graph.input:
             if vi.name in self.consts:
                 continue
             if vi.name in self.known_inputs:
                 self.consts[vi.name] = np.asarray(self.known_inputs[vi.name])
                 continue
-            inputs.append(self._input(vi))
+            variables.append(vi)
+        return variables
+
+    def constant_outputs(self):
+        """The graph's outputs when none of them depends on a variable input: every
+        node on constants folded (ONNX's reference evaluator), nothing built."""
+        self.read_constants()
+        for node in self.graph.node:
+            if all(n in self.consts for n in node.input if n):
+                self._fold(node)
+        missing = [vo.name for vo in self.graph.output if vo.name not in self.consts]
+        if missing:
+            raise OnnxImportError(f"ONNX graph outputs {missing} depend on variable inputs: they are not "
+                                  "constants")
+        return [self.consts[vo.name] for vo in self.graph.output]
+
+    def run(self):
+        inputs = [self._input(vi) for vi in self.read_constants()]
         if not inputs:
             raise OnnxImportError("ONNX graph has no variable inputs: every input is a constant")
         for node in self.graph.node:
@@ -823,11 +841,26 @@ def from_proto(proto, known_inputs=None, batch=None, input_shapes=None, sample_a
     sample_axis=True reads every ONNX tensor X as one sample: the model takes
     X[None] (ONNX axis a is the model's axis a + 1), so operations along ONNX's
     axis 0 work; 2-D layers (Conv, pools) then need the usual form."""
+    _check(proto)
+    return _Importer(proto, known_inputs, batch, input_shapes, sample_axis).run()
+
+
+def constant_outputs(proto, known_inputs=None):
+    """The outputs of a graph that depends on no variable input (every graph input
+    is an initializer or in known_inputs): a list of arrays, one per graph output,
+    computed once by ONNX's reference evaluator, node by node, as the importer folds
+    constant nodes. A convnet model needs an input, so such a graph has no model;
+    convnet.onnx.backend answers with these values. OnnxImportError if an output
+    needs a graph input that known_inputs does not give."""
+    _check(proto)
+    return _Importer(proto, known_inputs).constant_outputs()
+
+
+def _check(proto):
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
         raise OnnxImportError(f"ONNX model is not valid: {exc}") from exc
-    return _Importer(proto, known_inputs, batch, input_shapes, sample_axis).run()
 
 
 def load(path):
