@@ -56,8 +56,8 @@ for pattern in EXCLUDED:
 # yet"), run as expected failures so a fix shows up as an unexpected pass.
 KNOWN_GAPS = {
     r"^test_(maxpool|averagepool)_3d\w*": "3-D pooling (convnet's pooling layers are 2-D)",
-    r"^test_gemm_(all_attributes|default_matrix_bias)_cpu": "a Gemm bias C that varies along the batch axis",
-    r"^test_matmul_(3d|4d|bcast|1d_3d|1d_1d)_cpu": "MatMul with a batched or broadcast B, or a 1-D A",
+
+
 }
 for pattern in KNOWN_GAPS:
     backend_test.xfail(pattern)

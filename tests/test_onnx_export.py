@@ -93,6 +93,19 @@ def test_new_layers_export(tmp_path, rng):
     assert_matches(model, tmp_path, [rng.standard_normal((2, 9, 8, 6)).astype(np.float32)])
 
 
+def test_matmul_layers_export(tmp_path, rng):
+    x, v = cn.Input((2, 3, 4)), cn.Input((3,))
+    s = L.MatMul()([x, L.Permute((1, 3, 2))(x)])                 # (2, 3, 3): x @ x^T per sample
+    h = L.MatMulWeight((3, 5))(s)                                 # (2, 3, 5)
+    h = L.MatMulWeight((3,), side="left")(h)                      # (2, 5): a 1-D W is a row
+    h = L.MatMulWeight((1, 5, 2))(h)                              # (1, 2, 2): the weight's stack leads
+    dot = L.MatMulWeight((3,))(v)                                 # () per sample: (N,)
+    model = cn.Model([x, v], [h, L.MatMul()([v, L.Reshape((3, 1))(v)]), dot], seed=4)
+    assert model.outputs[2].shape == (None,)
+    assert_matches(model, tmp_path, [rng.standard_normal((2, 2, 3, 4)).astype(np.float32),
+                                     rng.standard_normal((2, 3)).astype(np.float32)])
+
+
 def test_export_bad_opset_and_unbuilt(tmp_path):
     with pytest.raises(ValueError, match="opset must be an int from 13"):
         cn.onnx.export(xray(), tmp_path / "m.onnx", opset=7)

@@ -291,3 +291,40 @@ def test_graph_of_constants():
     relu = graph_model([helper.make_node("Relu", ["x"], ["y"])], {"x": [2, 3]}, {"y": [2, 3]})
     with pytest.raises(cn.onnx.OnnxImportError, match=r"outputs \['y'\] depend on variable inputs"):
         constant_outputs(relu)
+
+
+def test_matmul_general_forms_match_onnx_runtime():
+    """MatMul of two computed tensors (an attention score q @ k^T), of a constant A
+    on the left, and of a batched constant B: MatMul / MatMulWeight layers."""
+    from convnet.onnx.importer import from_proto
+    rng = np.random.default_rng(3)
+    A = numpy_helper.from_array(rng.standard_normal((3, 4)).astype(np.float32), "A")
+    Bs = numpy_helper.from_array(rng.standard_normal((1, 2, 5, 4)).astype(np.float32), "Bs")
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 1, 3, 2]),
+             helper.make_node("MatMul", ["x", "xt"], ["scores"], name="qk"),          # (N, 2, 4, 4)
+             helper.make_node("MatMul", ["A", "scores"], ["left"], name="left"),      # (N, 2, 3, 4)
+             helper.make_node("MatMul", ["x", "Bs"], ["y"], name="batched")]          # (N, 2, 4, 4)
+    proto = graph_model(nodes, {"x": ["N", 2, 4, 5]}, {"left": ["N", 2, 3, 4], "y": ["N", 2, 4, 4]}, [A, Bs])
+    model = from_proto(proto, input_shapes={"x": (2, 2, 4, 5)})
+    assert {"MatMul", "MatMulWeight"} <= {type(layer).__name__ for layer in model.layers}
+    x = rng.standard_normal((2, 2, 4, 5)).astype(np.float32)
+    for got, expected in zip(model(nchw_to_nhwc(x)), run_ort(proto, {"x": x})):
+        np.testing.assert_allclose(to_onnx_layout(got), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_axis_limits_of_gemm_and_matmul_name_the_node():
+    """With ONNX's axis 0 as the batch, a per-sample Gemm bias or a constant that
+    varies along the batch axis cannot be a layer's weight: a clear error (the
+    backend then runs the graph in its one-sample mode)."""
+    from convnet.onnx.importer import from_proto
+    C = numpy_helper.from_array(np.ones((3, 4), np.float32), "C")
+    B = numpy_helper.from_array(np.ones((6, 4), np.float32), "B")
+    proto = graph_model([helper.make_node("Gemm", ["x", "B", "C"], ["y"], name="fc")], {"x": [3, 6]}, {"y": [3, 4]},
+                        [B, C])
+    with pytest.raises(cn.onnx.OnnxImportError, match=r"'fc' \(Gemm\): C of shape \(3, 4\) varies along the batch"):
+        from_proto(proto)
+    B3 = numpy_helper.from_array(np.ones((2, 4, 3), np.float32), "B3")
+    proto = graph_model([helper.make_node("MatMul", ["x", "B3"], ["y"], name="mm")], {"x": [2, 3, 4]},
+                        {"y": [2, 3, 3]}, [B3])
+    with pytest.raises(cn.onnx.OnnxImportError, match=r"'mm' \(MatMul\): a constant of shape \(2, 4, 3\)"):
+        from_proto(proto)

@@ -245,3 +245,50 @@ def test_abs_and_divide(backend, rng):
     check(div, [a, b])
     with pytest.raises(ValueError, match="exactly 2 inputs"):
         L.Divide().build([(3,), (3,), (3,)])
+
+
+# per-sample shapes (a, b) covering numpy's matmul rules: batched, broadcast stacks
+# (either side), 1-D operands on either side
+MATMUL_SHAPES = [((2, 3, 4), (2, 4, 3)), ((1, 3, 4), (2, 4, 2)), ((2, 1, 3, 4), (3, 4, 2)), ((4,), (2, 4, 1)),
+                 ((3,), (3,)), ((2, 3, 4), (4,)), ((5,), (5, 2))]
+
+
+def matmul_per_sample(a, b):
+    return np.stack([np.matmul(ai, bi) for ai, bi in zip(a, b)])
+
+
+@pytest.mark.parametrize("a_shape,b_shape", MATMUL_SHAPES)
+def test_matmul_of_two_tensors(backend, rng, a_shape, b_shape):
+    a, b = rng.standard_normal((2, *a_shape)), rng.standard_normal((2, *b_shape))
+    layer = L.MatMul(dtype="float64")
+    y = cn.get_ops().to_numpy(layer([a, b]))
+    np.testing.assert_allclose(y, matmul_per_sample(a, b), rtol=1e-12)
+    assert layer.output_shape == y.shape[1:]
+    check(layer, [a, b])
+
+
+@pytest.mark.parametrize("a_shape,b_shape", MATMUL_SHAPES)
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_matmul_weight(backend, rng, a_shape, b_shape, side):
+    """x @ W and W @ x: dW sums over the batch and over the stacks W was broadcast along."""
+    x_shape, w_shape = (a_shape, b_shape) if side == "right" else (b_shape, a_shape)
+    x, W = rng.standard_normal((3, *x_shape)), rng.standard_normal(w_shape)
+    layer = L.MatMulWeight(w_shape, side=side, dtype="float64")
+    layer.build(x_shape)
+    layer.params["W"] = cn.get_ops().asarray(W)
+    expected = matmul_per_sample(x, [W] * 3) if side == "right" else matmul_per_sample([W] * 3, x)
+    np.testing.assert_allclose(cn.get_ops().to_numpy(layer(x)), expected, rtol=1e-12)
+    check(layer, x)
+    twin = L.MatMulWeight.from_config(layer.get_config())
+    assert twin.get_config() == layer.get_config()
+
+
+def test_matmul_shape_errors():
+    with pytest.raises(ValueError, match=r"MatMul 'mm'.*inner sizes 4 and 3 differ"):
+        L.MatMul(name="mm").build([(2, 4), (3, 2)])
+    with pytest.raises(ValueError, match=r"stacks \(2,\) and \(3,\) do not broadcast"):
+        L.MatMul().build([(2, 1, 4), (3, 4, 2)])
+    with pytest.raises(ValueError, match=r"MatMulWeight 'w'.*inner sizes"):
+        L.MatMulWeight((3, 2), name="w").build((5,))
+    with pytest.raises(ValueError, match="side must be"):
+        L.MatMulWeight((3, 2), side="top")

@@ -5,6 +5,7 @@ from .conv import Conv2D, DepthwiseConv2D, conv2d_naive
 from .core import Activation, Dense, Dropout, Flatten, ReLU, Rescaling, Softmax
 from .elementwise import ELU, LRN, Abs, Clip, ConstantOp, LeakyReLU, LogSoftmax, PReLU
 from .input_layer import Input, InputLayer
+from .matmul import MatMul, MatMulWeight
 from .merge import Add, Average, Concatenate, Divide, Multiply, Subtract
 from .normalization import BatchNormalization
 from .pooling import AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, MaxPool2D, MaxPooling2D
@@ -16,7 +17,7 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (
     BatchNormalization, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
     InputLayer, Add, Subtract, Multiply, Average, Concatenate, ZeroPadding2D, UpSampling2D,
     DepthwiseConv2D, Clip, LRN, ConstantOp, Identity, Pad, Permute, Reshape, LeakyReLU, PReLU, LogSoftmax, ELU,
-    Abs, Divide,
+    Abs, Divide, MatMul, MatMulWeight,
 )}
 
 
@@ -41,4 +42,4 @@ __all__ = ["Layer", "Conv2D", "conv2d_naive", "Dense", "Flatten", "Dropout", "Ac
            "Input", "InputLayer", "Add", "Subtract", "Multiply", "Average", "Concatenate",
            "ZeroPadding2D", "UpSampling2D", "DepthwiseConv2D", "Clip", "LRN", "ConstantOp", "Identity", "Pad",
            "Permute", "Reshape", "LeakyReLU", "PReLU", "LogSoftmax", "ELU", "Abs", "Divide",
-           "deserialize", "serialize", "LAYER_CLASSES"]
+           "MatMul", "MatMulWeight", "deserialize", "serialize", "LAYER_CLASSES"]

@@ -45,6 +45,8 @@ from ..layers import (
     InputLayer,
     LeakyReLU,
     LogSoftmax,
+    MatMul,
+    MatMulWeight,
     MaxPooling2D,
     Multiply,
     Pad,
@@ -56,6 +58,7 @@ from ..layers import (
     UpSampling2D,
     ZeroPadding2D,
 )
+from ..layers.matmul import matmul_shapes
 
 __all__ = ["export", "DEFAULT_OPSET", "MIN_OPSET"]
 
@@ -262,6 +265,8 @@ def _layer(w, layer, ins, in_shapes):
         return w.node("PRelu", [x, w.const(alpha, hint + "_slope")], hint, nchw)
     if isinstance(layer, LogSoftmax):
         return w.node("LogSoftmax", [x], hint, nchw, axis=1 if nchw else -1)
+    if isinstance(layer, (MatMul, MatMulWeight)):
+        return _matmul(w, layer, ins, in_shapes, p)
     if isinstance(layer, ConstantOp):
         c = s["constant"]
         if nchw:           # the constant broadcasts against (H, W, C): give it that rank, then CHW
@@ -272,6 +277,37 @@ def _layer(w, layer, ins, in_shapes):
         return w.node(op, args, hint, nchw)
     raise ValueError(f"export: {layer.describe()} has no ONNX form in convnet.onnx.export "
                      f"(supported: see docs/onnx.md)")
+
+
+def _matmul(w, layer, ins, in_shapes, p):
+    """ONNX's MatMul of a per-sample product. ONNX multiplies whole tensors, so each
+    operand is first reshaped to its stack of matrices with the batch in front,
+    (N, *stack) (a weight: the constant (1, *stack)): numpy's rule then pairs sample
+    n with sample n; a Reshape drops the axes a 1-D operand added."""
+    hint = layer.name
+
+    def stacked(name, shape, stack):
+        if tuple(shape) == tuple(stack):
+            return name
+        return w.node("Reshape", [name, w.ints([0, *stack], hint + "_stack_shape")], hint + "_stack", False)
+
+    if isinstance(layer, MatMul):
+        a_shape, b_shape = in_shapes
+        a_stack, b_stack, y_stack, y_shape = matmul_shapes(a_shape, b_shape)
+        a = stacked(w.as_nhwc(ins[0], hint), a_shape, a_stack)
+        b = stacked(w.as_nhwc(ins[1], hint), b_shape, b_stack)
+    else:
+        a_shape, b_shape = layer._operand_shapes(in_shapes[0])
+        a_stack, b_stack, y_stack, y_shape = matmul_shapes(a_shape, b_shape)
+        x = w.as_nhwc(ins[0], hint)
+        if layer.side == "right":
+            a, b = stacked(x, a_shape, a_stack), w.const(p["W"].reshape(1, *b_stack), hint + "_W")
+        else:
+            a, b = w.const(p["W"].reshape(1, *a_stack), hint + "_W"), stacked(x, b_shape, b_stack)
+    y = w.node("MatMul", [a, b], hint, False)
+    if tuple(y_stack) != tuple(y_shape):
+        y = w.node("Reshape", [y, w.ints([0, *y_shape], hint + "_shape")], hint + "_unstack", False)
+    return y
 
 
 def _declared(layer):

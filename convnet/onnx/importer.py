@@ -118,8 +118,8 @@ class _Importer:
         layer = L.Permute(r[1:], name=self.layer_name(node, suffix), dtype=self.dtype)
         return _Value(layer(v.sym), target)
 
-    def onnx_order(self, v, node):
-        return self.permute(v, tuple(range(v.rank)), node)
+    def onnx_order(self, v, node, suffix="_permute"):
+        return self.permute(v, tuple(range(v.rank)), node, suffix)
 
     def channels_last(self, v, node):
         """ONNX axis 1 (channels) last in convnet."""
@@ -426,32 +426,50 @@ class _Importer:
         self.set_out(node, _Value(y, (0, 1)))
 
     def op_Gemm(self, node, a):
-        if int(a.get("transA", 0)):
-            raise self.error(node, "transA=1 is not supported (A is the batch of samples)")
         x = self.var(node, 0)
         B = self.const(node, 1, "B")
         W = (B.T if int(a.get("transB", 0)) else B) * a.get("alpha", 1.0)
         C = self.const(node, 2, "C", required=False)
+        C = None if C is None else np.asarray(C) * a.get("beta", 1.0)
+        if self.lead:
+            # one-sample mode: A is one (M, K) matrix (transA: (K, M)), C any bias that
+            # broadcasts to the (M, N) result
+            if int(a.get("transA", 0)):
+                x = self._transposed(node, x, [1, 0])
+            y = self._matmul_weight(node, x, W, "right")
+            self.set_out(node, y if C is None else self._constant_op(node, y, "add", C, "_bias"))
+            return
+        if int(a.get("transA", 0)):
+            raise self.error(node, "transA=1 is not supported when ONNX's axis 0 is the batch (the samples "
+                                   "would become a feature axis)")
         if C is not None:
-            C = np.asarray(C) * a.get("beta", 1.0)
             if C.ndim == 2 and C.shape[0] != 1 or C.size not in (1, W.shape[1]):
-                raise self.error(node, f"C of shape {C.shape}: only a bias per output (shape (M,) or (1, M)) "
-                                       "is supported")
+                raise self.error(node, f"C of shape {C.shape} varies along the batch axis (a bias per sample): "
+                                       "only a bias per output (shape (M,) or (1, M)) is supported when ONNX's "
+                                       "axis 0 is the batch")
             C = C.reshape(-1)
         self._dense(node, x, W, C)
 
     def op_MatMul(self, node, a):
-        x = self.var(node, 0)
-        W = self.const(node, 1, "B")
-        if W.ndim not in (1, 2):
-            raise self.error(node, f"B of rank {W.ndim}: only a 1-D or 2-D constant B is supported")
-        if W.ndim == 2 and x.rank == 2:
+        left, right = node.input[0], node.input[1]
+        if left in self.values and right in self.values:
+            self.set_out(node, self._matmul_tensors(node, self.values[left], self.values[right]))
+            return
+        if left not in self.values:          # a constant A times the data B
+            x, A = self.var(node, 1), self.const(node, 0, "A")
+            self.set_out(node, self._matmul_weight(node, x, A, "left"))
+            return
+        x, W = self.values[left], self.const(node, 1, "B")
+        if not self.lead and W.ndim == 2 and x.rank == 2:
             return self._dense(node, x, W, None)
-        self.batch_first(node)
-        if x.rank < 2 + (W.ndim == 1):
-            raise self.error(node, f"A of rank {x.rank} with B of rank {W.ndim} is not supported")
-        # A (N, d1, ..., K) @ B (K, M) is a 1x1 convolution over the (d1*...) positions
-        # with K channels in and M out: A viewed as (N, P, 1, K), W = B as (1, 1, K, M)
+        if not self.lead and W.ndim in (1, 2) and x.rank >= 3:
+            return self._matmul_1x1(node, x, W)
+        self.set_out(node, self._matmul_weight(node, x, W, "right"))
+
+    def _matmul_1x1(self, node, x, W):
+        """A (N, d1, ..., K) @ B (K, M) (or (K,)) as a 1x1 convolution over the d1*...
+        positions with K channels in and M out: A viewed as (N, P, 1, K), W = B as
+        (1, 1, K, M)."""
         x = self.onnx_order(x, node)
         shape = x.onnx_shape()
         k = shape[-1]
@@ -467,6 +485,58 @@ class _Importer:
         y = _Value(y, (0, 1, 2, 3))
         out_shape = (*shape[:-1], m) if W.ndim == 2 else tuple(shape[:-1])
         self.set_out(node, self._reshape_to(node, y, out_shape))
+
+    def _per_sample_weight(self, node, W, x_shape, side):
+        """The constant operand W of a MatMul with the data x (ONNX (N, *x_shape), N
+        the batch) as the weight one sample meets. numpy's rule aligns the stacks
+        (the axes before the last two) from the right, so W's stack must not reach
+        further left than x's, whose first axis is the batch; where it reaches the
+        batch axis, it must have size 1 there (and is dropped)."""
+        if len(x_shape) == 1:
+            # x (N, K) is one matrix whose rows are the samples: fine as x @ W with a
+            # 1-D or 2-D W (each row times W), not otherwise
+            if side == "right" and W.ndim <= 2:
+                return W
+            raise self.error(node, f"a (N, {x_shape[0]}) operand with a constant of shape {W.shape}: the "
+                                   "batch axis would be multiplied")
+        x_stack, w_stack = len(x_shape) - 1, max(W.ndim - 2, 0)      # x's stack counts the batch axis
+        if w_stack > x_stack or w_stack == x_stack and W.shape[0] != 1:
+            shape = ", ".join(map(str, x_shape))
+            raise self.error(node, f"a constant of shape {W.shape} with data of shape (N, {shape}): the constant "
+                                   "varies along the batch axis or moves it")
+        return W[0] if w_stack == x_stack else W
+
+    def _matmul_weight(self, node, x, W, side):
+        """x @ W (side "right") or W @ x ("left") for a constant W: MatMulWeight."""
+        x = self.onnx_order(x, node)
+        if not self.lead:
+            W = self._per_sample_weight(node, np.asarray(W), x.onnx_shape(), side)
+        layer = L.MatMulWeight(W.shape, side=side, kernel_initializer="zeros", name=self.layer_name(node),
+                               dtype=self.dtype)
+        try:
+            y = layer(x.sym)
+        except ValueError as exc:
+            raise self.error(node, str(exc)) from exc
+        layer.kernel_initializer = "glorot_uniform"
+        layer.params["W"] = get_ops().asarray(np.array(W, dtype=layer.dtype, order="C"))
+        return _Value(y, tuple(range(len(y.shape))))
+
+    def _matmul_tensors(self, node, a, b):
+        """a @ b for two computed tensors: MatMul. With ONNX's axis 0 as the batch the
+        two batch axes must meet (same rank) and be stack axes (rank >= 3)."""
+        a = self.onnx_order(a, node)
+        b = self.onnx_order(b, node, "_permute1")
+        sa, sb = a.onnx_shape(), b.onnx_shape()
+        if not self.lead and (len(sa) != len(sb) or len(sa) < 2):
+            raise self.error(node, f"inputs of shapes (N, {', '.join(map(str, sa))}) and (N, "
+                                   f"{', '.join(map(str, sb))}): with ONNX's axis 0 as the batch both must have "
+                                   "the same rank, at least 3")
+        layer = L.MatMul(name=self.layer_name(node), dtype=self.dtype)
+        try:
+            y = layer([a.sym, b.sym])
+        except ValueError as exc:
+            raise self.error(node, str(exc)) from exc
+        return _Value(y, tuple(range(len(y.shape))))
 
     def _activation(self, node, name):
         x = self.var(node, 0)
@@ -665,13 +735,16 @@ class _Importer:
     def op_Transpose(self, node, a):
         x = self.var(node, 0)
         r = x.rank - self.lead
-        p = list(a.get("perm", list(range(r))[::-1]))
+        self.set_out(node, self._transposed(node, x, list(a.get("perm", list(range(r))[::-1]))))
+
+    def _transposed(self, node, x, p):
+        """x transposed by the ONNX perm p: only the tensor's permutation changes."""
         if self.lead:
             p = [0] + [q + 1 for q in p]
         if p[0] != 0:
             raise self.error(node, f"perm {p} moves the batch axis; convnet keeps the batch first")
         inv = np.argsort(p)
-        self.set_out(node, _Value(x.sym, tuple(int(inv[q]) for q in x.perm)))
+        return _Value(x.sym, tuple(int(inv[q]) for q in x.perm))
 
     def op_Unsqueeze(self, node, a):
         x = self.var(node, 0)
@@ -728,6 +801,10 @@ class _Importer:
         c = self.consts[constants[0]]
         for extra in constants[1:]:
             c = c + self.consts[extra]
+        return self._constant_op(node, x, op, c, suffix)
+
+    def _constant_op(self, node, x, op, c, suffix=""):
+        """x (op) c for a constant c broadcasting against x (ONNX's rule): ConstantOp."""
         c = np.asarray(c, dtype=np.float64)
         if c.ndim > x.rank:
             raise self.error(node, f"constant of shape {c.shape} has more axes than the tensor {x.onnx_shape()}")
