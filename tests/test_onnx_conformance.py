@@ -51,15 +51,4 @@ backend_test.include(PYTORCH_PATTERN)
 for pattern in EXCLUDED:
     backend_test.exclude(pattern)
 
-# node tests of listed operators that still fail: features convnet does not have yet.
-# These are NOT exclusions with a reason: they are known gaps (docs/onnx.md, "Not done
-# yet"), run as expected failures so a fix shows up as an unexpected pass.
-KNOWN_GAPS = {
-    r"^test_(maxpool|averagepool)_3d\w*": "3-D pooling (convnet's pooling layers are 2-D)",
-
-
-}
-for pattern in KNOWN_GAPS:
-    backend_test.xfail(pattern)
-
 globals().update(backend_test.test_cases)

@@ -106,6 +106,15 @@ def test_matmul_layers_export(tmp_path, rng):
                                      rng.standard_normal((2, 3)).astype(np.float32)])
 
 
+def test_pooling_3d_export(tmp_path, rng):
+    x = cn.Input((5, 6, 7, 2))
+    h = L.MaxPooling3D(2, strides=1, padding=((1, 0), (0, 1), (1, 1)), dilation_rate=(2, 1, 1))(x)
+    h = L.AveragePooling3D(3, strides=2, padding="same", count_include_pad=True, ceil_mode=True)(h)
+    h = L.AveragePooling3D((1, 2, 2), strides=1, padding=((0, 0), (1, 0), (0, 1)))(h)
+    model = cn.Model(x, [h, L.Dense(3)(L.Flatten()(h))], seed=5)
+    assert_matches(model, tmp_path, [rng.standard_normal((2, 5, 6, 7, 2)).astype(np.float32)])
+
+
 def test_export_bad_opset_and_unbuilt(tmp_path):
     with pytest.raises(ValueError, match="opset must be an int from 13"):
         cn.onnx.export(xray(), tmp_path / "m.onnx", opset=7)

@@ -328,3 +328,24 @@ def test_batch_axis_limits_of_gemm_and_matmul_name_the_node():
                         {"y": [2, 3, 3]}, [B3])
     with pytest.raises(cn.onnx.OnnxImportError, match=r"'mm' \(MatMul\): a constant of shape \(2, 4, 3\)"):
         from_proto(proto)
+
+
+@pytest.mark.parametrize("op,attrs", [
+    ("MaxPool", dict(kernel_shape=[3, 2, 3], strides=[2, 1, 2], pads=[1, 0, 1, 0, 1, 2], ceil_mode=1)),
+    ("MaxPool", dict(kernel_shape=[2, 2, 2], dilations=[2, 1, 2], pads=[1, 0, 0, 0, 1, 1])),
+    # (auto_pad with dilations is left out: ONNX Runtime sizes SAME padding without the dilation)
+    ("AveragePool", dict(kernel_shape=[2, 3, 2], strides=[2, 2, 1], auto_pad="SAME_LOWER", count_include_pad=1)),
+    ("AveragePool", dict(kernel_shape=[3, 3, 2], strides=[2, 2, 1], pads=[1, 2, 0, 1, 0, 1], ceil_mode=1,
+                         count_include_pad=1)),
+    ("AveragePool", dict(kernel_shape=[2, 3, 2], strides=[1, 2, 2], dilations=[2, 1, 2], pads=[1, 1, 0, 0, 1, 1]))])
+def test_3d_pooling_matches_onnx_runtime(op, attrs):
+    """MaxPool/AveragePool on (N, C, D, H, W): MaxPooling3D/AveragePooling3D behind a
+    Permute to channels-last, pads/ceil_mode/count_include_pad/dilations as ONNX's."""
+    from convnet.onnx.importer import from_proto
+    proto = graph_model([helper.make_node(op, ["x"], ["y"], name="pool", **attrs)], {"x": ["N", 2, 6, 7, 8]},
+                        {"y": ["N", 2, "D", "H", "W"]}, opset=19)
+    model = from_proto(proto, input_shapes={"x": (2, 2, 6, 7, 8)})
+    assert any(type(layer).__name__.endswith("Pooling3D") for layer in model.layers)
+    x = np.random.default_rng(4).standard_normal((2, 2, 6, 7, 8)).astype(np.float32)
+    expected = run_ort(proto, {"x": x})[0]
+    np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-6)

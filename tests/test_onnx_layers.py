@@ -292,3 +292,60 @@ def test_matmul_shape_errors():
         L.MatMulWeight((3, 2), name="w").build((5,))
     with pytest.raises(ValueError, match="side must be"):
         L.MatMulWeight((3, 2), side="top")
+
+
+def pool3d_reference(x, k, s, d, pads, ceil_mode, kind, count_include_pad=False):
+    """3-D pooling by an explicit loop over the output voxels (ONNX's definition):
+    window i along an axis has taps at i*s - before + t*d, t < k."""
+    def axis(n, before, after):
+        span = n + before + after - ((k - 1) * d + 1)
+        out = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (out - 1) * s >= n + before:
+            out -= 1
+        taps = [i * s - before + d * np.arange(k) for i in range(out)]
+        return [t[(t >= 0) & (t < n)] for t in taps], [((t >= -before) & (t < n + after)).sum() for t in taps]
+    axes = [axis(n, *p) for n, p in zip(x.shape[1:4], pads)]
+    y = np.zeros((x.shape[0], *(len(real) for real, _ in axes), x.shape[4]))
+    for index in np.ndindex(*y.shape[1:4]):
+        real = [axes[a][0][i] for a, i in enumerate(index)]
+        win = x[:, real[0]][:, :, real[1]][:, :, :, real[2]]       # (N, taps_d, taps_h, taps_w, C)
+        if kind == "max":
+            y[(slice(None), *index)] = win.max(axis=(1, 2, 3))
+        else:
+            counted = np.prod([axes[a][1][i] for a, i in enumerate(index)]) if count_include_pad else \
+                np.prod(win.shape[1:4])
+            y[(slice(None), *index)] = win.sum(axis=(1, 2, 3)) / counted
+    return y
+
+
+@pytest.mark.parametrize("k,s,d,pads,ceil_mode,include", [
+    (2, 2, 1, ((0, 0), (0, 0), (0, 0)), False, False), (3, 2, 1, ((1, 0), (0, 1), (1, 1)), True, True),
+    (2, 1, 2, ((0, 0), (1, 0), (0, 1)), True, False), (3, 2, 2, ((1, 1), (2, 1), (0, 2)), False, True)])
+def test_pooling_3d(backend, rng, k, s, d, pads, ceil_mode, include):
+    x = rng.permutation(2 * 5 * 6 * 7 * 2).reshape(2, 5, 6, 7, 2) / 11.0     # distinct values: no max ties
+    mp = L.MaxPooling3D(k, strides=s, padding=pads, ceil_mode=ceil_mode, dilation_rate=d, dtype="float64")
+    np.testing.assert_allclose(cn.get_ops().to_numpy(mp(x)), pool3d_reference(x, k, s, d, pads, ceil_mode, "max"))
+    ap = L.AveragePooling3D(k, strides=s, padding=pads, ceil_mode=ceil_mode, dilation_rate=d,
+                            count_include_pad=include, dtype="float64")
+    np.testing.assert_allclose(cn.get_ops().to_numpy(ap(x)),
+                               pool3d_reference(x, k, s, d, pads, ceil_mode, "avg", include), rtol=1e-12)
+    assert mp.output_shape == ap.output_shape == mp(x).shape[1:]
+    check(mp, x)
+    check(ap, x)
+    for layer in (mp, ap):
+        assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def test_pooling_3d_keras_defaults_and_errors():
+    layer = L.MaxPooling3D()                     # Keras: pool_size (2, 2, 2), strides = pool_size, "valid"
+    layer.build((4, 6, 5, 3))
+    assert layer.strides == (2, 2, 2) and layer.output_shape == (2, 3, 2, 3)
+    assert L.AveragePooling3D((1, 2, 3), padding="same").build((3, 5, 7, 1)).output_shape == (3, 3, 3, 1)
+    with pytest.raises(ValueError, match="pool_size must be an int or a triple"):
+        L.MaxPooling3D((2, 2))
+    with pytest.raises(ValueError, match=r"padding must be .*\(\(front, back\)"):
+        L.MaxPooling3D(2, padding=((1, 1), (1, 1)))
+    with pytest.raises(ValueError, match="expected inputs of rank 5"):
+        L.MaxPooling3D(2).build((4, 4, 3))
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        L.AveragePooling3D(3).build((2, 5, 5, 1))

@@ -30,6 +30,7 @@ from ..layers import (
     Add,
     Average,
     AveragePooling2D,
+    AveragePooling3D,
     BatchNormalization,
     Clip,
     Concatenate,
@@ -48,6 +49,7 @@ from ..layers import (
     MatMul,
     MatMulWeight,
     MaxPooling2D,
+    MaxPooling3D,
     Multiply,
     Pad,
     Permute,
@@ -202,6 +204,8 @@ def _layer(w, layer, ins, in_shapes):
         if isinstance(layer, MaxPooling2D):
             return w.node("MaxPool", [x], hint, True, **attrs)
         return w.node("AveragePool", [x], hint, True, count_include_pad=int(layer.count_include_pad), **attrs)
+    if isinstance(layer, (MaxPooling3D, AveragePooling3D)):
+        return _pool3d(w, layer, x, in_shapes[0])
     if isinstance(layer, GlobalAveragePooling2D):
         y = w.node("GlobalAveragePool", [x], hint, True)
         return y if layer.keepdims else w.node("Flatten", [y], hint + "_flatten", False, axis=1)
@@ -308,6 +312,25 @@ def _matmul(w, layer, ins, in_shapes, p):
     if tuple(y_stack) != tuple(y_shape):
         y = w.node("Reshape", [y, w.ints([0, *y_shape], hint + "_shape")], hint + "_unstack", False)
     return y
+
+
+def _pool3d(w, layer, x, shape):
+    """A 3-D pool of a volume (N, D, H, W, C). ONNX pools (N, C, D, H, W): the volume
+    is transposed there and back around the pool (5-D tensors otherwise stay in
+    convnet's channels-last order). The pads are the declared ones: with ceil_mode
+    ONNX adds the extra end planes itself."""
+    hint = layer.name
+    x = w.node("Transpose", [w.as_nhwc(x, hint)], hint + "_to_ncdhw", False, perm=[0, 4, 1, 2, 3])
+    _, declared = layer._geometry(shape[:3], ceil_mode=False)
+    attrs = dict(kernel_shape=list(layer.pool_size), strides=list(layer.strides),
+                 pads=[int(b) for b, _ in declared] + [int(a) for _, a in declared], ceil_mode=int(layer.ceil_mode))
+    if layer.dilation_rate != (1, 1, 1):
+        attrs["dilations"] = list(layer.dilation_rate)
+    if isinstance(layer, MaxPooling3D):
+        y = w.node("MaxPool", [x], hint, False, **attrs)
+    else:
+        y = w.node("AveragePool", [x], hint, False, count_include_pad=int(layer.count_include_pad), **attrs)
+    return w.node("Transpose", [y], hint + "_to_ndhwc", False, perm=[0, 2, 3, 4, 1])
 
 
 def _declared(layer):

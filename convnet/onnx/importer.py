@@ -287,23 +287,26 @@ class _Importer:
     # ------------------------------------------------------------ operators
     def _windows(self, node, a, x, kernel, pool):
         """(strides, dilations, padding) of a Conv/pool node, padding in convnet's
-        explicit ((top, bottom), (left, right)) form for input x (NHWC)."""
-        if len(kernel) != 2:
-            raise self.error(node, f"kernel_shape {list(kernel)}: only 2-D windows are supported")
-        strides = tuple(a.get("strides", [1, 1]))
-        dil = tuple(a.get("dilations", [1, 1]))
+        explicit ((top, bottom), (left, right)) form for input x (NHWC; for a 3-D
+        pool NDHWC and three (before, after) pairs)."""
+        axes = len(kernel)
+        if axes != x.rank - 2 or axes not in ((2, 3) if pool else (2,)):
+            raise self.error(node, f"kernel_shape {list(kernel)} on an input of rank {x.rank}: only 2-D windows"
+                                   f"{' and 3-D pools' if pool else ''} are supported")
+        strides = tuple(a.get("strides", [1] * axes))
+        dil = tuple(a.get("dilations", [1] * axes))
         auto = _decode(a.get("auto_pad", "NOTSET"))
-        h, w = x.sym.shape[1], x.sym.shape[2]
+        sizes = x.sym.shape[1:1 + axes]
         if auto in ("NOTSET", ""):
-            p = list(a.get("pads", [0, 0, 0, 0]))
+            p = list(a.get("pads", [0] * (2 * axes)))      # [begin of each axis..., end of each axis...]
             if any(v < 0 for v in p):
                 raise self.error(node, f"negative pads {p} are not supported")
-            pads = ((p[0], p[2]), (p[1], p[3]))
+            pads = tuple((p[i], p[i + axes]) for i in range(axes))
         elif auto == "VALID":
-            pads = ((0, 0), (0, 0))
+            pads = ((0, 0),) * axes
         elif auto in ("SAME_UPPER", "SAME_LOWER"):
             pads = []
-            for n, k, s, d in zip((h, w), kernel, strides, dil):
+            for n, k, s, d in zip(sizes, kernel, strides, dil):
                 out, before, after = axis_geometry(n, k, s, "same", d)
                 if auto == "SAME_LOWER":
                     before, after = after, before     # the odd pixel goes first
@@ -379,29 +382,32 @@ class _Importer:
             layer.params["b"] = ops.asarray(np.array(b, dtype=layer.dtype, order="C"))
         self.set_out(node, _Value(y, (0, 2, 3, 1)))
 
-    def _pool(self, node, a, cls, one_d=False, **extra):
+    def _pool(self, node, a, classes, one_d=False, **extra):
+        """A MaxPool/AveragePool node; classes: {input rank: layer class} (4: 2-D, 5: 3-D)."""
         self.batch_first(node)
         self.check_outputs(node)
         if not one_d and self.var(node, 0).rank == 3:
-            return self._one_d(node, a, lambda n, a4, one_d: self._pool(n, a4, cls, one_d=True, **extra))
+            return self._one_d(node, a, lambda n, a4, one_d: self._pool(n, a4, classes, one_d=True, **extra))
         x = self.channels_last(self.var(node, 0), node)
-        if x.rank != 4:
-            raise self.error(node, f"input of rank {x.rank}: only 2-D pooling (rank 4) is supported")
+        if x.rank not in classes:
+            raise self.error(node, f"input of rank {x.rank}: only 1-D, 2-D and 3-D pooling (rank 3, 4, 5) "
+                                   "are supported")
         kernel = tuple(a["kernel_shape"])
         strides, dil, pads = self._windows(node, a, x, kernel, pool=True)
         if any(p >= k for pair, k in zip(pads, kernel) for p in pair):
             raise self.error(node, f"pads {pads} as large as the window {kernel} are not supported")
-        layer = cls(kernel, strides=strides, padding=pads, ceil_mode=bool(a.get("ceil_mode", 0)),
-                    dilation_rate=dil, name=self.layer_name(node), dtype=self.dtype, **extra)
-        self.set_out(node, _Value(layer(x.sym), (0, 2, 3, 1)))
+        layer = classes[x.rank](kernel, strides=strides, padding=pads, ceil_mode=bool(a.get("ceil_mode", 0)),
+                                dilation_rate=dil, name=self.layer_name(node), dtype=self.dtype, **extra)
+        self.set_out(node, _Value(layer(x.sym), x.perm))
 
     def op_MaxPool(self, node, a):
         if int(a.get("storage_order", 0)):
             raise self.error(node, "storage_order=1 is not supported")
-        self._pool(node, a, L.MaxPooling2D)
+        self._pool(node, a, {4: L.MaxPooling2D, 5: L.MaxPooling3D})
 
     def op_AveragePool(self, node, a):
-        self._pool(node, a, L.AveragePooling2D, count_include_pad=bool(a.get("count_include_pad", 0)))
+        self._pool(node, a, {4: L.AveragePooling2D, 5: L.AveragePooling3D},
+                   count_include_pad=bool(a.get("count_include_pad", 0)))
 
     def op_GlobalAveragePool(self, node, a):
         self.batch_first(node)
