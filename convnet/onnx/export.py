@@ -14,7 +14,10 @@ each image output, and the weights converted to ONNX's layouts:
 
 Layers that read the memory order (Flatten, Reshape, Permute) see convnet's
 channels-last order: their input is transposed back to NHWC first, so a Flatten
-feeds a Dense the same vector as in convnet.
+feeds a Dense the same vector as in convnet. Volumes (N, D, H, W, C) stay
+channels-last; a 3-D pool transposes to ONNX's (N, C, D, H, W) and back around
+itself. MatMul/MatMulWeight reshape their operands so ONNX's whole-tensor MatMul
+pairs sample n with sample n.
 """
 
 import numpy as np
