@@ -349,3 +349,19 @@ def test_pooling_3d_keras_defaults_and_errors():
         L.MaxPooling3D(2).build((4, 4, 3))
     with pytest.raises(ValueError, match="larger than the padded input"):
         L.AveragePooling3D(3).build((2, 5, 5, 1))
+
+
+def test_new_layers_save_and_load(tmp_path, rng):
+    """A model of the layers ONNX's remaining operators brought (3-D pools, MatMul,
+    MatMulWeight, Abs, Divide, ConstantOp rdiv) saves and loads with its weights."""
+    v = cn.Input((4, 5, 6, 2))
+    h = L.AveragePooling3D(2, strides=1, padding=((1, 0), (0, 0), (0, 1)), count_include_pad=True)(
+        L.MaxPooling3D((1, 2, 2), ceil_mode=True)(v))                    # (4, 2, 3, 2)
+    h = L.Reshape((6, 8))(h)
+    s = L.MatMul()([L.Permute((2, 1))(h), h])                            # (8, 8)
+    s = L.Divide()([s, L.ConstantOp("add", 1.0)(L.Abs()(s))])
+    out = L.MatMulWeight((8, 3))(L.ConstantOp("rdiv", 2.0)(L.ConstantOp("add", 1.5)(s)))
+    model = cn.Model(v, out, seed=6)
+    x = rng.standard_normal((2, 4, 5, 6, 2)).astype(np.float32)
+    model.save(tmp_path / "m.npz")
+    np.testing.assert_array_equal(cn.load_model(tmp_path / "m.npz")(x), model(x))
