@@ -43,8 +43,6 @@ EXCLUDED = {
     r"^test_clip_default_int8\w*": "integer dtypes: convnet layers compute in float16/32/64",
     r"^test_maxpool_2d_uint8_cpu": "integer dtypes: convnet layers compute in float16/32/64",
     r"^test_identity_(sequence|opt)_cpu": "sequence and optional types: convnet tensors are arrays",
-    r"^test_constantofshape_int\w*": "int32/int64 outputs (the graph output is a constant int tensor): convnet "
-                                     "models compute float outputs",
 }
 
 backend_test = onnx.backend.test.BackendTest(convnet_backend, __name__)
@@ -52,19 +50,5 @@ backend_test.include(NODE_PATTERN)
 backend_test.include(PYTORCH_PATTERN)
 for pattern in EXCLUDED:
     backend_test.exclude(pattern)
-
-# node tests of listed operators that still fail: features convnet does not have yet.
-# These are NOT exclusions with a reason: they are known gaps (docs/onnx.md, "Not done
-# yet"), run as expected failures so a fix shows up as an unexpected pass.
-KNOWN_GAPS = {
-    r"^test_(maxpool|averagepool)_3d\w*": "3-D pooling (convnet's pooling layers are 2-D)",
-    r"^test_gemm_(all_attributes|default_matrix_bias)_cpu": "a Gemm bias C that varies along the batch axis",
-    r"^test_matmul_(3d|4d|bcast|1d_3d|1d_1d)_cpu": "MatMul with a batched or broadcast B, or a 1-D A",
-    r"^test_constantofshape_float_ones_cpu": "a graph with no data input (the whole graph is a constant)",
-    r"^test_PReLU_\dd_multiparam_cpu": "a per-channel PRelu slope of shape (C,) against (N, C, ...)",
-    r"^test_Softsign_cpu": "PyTorch exports Softsign as Abs, Add and Div of two computed tensors",
-}
-for pattern in KNOWN_GAPS:
-    backend_test.xfail(pattern)
 
 globals().update(backend_test.test_cases)

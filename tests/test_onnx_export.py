@@ -85,10 +85,34 @@ def test_new_layers_export(tmp_path, rng):
     h = L.Pad(((1, 1), (0, 1), (0, 0)), mode="reflect")(h)
     h = L.PReLU(alpha_initializer="glorot_uniform", shared_axes=[1, 2])(L.ELU(1.5)(L.LeakyReLU(0.1)(h)))
     h = L.Activation("softsign")(L.Activation("softplus")(L.Activation("selu")(L.Activation("elu")(h))))
+    h = L.Divide()([h, L.ConstantOp("add", 1.0)(L.Abs()(h))])          # softsign by hand
+    h = L.ConstantOp("rdiv", 2.0)(L.ConstantOp("add", 1.5)(h))
     h = L.Permute((3, 1, 2))(h)
     h = L.Reshape((-1,))(L.Identity()(h))
     model = cn.Model(x, L.LogSoftmax()(L.Dense(4)(h)), seed=2)
     assert_matches(model, tmp_path, [rng.standard_normal((2, 9, 8, 6)).astype(np.float32)])
+
+
+def test_matmul_layers_export(tmp_path, rng):
+    x, v = cn.Input((2, 3, 4)), cn.Input((3,))
+    s = L.MatMul()([x, L.Permute((1, 3, 2))(x)])                 # (2, 3, 3): x @ x^T per sample
+    h = L.MatMulWeight((3, 5))(s)                                 # (2, 3, 5)
+    h = L.MatMulWeight((3,), side="left")(h)                      # (2, 5): a 1-D W is a row
+    h = L.MatMulWeight((1, 5, 2))(h)                              # (1, 2, 2): the weight's stack leads
+    dot = L.MatMulWeight((3,))(v)                                 # () per sample: (N,)
+    model = cn.Model([x, v], [h, L.MatMul()([v, L.Reshape((3, 1))(v)]), dot], seed=4)
+    assert model.outputs[2].shape == (None,)
+    assert_matches(model, tmp_path, [rng.standard_normal((2, 2, 3, 4)).astype(np.float32),
+                                     rng.standard_normal((2, 3)).astype(np.float32)])
+
+
+def test_pooling_3d_export(tmp_path, rng):
+    x = cn.Input((5, 6, 7, 2))
+    h = L.MaxPooling3D(2, strides=1, padding=((1, 0), (0, 1), (1, 1)), dilation_rate=(2, 1, 1))(x)
+    h = L.AveragePooling3D(3, strides=2, padding="same", count_include_pad=True, ceil_mode=True)(h)
+    h = L.AveragePooling3D((1, 2, 2), strides=1, padding=((0, 0), (1, 0), (0, 1)))(h)
+    model = cn.Model(x, [h, L.Dense(3)(L.Flatten()(h))], seed=5)
+    assert_matches(model, tmp_path, [rng.standard_normal((2, 5, 6, 7, 2)).astype(np.float32)])
 
 
 def test_export_bad_opset_and_unbuilt(tmp_path):

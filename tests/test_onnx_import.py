@@ -233,3 +233,119 @@ def test_matmul_on_sequences_is_a_1x1_conv(tmp_path):
     (conv,) = [layer for layer in model.layers if isinstance(layer, L.Conv2D)]
     assert conv.kernel_size == (1, 1) and conv.filters == 3
     assert cn.gradcheck(conv, x.reshape(2, 4, 1, 5)).passed      # the layer trains as any Conv2D
+
+
+def graph_model(nodes, inputs, outputs, inits=(), opset=17):
+    """A model of `nodes`; inputs/outputs: {name: shape} (float32)."""
+    vi = lambda name, shape: helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shape)  # noqa: E731
+    graph = helper.make_graph(nodes, "g", [vi(n, s) for n, s in inputs.items()],
+                              [vi(n, s) for n, s in outputs.items()], list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_prelu_before_opset_7_has_one_slope_per_channel():
+    """PRelu-6 (what PyTorch's PReLU(num_parameters=C) exported): a (C,) slope scales
+    channel c of (N, C, ...), not the last axis as broadcasting would."""
+    from convnet.onnx.importer import from_proto
+    slope = np.array([0.1, 0.5, 2.0], np.float32)
+    proto = graph_model([helper.make_node("PRelu", ["x", "slope"], ["y"], name="prelu")],
+                        {"x": ["N", 3, 4, 5]}, {"y": ["N", 3, 4, 5]}, [numpy_helper.from_array(slope, "slope")],
+                        opset=6)
+    model = from_proto(proto)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    expected = np.where(x > 0, x, x * slope[None, :, None, None])
+    np.testing.assert_allclose(to_onnx_layout(model(nchw_to_nhwc(x))), expected, rtol=1e-6)
+
+
+def test_softsign_as_pytorch_exports_it():
+    """x / (|x| + 1) as Abs, Add of a constant and Div of two computed tensors."""
+    from convnet.onnx.importer import from_proto
+    one = numpy_helper.from_array(np.array(1.0, np.float32), "one")
+    nodes = [helper.make_node("Abs", ["x"], ["a"]), helper.make_node("Add", ["a", "one"], ["d"]),
+             helper.make_node("Div", ["x", "d"], ["y"], name="div")]
+    proto = graph_model(nodes, {"x": ["N", 2, 5]}, {"y": ["N", 2, 5]}, [one])
+    model = from_proto(proto)
+    assert [type(layer).__name__ for layer in model.layers[1:]] == ["Abs", "ConstantOp", "Divide"]
+    x = np.random.default_rng(1).standard_normal((3, 2, 5)).astype(np.float32)
+    np.testing.assert_allclose(model(x), run_ort(proto, {"x": x})[0], rtol=1e-6)
+
+
+def test_graph_of_constants():
+    """Outputs that depend on no data input: the backend answers with the folded
+    constants (there is no convnet model to build); cn.onnx.load refuses clearly."""
+    import convnet.onnx.backend as backend
+    from convnet.onnx.importer import constant_outputs
+    value = helper.make_tensor("value", onnx.TensorProto.FLOAT, [1], [2.5])
+    node = helper.make_node("ConstantOfShape", ["shape"], ["y"], value=value)
+    (y,) = backend.run_node(node, [np.array([2, 3], np.int64)])
+    np.testing.assert_array_equal(y, np.full((2, 3), 2.5, np.float32))
+    # a float input that no output reads changes nothing
+    shape = numpy_helper.from_array(np.array([4], np.int64), "shape")
+    proto = graph_model([node, helper.make_node("Relu", ["x"], ["unused"])], {"x": [2, 3]}, {"y": [4]}, [shape])
+    (y,) = backend.prepare(proto).run([np.ones((2, 3), np.float32)])
+    np.testing.assert_array_equal(y, np.full(4, 2.5, np.float32))
+    np.testing.assert_array_equal(constant_outputs(proto)[0], y)
+    with pytest.raises(cn.onnx.OnnxImportError, match="output 'y' is a constant"):
+        from convnet.onnx.importer import from_proto
+        from_proto(proto)
+    relu = graph_model([helper.make_node("Relu", ["x"], ["y"])], {"x": [2, 3]}, {"y": [2, 3]})
+    with pytest.raises(cn.onnx.OnnxImportError, match=r"outputs \['y'\] depend on variable inputs"):
+        constant_outputs(relu)
+
+
+def test_matmul_general_forms_match_onnx_runtime():
+    """MatMul of two computed tensors (an attention score q @ k^T), of a constant A
+    on the left, and of a batched constant B: MatMul / MatMulWeight layers."""
+    from convnet.onnx.importer import from_proto
+    rng = np.random.default_rng(3)
+    A = numpy_helper.from_array(rng.standard_normal((3, 4)).astype(np.float32), "A")
+    Bs = numpy_helper.from_array(rng.standard_normal((1, 2, 5, 4)).astype(np.float32), "Bs")
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 1, 3, 2]),
+             helper.make_node("MatMul", ["x", "xt"], ["scores"], name="qk"),          # (N, 2, 4, 4)
+             helper.make_node("MatMul", ["A", "scores"], ["left"], name="left"),      # (N, 2, 3, 4)
+             helper.make_node("MatMul", ["x", "Bs"], ["y"], name="batched")]          # (N, 2, 4, 4)
+    proto = graph_model(nodes, {"x": ["N", 2, 4, 5]}, {"left": ["N", 2, 3, 4], "y": ["N", 2, 4, 4]}, [A, Bs])
+    model = from_proto(proto, input_shapes={"x": (2, 2, 4, 5)})
+    assert {"MatMul", "MatMulWeight"} <= {type(layer).__name__ for layer in model.layers}
+    x = rng.standard_normal((2, 2, 4, 5)).astype(np.float32)
+    for got, expected in zip(model(nchw_to_nhwc(x)), run_ort(proto, {"x": x})):
+        np.testing.assert_allclose(to_onnx_layout(got), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_axis_limits_of_gemm_and_matmul_name_the_node():
+    """With ONNX's axis 0 as the batch, a per-sample Gemm bias or a constant that
+    varies along the batch axis cannot be a layer's weight: a clear error (the
+    backend then runs the graph in its one-sample mode)."""
+    from convnet.onnx.importer import from_proto
+    C = numpy_helper.from_array(np.ones((3, 4), np.float32), "C")
+    B = numpy_helper.from_array(np.ones((6, 4), np.float32), "B")
+    proto = graph_model([helper.make_node("Gemm", ["x", "B", "C"], ["y"], name="fc")], {"x": [3, 6]}, {"y": [3, 4]},
+                        [B, C])
+    with pytest.raises(cn.onnx.OnnxImportError, match=r"'fc' \(Gemm\): C of shape \(3, 4\) varies along the batch"):
+        from_proto(proto)
+    B3 = numpy_helper.from_array(np.ones((2, 4, 3), np.float32), "B3")
+    proto = graph_model([helper.make_node("MatMul", ["x", "B3"], ["y"], name="mm")], {"x": [2, 3, 4]},
+                        {"y": [2, 3, 3]}, [B3])
+    with pytest.raises(cn.onnx.OnnxImportError, match=r"'mm' \(MatMul\): a constant of shape \(2, 4, 3\)"):
+        from_proto(proto)
+
+
+@pytest.mark.parametrize("op,attrs", [
+    ("MaxPool", dict(kernel_shape=[3, 2, 3], strides=[2, 1, 2], pads=[1, 0, 1, 0, 1, 2], ceil_mode=1)),
+    ("MaxPool", dict(kernel_shape=[2, 2, 2], dilations=[2, 1, 2], pads=[1, 0, 0, 0, 1, 1])),
+    # (auto_pad with dilations is left out: ONNX Runtime sizes SAME padding without the dilation)
+    ("AveragePool", dict(kernel_shape=[2, 3, 2], strides=[2, 2, 1], auto_pad="SAME_LOWER", count_include_pad=1)),
+    ("AveragePool", dict(kernel_shape=[3, 3, 2], strides=[2, 2, 1], pads=[1, 2, 0, 1, 0, 1], ceil_mode=1,
+                         count_include_pad=1)),
+    ("AveragePool", dict(kernel_shape=[2, 3, 2], strides=[1, 2, 2], dilations=[2, 1, 2], pads=[1, 1, 0, 0, 1, 1]))])
+def test_3d_pooling_matches_onnx_runtime(op, attrs):
+    """MaxPool/AveragePool on (N, C, D, H, W): MaxPooling3D/AveragePooling3D behind a
+    Permute to channels-last, pads/ceil_mode/count_include_pad/dilations as ONNX's."""
+    from convnet.onnx.importer import from_proto
+    proto = graph_model([helper.make_node(op, ["x"], ["y"], name="pool", **attrs)], {"x": ["N", 2, 6, 7, 8]},
+                        {"y": ["N", 2, "D", "H", "W"]}, opset=19)
+    model = from_proto(proto, input_shapes={"x": (2, 2, 6, 7, 8)})
+    assert any(type(layer).__name__.endswith("Pooling3D") for layer in model.layers)
+    x = np.random.default_rng(4).standard_normal((2, 2, 6, 7, 8)).astype(np.float32)
+    expected = run_ort(proto, {"x": x})[0]
+    np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-6)

@@ -164,12 +164,14 @@ def test_lrn(backend, rng, size):
     check(layer, x)
 
 
-@pytest.mark.parametrize("op", ["add", "mul", "sub", "rsub", "div"])
+@pytest.mark.parametrize("op", ["add", "mul", "sub", "rsub", "div", "rdiv"])
 def test_constant_op(backend, rng, op):
     x = rng.standard_normal((2, 3, 4, 5))
+    if op == "rdiv":
+        x = np.sign(x) * (np.abs(x) + 0.5)      # away from the pole at 0
     c = rng.uniform(0.5, 2.0, (1, 4, 1))        # broadcasts over H and C
     layer = L.ConstantOp(op, c, dtype="float64")
-    expected = {"add": x + c, "mul": x * c, "sub": x - c, "rsub": c - x, "div": x / c}[op]
+    expected = {"add": x + c, "mul": x * c, "sub": x - c, "rsub": c - x, "div": x / c, "rdiv": c / x}[op]
     np.testing.assert_allclose(cn.get_ops().to_numpy(layer(x)), expected)
     check(layer, x)
 
@@ -229,3 +231,137 @@ def test_leaky_relu_elu_prelu_logsoftmax(backend, rng):
     np.testing.assert_allclose(cn.get_ops().to_numpy(logsm(x)), ref, rtol=1e-12)
     for layer in (leaky, elu, prelu, logsm):
         check(layer, x)
+
+
+def test_abs_and_divide(backend, rng):
+    x = rng.standard_normal((2, 3, 4))
+    x[np.abs(x) < 1e-3] = 0.5                   # away from the kink of |x| at 0
+    layer = L.Abs(dtype="float64")
+    np.testing.assert_array_equal(cn.get_ops().to_numpy(layer(x)), np.abs(x))
+    check(layer, x)
+    a, b = rng.standard_normal((2, 3, 4)), rng.uniform(0.5, 2.0, (2, 3, 4)) * rng.choice([-1, 1], (2, 3, 4))
+    div = L.Divide(dtype="float64")
+    np.testing.assert_allclose(cn.get_ops().to_numpy(div([a, b])), a / b, rtol=1e-15)
+    check(div, [a, b])
+    with pytest.raises(ValueError, match="exactly 2 inputs"):
+        L.Divide().build([(3,), (3,), (3,)])
+
+
+# per-sample shapes (a, b) covering numpy's matmul rules: batched, broadcast stacks
+# (either side), 1-D operands on either side
+MATMUL_SHAPES = [((2, 3, 4), (2, 4, 3)), ((1, 3, 4), (2, 4, 2)), ((2, 1, 3, 4), (3, 4, 2)), ((4,), (2, 4, 1)),
+                 ((3,), (3,)), ((2, 3, 4), (4,)), ((5,), (5, 2))]
+
+
+def matmul_per_sample(a, b):
+    return np.stack([np.matmul(ai, bi) for ai, bi in zip(a, b)])
+
+
+@pytest.mark.parametrize("a_shape,b_shape", MATMUL_SHAPES)
+def test_matmul_of_two_tensors(backend, rng, a_shape, b_shape):
+    a, b = rng.standard_normal((2, *a_shape)), rng.standard_normal((2, *b_shape))
+    layer = L.MatMul(dtype="float64")
+    y = cn.get_ops().to_numpy(layer([a, b]))
+    np.testing.assert_allclose(y, matmul_per_sample(a, b), rtol=1e-12)
+    assert layer.output_shape == y.shape[1:]
+    check(layer, [a, b])
+
+
+@pytest.mark.parametrize("a_shape,b_shape", MATMUL_SHAPES)
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_matmul_weight(backend, rng, a_shape, b_shape, side):
+    """x @ W and W @ x: dW sums over the batch and over the stacks W was broadcast along."""
+    x_shape, w_shape = (a_shape, b_shape) if side == "right" else (b_shape, a_shape)
+    x, W = rng.standard_normal((3, *x_shape)), rng.standard_normal(w_shape)
+    layer = L.MatMulWeight(w_shape, side=side, dtype="float64")
+    layer.build(x_shape)
+    layer.params["W"] = cn.get_ops().asarray(W)
+    expected = matmul_per_sample(x, [W] * 3) if side == "right" else matmul_per_sample([W] * 3, x)
+    np.testing.assert_allclose(cn.get_ops().to_numpy(layer(x)), expected, rtol=1e-12)
+    check(layer, x)
+    twin = L.MatMulWeight.from_config(layer.get_config())
+    assert twin.get_config() == layer.get_config()
+
+
+def test_matmul_shape_errors():
+    with pytest.raises(ValueError, match=r"MatMul 'mm'.*inner sizes 4 and 3 differ"):
+        L.MatMul(name="mm").build([(2, 4), (3, 2)])
+    with pytest.raises(ValueError, match=r"stacks \(2,\) and \(3,\) do not broadcast"):
+        L.MatMul().build([(2, 1, 4), (3, 4, 2)])
+    with pytest.raises(ValueError, match=r"MatMulWeight 'w'.*inner sizes"):
+        L.MatMulWeight((3, 2), name="w").build((5,))
+    with pytest.raises(ValueError, match="side must be"):
+        L.MatMulWeight((3, 2), side="top")
+
+
+def pool3d_reference(x, k, s, d, pads, ceil_mode, kind, count_include_pad=False):
+    """3-D pooling by an explicit loop over the output voxels (ONNX's definition):
+    window i along an axis has taps at i*s - before + t*d, t < k."""
+    def axis(n, before, after):
+        span = n + before + after - ((k - 1) * d + 1)
+        out = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (out - 1) * s >= n + before:
+            out -= 1
+        taps = [i * s - before + d * np.arange(k) for i in range(out)]
+        return [t[(t >= 0) & (t < n)] for t in taps], [((t >= -before) & (t < n + after)).sum() for t in taps]
+    axes = [axis(n, *p) for n, p in zip(x.shape[1:4], pads)]
+    y = np.zeros((x.shape[0], *(len(real) for real, _ in axes), x.shape[4]))
+    for index in np.ndindex(*y.shape[1:4]):
+        real = [axes[a][0][i] for a, i in enumerate(index)]
+        win = x[:, real[0]][:, :, real[1]][:, :, :, real[2]]       # (N, taps_d, taps_h, taps_w, C)
+        if kind == "max":
+            y[(slice(None), *index)] = win.max(axis=(1, 2, 3))
+        else:
+            counted = np.prod([axes[a][1][i] for a, i in enumerate(index)]) if count_include_pad else \
+                np.prod(win.shape[1:4])
+            y[(slice(None), *index)] = win.sum(axis=(1, 2, 3)) / counted
+    return y
+
+
+@pytest.mark.parametrize("k,s,d,pads,ceil_mode,include", [
+    (2, 2, 1, ((0, 0), (0, 0), (0, 0)), False, False), (3, 2, 1, ((1, 0), (0, 1), (1, 1)), True, True),
+    (2, 1, 2, ((0, 0), (1, 0), (0, 1)), True, False), (3, 2, 2, ((1, 1), (2, 1), (0, 2)), False, True)])
+def test_pooling_3d(backend, rng, k, s, d, pads, ceil_mode, include):
+    x = rng.permutation(2 * 5 * 6 * 7 * 2).reshape(2, 5, 6, 7, 2) / 11.0     # distinct values: no max ties
+    mp = L.MaxPooling3D(k, strides=s, padding=pads, ceil_mode=ceil_mode, dilation_rate=d, dtype="float64")
+    np.testing.assert_allclose(cn.get_ops().to_numpy(mp(x)), pool3d_reference(x, k, s, d, pads, ceil_mode, "max"))
+    ap = L.AveragePooling3D(k, strides=s, padding=pads, ceil_mode=ceil_mode, dilation_rate=d,
+                            count_include_pad=include, dtype="float64")
+    np.testing.assert_allclose(cn.get_ops().to_numpy(ap(x)),
+                               pool3d_reference(x, k, s, d, pads, ceil_mode, "avg", include), rtol=1e-12)
+    assert mp.output_shape == ap.output_shape == mp(x).shape[1:]
+    check(mp, x)
+    check(ap, x)
+    for layer in (mp, ap):
+        assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def test_pooling_3d_keras_defaults_and_errors():
+    layer = L.MaxPooling3D()                     # Keras: pool_size (2, 2, 2), strides = pool_size, "valid"
+    layer.build((4, 6, 5, 3))
+    assert layer.strides == (2, 2, 2) and layer.output_shape == (2, 3, 2, 3)
+    assert L.AveragePooling3D((1, 2, 3), padding="same").build((3, 5, 7, 1)).output_shape == (3, 3, 3, 1)
+    with pytest.raises(ValueError, match="pool_size must be an int or a triple"):
+        L.MaxPooling3D((2, 2))
+    with pytest.raises(ValueError, match=r"padding must be .*\(\(front, back\)"):
+        L.MaxPooling3D(2, padding=((1, 1), (1, 1)))
+    with pytest.raises(ValueError, match="expected inputs of rank 5"):
+        L.MaxPooling3D(2).build((4, 4, 3))
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        L.AveragePooling3D(3).build((2, 5, 5, 1))
+
+
+def test_new_layers_save_and_load(tmp_path, rng):
+    """A model of the layers ONNX's remaining operators brought (3-D pools, MatMul,
+    MatMulWeight, Abs, Divide, ConstantOp rdiv) saves and loads with its weights."""
+    v = cn.Input((4, 5, 6, 2))
+    h = L.AveragePooling3D(2, strides=1, padding=((1, 0), (0, 0), (0, 1)), count_include_pad=True)(
+        L.MaxPooling3D((1, 2, 2), ceil_mode=True)(v))                    # (4, 2, 3, 2)
+    h = L.Reshape((6, 8))(h)
+    s = L.MatMul()([L.Permute((2, 1))(h), h])                            # (8, 8)
+    s = L.Divide()([s, L.ConstantOp("add", 1.0)(L.Abs()(s))])
+    out = L.MatMulWeight((8, 3))(L.ConstantOp("rdiv", 2.0)(L.ConstantOp("add", 1.5)(s)))
+    model = cn.Model(v, out, seed=6)
+    x = rng.standard_normal((2, 4, 5, 6, 2)).astype(np.float32)
+    model.save(tmp_path / "m.npz")
+    np.testing.assert_array_equal(cn.load_model(tmp_path / "m.npz")(x), model(x))

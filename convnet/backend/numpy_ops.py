@@ -11,6 +11,8 @@ Conventions shared by all kernels:
   output size is  OH = (H + top + bottom - kh) // sh + 1  (and likewise OW).
 """
 
+import itertools
+
 import numpy as np
 
 
@@ -342,6 +344,73 @@ class NumpyOps:
         share = (dy / count)[:, :, :, None, :]
         dwin = self.xp.broadcast_to(share, (*dy.shape[:3], ph * pw, dy.shape[3]))
         return self.pool_windows_adjoint(dwin, x_shape, ph, pw, sh, sw, dh, dw, pads)
+
+    # ------------------------------------------------------------ 3-D pooling
+    # Volumes x (N, D, H, W, C), windows pool = (kd, kh, kw), strides and dilation
+    # likewise, pads ((front, back), (top, bottom), (left, right)). Every backend runs
+    # these reference kernels (no jitted version): each gathers the windows' taps
+    # with one strided copy per tap, then reduces over the taps.
+
+    def pool3d_windows(self, x, pool, strides, dilation, pads, fill):
+        """Every window as its taps: x (N, D, H, W, C) -> (N, OD, OH, OW, kd*kh*kw, C),
+        the padding filled with `fill` (-inf for max, 0 for the average's sum).
+
+        Tap (td, th, tw), number (td*kh + th)*kw + tw, of window (i, j, l) reads the
+        padded input at (i*sd + td*dd, j*sh + th*dh, l*sw + tw*dw).
+        """
+        xp = self.xp
+        n, c = x.shape[0], x.shape[-1]
+        out = [output_size(size, (k - 1) * d + 1, s, before, after)
+               for size, k, s, d, (before, after) in zip(x.shape[1:4], pool, strides, dilation, pads)]
+        xpad = xp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=fill)
+        win = xp.empty((n, *out, pool[0] * pool[1] * pool[2], c), dtype=x.dtype)
+        for t, taps in enumerate(itertools.product(*(range(k) for k in pool))):
+            # along each axis: start at tap * dilation, step by the stride, one per output
+            grid = tuple(slice(tap * d, tap * d + s * o, s) for tap, d, s, o in zip(taps, dilation, strides, out))
+            win[:, :, :, :, t, :] = xpad[(slice(None), *grid, slice(None))]
+        return win
+
+    def pool3d_windows_adjoint(self, dwin, x_shape, pool, strides, dilation, pads):
+        """Scatter-add (N, OD, OH, OW, taps, C) tap gradients back onto x (N, D, H, W, C):
+        an input read by several windows (or taps) receives the sum of their gradients."""
+        xp = self.xp
+        out = dwin.shape[1:4]
+        padded = [size + before + after for size, (before, after) in zip(x_shape[1:4], pads)]
+        dxpad = xp.zeros((x_shape[0], *padded, x_shape[-1]), dtype=dwin.dtype)
+        for t, taps in enumerate(itertools.product(*(range(k) for k in pool))):
+            grid = tuple(slice(tap * d, tap * d + s * o, s) for tap, d, s, o in zip(taps, dilation, strides, out))
+            dxpad[(slice(None), *grid, slice(None))] += dwin[:, :, :, :, t, :]
+        inside = tuple(slice(before, before + size) for size, (before, _) in zip(x_shape[1:4], pads))
+        return dxpad[(slice(None), *inside, slice(None))]
+
+    def maxpool3d(self, x, pool, strides, dilation, pads):
+        """Max over each window: (y (N, OD, OH, OW, C), argmax (N, OD, OH, OW, C)), argmax
+        the winning tap, the first maximum when several tie; padding never wins."""
+        win = self.pool3d_windows(x, pool, strides, dilation, pads, -np.inf)
+        arg = win.argmax(axis=4)
+        return self.xp.take_along_axis(win, arg[:, :, :, :, None, :], axis=4)[:, :, :, :, 0, :], arg
+
+    def maxpool3d_backward(self, dy, argmax, x_shape, pool, strides, dilation, pads):
+        """dy (N, OD, OH, OW, C) goes to the winning tap of each window, then onto x."""
+        xp = self.xp
+        taps = xp.arange(pool[0] * pool[1] * pool[2]).reshape(1, 1, 1, 1, -1, 1)
+        dwin = xp.where(taps == argmax[:, :, :, :, None, :], dy[:, :, :, :, None, :], 0).astype(dy.dtype)
+        return self.pool3d_windows_adjoint(dwin, x_shape, pool, strides, dilation, pads)
+
+    def avgpool3d(self, x, pool, strides, dilation, pads):
+        """Mean over the real (unpadded) voxels of each window: (y (N, OD, OH, OW, C),
+        count (OD, OH, OW, 1), the number of real voxels each window averaged)."""
+        xp = self.xp
+        total = self.pool3d_windows(x, pool, strides, dilation, pads, 0).sum(axis=4)
+        ones = xp.ones((1, *x.shape[1:4], 1), dtype=x.dtype)
+        count = self.pool3d_windows(ones, pool, strides, dilation, pads, 0).sum(axis=4)[0]
+        return total / count, count
+
+    def avgpool3d_backward(self, dy, count, x_shape, pool, strides, dilation, pads):
+        """Each real voxel of a window gets dy / count (padding taps drop out in the adjoint)."""
+        share = (dy / count)[:, :, :, :, None, :]
+        dwin = self.xp.broadcast_to(share, (*dy.shape[:4], pool[0] * pool[1] * pool[2], dy.shape[4]))
+        return self.pool3d_windows_adjoint(dwin, x_shape, pool, strides, dilation, pads)
 
     # ------------------------------------------------------------- activations
     def relu(self, x, out=None):

@@ -3,11 +3,13 @@
 from .base import Layer
 from .conv import Conv2D, DepthwiseConv2D, conv2d_naive
 from .core import Activation, Dense, Dropout, Flatten, ReLU, Rescaling, Softmax
-from .elementwise import ELU, LRN, Clip, ConstantOp, LeakyReLU, LogSoftmax, PReLU
+from .elementwise import ELU, LRN, Abs, Clip, ConstantOp, LeakyReLU, LogSoftmax, PReLU
 from .input_layer import Input, InputLayer
-from .merge import Add, Average, Concatenate, Multiply, Subtract
+from .matmul import MatMul, MatMulWeight
+from .merge import Add, Average, Concatenate, Divide, Multiply, Subtract
 from .normalization import BatchNormalization
 from .pooling import AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, MaxPool2D, MaxPooling2D
+from .pooling3d import AveragePooling3D, AvgPool3D, MaxPool3D, MaxPooling3D
 from .reshaping import UpSampling2D, ZeroPadding2D
 from .shape_ops import Identity, Pad, Permute, Reshape
 
@@ -16,6 +18,7 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (
     BatchNormalization, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
     InputLayer, Add, Subtract, Multiply, Average, Concatenate, ZeroPadding2D, UpSampling2D,
     DepthwiseConv2D, Clip, LRN, ConstantOp, Identity, Pad, Permute, Reshape, LeakyReLU, PReLU, LogSoftmax, ELU,
+    Abs, Divide, MatMul, MatMulWeight, MaxPooling3D, AveragePooling3D,
 )}
 
 
@@ -39,4 +42,6 @@ __all__ = ["Layer", "Conv2D", "conv2d_naive", "Dense", "Flatten", "Dropout", "Ac
            "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D",
            "Input", "InputLayer", "Add", "Subtract", "Multiply", "Average", "Concatenate",
            "ZeroPadding2D", "UpSampling2D", "DepthwiseConv2D", "Clip", "LRN", "ConstantOp", "Identity", "Pad",
-           "Permute", "Reshape", "LeakyReLU", "PReLU", "LogSoftmax", "ELU", "deserialize", "serialize", "LAYER_CLASSES"]
+           "Permute", "Reshape", "LeakyReLU", "PReLU", "LogSoftmax", "ELU", "Abs", "Divide",
+           "MatMul", "MatMulWeight", "MaxPooling3D", "MaxPool3D", "AveragePooling3D", "AvgPool3D",
+           "deserialize", "serialize", "LAYER_CLASSES"]

@@ -1,4 +1,4 @@
-"""Element-wise layers from ONNX graphs: Clip, LRN and arithmetic with a constant.
+"""Element-wise layers from ONNX graphs: Clip, LRN, Abs and arithmetic with a constant.
 
     Clip(min, max):   y = min(max(x, lo), hi);  dx = dy where lo < x < hi, else 0
                       (ReLU6 is Clip(0, 6)).
@@ -7,10 +7,11 @@
         win(c) = [c - floor((size-1)/2), c + ceil((size-1)/2)] (clipped to the channels)
       Backward: y_c depends on x_c directly and on every x_k in win(c) through s_c:
         dx_k = dy_k s_k^-beta - (2 alpha beta / size) x_k * sum_{c: k in win(c)} dy_c x_c s_c^(-beta-1)
+    Abs:              y = |x|;  dx = dy * sign(x) (0 at x = 0, a subgradient).
     ConstantOp(op, constant): y = x (op) c for a fixed array c that broadcasts
         against one sample (x (N, ...), c (...)): add, mul, sub (x - c), rsub (c - x),
-        div (x / c). dx = dy, dy * c, dy, -dy, dy / c. c is saved with the model
-        (layer.state), never trained.
+        div (x / c), rdiv (c / x). dx = dy, dy * c, dy, -dy, dy / c, -dy * c / x^2.
+        c is saved with the model (layer.state), never trained.
     LeakyReLU(negative_slope): y = x (x > 0), a x;  dx = dy (x > 0), a dy.
     ELU(alpha): y = x (x > 0), alpha (e^x - 1);  dx = dy (x > 0), dy (y + alpha).
     PReLU: LeakyReLU with a trained slope per entry alpha (broadcast over shared
@@ -24,7 +25,7 @@ from .._checks import check_real
 from ..backend import get_ops
 from .base import Layer
 
-__all__ = ["Clip", "LRN", "ConstantOp", "LeakyReLU", "ELU", "PReLU", "LogSoftmax"]
+__all__ = ["Clip", "LRN", "Abs", "ConstantOp", "LeakyReLU", "ELU", "PReLU", "LogSoftmax"]
 
 
 class Clip(Layer):
@@ -105,7 +106,21 @@ class LRN(Layer):
                 "bias": self.bias}
 
 
-CONSTANT_OPS = ("add", "mul", "sub", "rsub", "div")
+class Abs(Layer):
+    """y = |x| element-wise (ONNX's Abs); the gradient is dy * sign(x)."""
+
+    def input_spec(self):
+        return None
+
+    def _forward(self, x, training):
+        self._sign = get_ops().xp.sign(x)
+        return x * self._sign
+
+    def _backward(self, dy):
+        return dy * self._sign
+
+
+CONSTANT_OPS = ("add", "mul", "sub", "rsub", "div", "rdiv")
 
 
 class ConstantOp(Layer):
@@ -145,6 +160,9 @@ class ConstantOp(Layer):
             return x - c
         if self.op == "rsub":
             return c - x
+        if self.op == "rdiv":
+            self._x = x
+            return c / x
         return x / c
 
     def _backward(self, dy):
@@ -156,6 +174,8 @@ class ConstantOp(Layer):
             g = dy / c
         elif self.op == "rsub":
             g = -dy
+        elif self.op == "rdiv":
+            g = -dy * c / (self._x * self._x)      # d(c/x)/dx = -c / x^2
         else:
             g = dy
         # where the constant broadcast x to a larger size (an axis of size 1), every

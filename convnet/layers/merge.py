@@ -6,6 +6,7 @@ returns one array; backward takes dy and returns one gradient per input:
     Add:         y = x1 + x2 + ...       dx_i = dy
     Subtract:    y = x1 - x2             dx_1 = dy,  dx_2 = -dy
     Multiply:    y = x1 * x2 * ...       dx_i = dy * (product of the other inputs)
+    Divide:      y = x1 / x2             dx_1 = dy / x2,  dx_2 = -dy * x1 / x2^2 = -dy * y / x2
     Average:     y = (x1 + ... + xn)/n   dx_i = dy / n
     Concatenate: y = [x1 | x2 | ...]     dx_i = the slice of dy that came from x_i
 
@@ -19,7 +20,7 @@ from ..backend import get_ops
 from ..config import resolve_dtype
 from .base import Layer, shape_str
 
-__all__ = ["Add", "Subtract", "Multiply", "Average", "Concatenate"]
+__all__ = ["Add", "Subtract", "Multiply", "Divide", "Average", "Concatenate"]
 
 
 class Merge(Layer):
@@ -165,6 +166,22 @@ class Multiply(Merge):
                     g = g * x
             grads.append(g)
         return grads
+
+
+class Divide(Merge):
+    """y = x1 / x2 (exactly two inputs, element-wise; ONNX's Div of two tensors)."""
+
+    num_inputs = 2
+
+    def _forward(self, xs, training):
+        self._x2 = xs[1]
+        self._quotient = xs[0] / xs[1]
+        return self._quotient
+
+    def _backward(self, dy):
+        # y = x1 * (1 / x2): d/dx1 = 1 / x2, d/dx2 = -x1 / x2^2 = -y / x2
+        share = dy / self._x2
+        return [share, -share * self._quotient]
 
 
 class Average(Merge):

@@ -7,7 +7,8 @@ For an input of size n, window k and stride s along one axis:
               split so the odd extra pixel goes at the end (bottom / right)
     int p:    p on both sides;      out = floor((n + 2p - k) / s) + 1
     ((t, b), (l, r)): explicit padding before/after each axis (what ONNX's `pads`
-              give); out = floor((n + before + after - k) / s) + 1
+              give); out = floor((n + before + after - k) / s) + 1. A 3-D window
+              (MaxPooling3D, ...) takes three pairs, ((front, back), (t, b), (l, r)).
 
 A dilated window (dilation d) covers k_eff = (k - 1) * d + 1 pixels, and every rule
 above reads k_eff for k. With ceil_mode (pooling, as ONNX and PyTorch) out rounds
@@ -24,39 +25,49 @@ def _is_int(v):
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
+_COUNTS = {2: "a pair", 3: "a triple"}
+
+
+def normalize_tuple(value, n, what, owner):
+    """An int or n ints as a tuple of n positive ints (one per window axis)."""
+    if _is_int(value):
+        out = (int(value),) * n
+    elif isinstance(value, (tuple, list)) and len(value) == n and all(_is_int(v) for v in value):
+        out = tuple(int(v) for v in value)
+    else:
+        raise ValueError(f"{owner}: {what} must be an int or {_COUNTS.get(n, f'{n}-tuple')} of ints, got {value!r}")
+    if min(out) < 1:
+        raise ValueError(f"{owner}: {what} must be positive, got {value!r}")
+    return out
+
+
 def normalize_pair(value, what, owner):
     """An int or a pair of ints as a (height, width) tuple of positive ints."""
-    if _is_int(value):
-        pair = (int(value), int(value))
-    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
-        pair = (int(value[0]), int(value[1]))
-    else:
-        raise ValueError(f"{owner}: {what} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < 1:
-        raise ValueError(f"{owner}: {what} must be positive, got {value!r}")
-    return pair
+    return normalize_tuple(value, 2, what, owner)
 
 
-def _explicit_pairs(padding):
-    """((t, b), (l, r)) as a tuple of int pairs, or None when padding is not of that form."""
-    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
+def _explicit_pairs(padding, rank=2):
+    """((t, b), (l, r)) (rank pairs) as a tuple of int pairs, or None when padding is
+    not of that form."""
+    if isinstance(padding, (tuple, list)) and len(padding) == rank and all(
             isinstance(p, (tuple, list)) and len(p) == 2 and all(_is_int(v) and v >= 0 for v in p)
             for p in padding):
         return tuple((int(p[0]), int(p[1])) for p in padding)
     return None
 
 
-def normalize_padding(padding, owner):
-    """'valid', 'same', a non-negative int or explicit ((top, bottom), (left, right))."""
+def normalize_padding(padding, owner, rank=2):
+    """'valid', 'same', a non-negative int or explicit ((top, bottom), (left, right))
+    (rank pairs of (before, after), one per window axis)."""
     if isinstance(padding, str) and padding.lower() in ("valid", "same"):
         return padding.lower()
     if _is_int(padding) and padding >= 0:
         return int(padding)
-    pairs = _explicit_pairs(padding)
+    pairs = _explicit_pairs(padding, rank)
     if pairs is not None:
         return pairs
-    raise ValueError(f"{owner}: padding must be 'valid', 'same', a non-negative int or "
-                     f"((top, bottom), (left, right)), got {padding!r}")
+    form = "((top, bottom), (left, right))" if rank == 2 else "((front, back), (top, bottom), (left, right))"
+    raise ValueError(f"{owner}: padding must be 'valid', 'same', a non-negative int or {form}, got {padding!r}")
 
 
 def padding_config(padding):
@@ -92,7 +103,15 @@ def axis_geometry(n, k, s, padding, dilation=1, ceil_mode=False):
 def window_geometry(h, w, kernel, strides, padding, dilation=(1, 1), ceil_mode=False):
     """((OH, OW), ((top, bottom), (left, right))) for an (h, w) input; with ceil_mode
     the bottom/right padding includes the extra rows the rounding up needs."""
-    rows, cols = (padding if isinstance(padding, tuple) else (padding, padding))
-    oh, top, bottom = axis_geometry(h, kernel[0], strides[0], rows, dilation[0], ceil_mode)
-    ow, left, right = axis_geometry(w, kernel[1], strides[1], cols, dilation[1], ceil_mode)
-    return (oh, ow), ((top, bottom), (left, right))
+    return windows_geometry((h, w), kernel, strides, padding, dilation, ceil_mode)
+
+
+def windows_geometry(sizes, kernel, strides, padding, dilation=None, ceil_mode=False):
+    """window_geometry for any number of axes: (output sizes, ((before, after), ...)),
+    one entry per axis of `sizes` (3 for MaxPooling3D's (D, H, W))."""
+    n = len(sizes)
+    per_axis = padding if isinstance(padding, tuple) else (padding,) * n
+    dilation = (1,) * n if dilation is None else dilation
+    geometry = [axis_geometry(size, k, s, p, d, ceil_mode)
+                for size, k, s, p, d in zip(sizes, kernel, strides, per_axis, dilation)]
+    return tuple(out for out, _, _ in geometry), tuple((before, after) for _, before, after in geometry)

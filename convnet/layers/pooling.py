@@ -14,6 +14,18 @@ from .base import Layer
 from .padding import normalize_padding, normalize_pair, padding_config, window_geometry
 
 
+def tap_counts(n, k, s, d, out, before, after_declared):
+    """Along one axis of size n (window k, stride s, dilation d, `out` windows, padding
+    `before` and the declared `after`): per window, (real, counted) = how many taps
+    fall inside the input, and inside the input or its declared padding (what
+    count_include_pad divides by; not the extra end padding of ceil_mode)."""
+    # tap t of window i sits at i*s - before + t*d
+    pos = (np.arange(out) * s - before)[:, None] + np.arange(k)[None, :] * d
+    real = ((pos >= 0) & (pos < n)).sum(axis=1)
+    counted = ((pos >= -before) & (pos < n + after_declared)).sum(axis=1)
+    return real, counted
+
+
 class _Pooling2D(Layer):
     """Shared window logic. Input (N, H, W, C) -> output (N, OH, OW, C)."""
 
@@ -118,19 +130,11 @@ class AveragePooling2D(_Pooling2D):
         the mean over real pixels into the mean with the padding counted."""
         (oh, ow), pads = self._geometry(h, w)
         (ph, pw), (sh, sw) = self.pool_size, self.strides
-
-        def counts(n, k, s, d, out, before, after_declared):
-            # tap t of window i sits at i*s - before + t*d
-            pos = (np.arange(out) * s - before)[:, None] + np.arange(k)[None, :] * d
-            real = ((pos >= 0) & (pos < n)).sum(axis=1)
-            counted = ((pos >= -before) & (pos < n + after_declared)).sum(axis=1)
-            return real, counted
-
         top, left = pads[0][0], pads[1][0]
         dh, dw = self.dilation_rate
         declared = window_geometry(h, w, self.pool_size, self.strides, self.padding, self.dilation_rate)[1]
-        rr, rc = counts(h, ph, sh, dh, oh, top, declared[0][1])
-        cr, cc = counts(w, pw, sw, dw, ow, left, declared[1][1])
+        rr, rc = tap_counts(h, ph, sh, dh, oh, top, declared[0][1])
+        cr, cc = tap_counts(w, pw, sw, dw, ow, left, declared[1][1])
         factor = np.outer(rr, cr) / np.outer(rc, cc)
         return get_ops().asarray(factor[:, :, None], dtype=self.dtype)
 

@@ -16,13 +16,18 @@ same shape as another data operand; every other graph input (a Conv's W, a
 Reshape's shape, a broadcast (C,) vector, ints) is bound from the values given to
 `run` as a constant. The convnet model is built on the first `run` (sizes from the
 data given) and reused while those constants and shapes stay the same.
+
+A graph none of whose outputs depends on a data input (ConstantOfShape of a shape
+given as an int64 input, say) has no convnet model: a model computes from its
+inputs. Its outputs are the constants the importer folds at import (ONNX's
+reference evaluator, node by node), computed once for the values given.
 """
 
 import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep
 
-from .importer import from_proto
+from .importer import constant_outputs, from_proto
 
 __all__ = ["ConvnetBackend", "ConvnetRep", "prepare", "run_model", "run_node", "supports_device",
            "is_compatible"]
@@ -49,12 +54,27 @@ def _data_inputs(model, inputs, min_rank=2):
     return names, floats
 
 
+def _computed_from(graph, names):
+    """Every tensor computed, directly or through other nodes, from the tensors
+    `names` (ONNX lists nodes in topological order: one pass suffices)."""
+    reached = set(names)
+    for node in graph.node:
+        if any(n in reached for n in node.input if n):
+            reached.update(o for o in node.output if o)
+    return reached
+
+
 class ConvnetRep(BackendRep):
     """A prepared ONNX model: runs on convnet, ONNX layouts in and out."""
 
     def __init__(self, model):
         self.proto = model
-        self._cache = None          # (key, convnet model, data names, sample_axis)
+        self._cache = None          # (key, convnet model, data names, sample_axis, constant outputs)
+
+    def _input_names(self):
+        """The graph inputs `run` takes, in order (the initializers are not among them)."""
+        inits = {i.name for i in self.proto.graph.initializer}
+        return [vi.name for vi in self.proto.graph.input if vi.name not in inits]
 
     def _build(self, inputs, sample_axis):
         names, data = _data_inputs(self.proto, inputs, min_rank=1 if sample_axis else 2)
@@ -68,13 +88,18 @@ class ConvnetRep(BackendRep):
 
     def _model_for(self, inputs):
         """The convnet model for these inputs: ONNX's axis 0 as convnet's batch where the
-        graph allows it, else every tensor as one sample (sample_axis, see importer)."""
-        names = [vi.name for vi in self.proto.graph.input
-                 if vi.name not in {i.name for i in self.proto.graph.initializer}]
-        given = dict(zip(names, inputs))
+        graph allows it, else every tensor as one sample (sample_axis, see importer).
+        -> (model, data names, sample_axis, constant outputs); model is None for a
+        graph whose outputs depend on no data input (then the outputs are given)."""
+        given = dict(zip(self._input_names(), inputs))
         key = tuple(sorted((n, np.asarray(v).dtype.str, np.shape(v)) for n, v in given.items())) + tuple(
             np.asarray(v).tobytes() for n, v in sorted(given.items()) if np.asarray(v).dtype.kind != "f")
         if self._cache is None or self._cache[0] != key:
+            _, data = _data_inputs(self.proto, inputs, min_rank=1)      # the widest choice of data
+            reached = _computed_from(self.proto.graph, data)
+            if not any(vo.name in reached for vo in self.proto.graph.output):
+                self._cache = (key, None, [], False, constant_outputs(self.proto, given))
+                return self._cache[1:]
             try:
                 model, data_names = self._build(inputs, sample_axis=False)
                 sample_axis = False
@@ -84,17 +109,18 @@ class ConvnetRep(BackendRep):
                     sample_axis = True
                 except ValueError:
                     raise first from None
-            self._cache = (key, model, data_names, sample_axis)
-        return self._cache[1], self._cache[2], given, self._cache[3]
+            self._cache = (key, model, data_names, sample_axis, None)
+        return self._cache[1:]
 
     def run(self, inputs, **kwargs):
         if isinstance(inputs, dict):
-            names = [vi.name for vi in self.proto.graph.input
-                     if vi.name not in {i.name for i in self.proto.graph.initializer}]
-            inputs = [inputs[n] for n in names]
+            inputs = [inputs[n] for n in self._input_names()]
         elif not isinstance(inputs, (list, tuple)):
             inputs = [inputs]
-        model, data_names, given, sample_axis = self._model_for(list(inputs))
+        model, data_names, sample_axis, constants = self._model_for(list(inputs))
+        if model is None:
+            return tuple(constants)
+        given = dict(zip(self._input_names(), inputs))
         xs = []
         for n in data_names:
             x = np.asarray(given[n])

@@ -14,7 +14,10 @@ each image output, and the weights converted to ONNX's layouts:
 
 Layers that read the memory order (Flatten, Reshape, Permute) see convnet's
 channels-last order: their input is transposed back to NHWC first, so a Flatten
-feeds a Dense the same vector as in convnet.
+feeds a Dense the same vector as in convnet. Volumes (N, D, H, W, C) stay
+channels-last; a 3-D pool transposes to ONNX's (N, C, D, H, W) and back around
+itself. MatMul/MatMulWeight reshape their operands so ONNX's whole-tensor MatMul
+pairs sample n with sample n.
 """
 
 import numpy as np
@@ -25,10 +28,12 @@ from ..arrays import to_host
 from ..layers import (
     ELU,
     LRN,
+    Abs,
     Activation,
     Add,
     Average,
     AveragePooling2D,
+    AveragePooling3D,
     BatchNormalization,
     Clip,
     Concatenate,
@@ -36,6 +41,7 @@ from ..layers import (
     Conv2D,
     Dense,
     DepthwiseConv2D,
+    Divide,
     Dropout,
     Flatten,
     GlobalAveragePooling2D,
@@ -43,7 +49,10 @@ from ..layers import (
     InputLayer,
     LeakyReLU,
     LogSoftmax,
+    MatMul,
+    MatMulWeight,
     MaxPooling2D,
+    MaxPooling3D,
     Multiply,
     Pad,
     Permute,
@@ -54,6 +63,7 @@ from ..layers import (
     UpSampling2D,
     ZeroPadding2D,
 )
+from ..layers.matmul import matmul_shapes
 
 __all__ = ["export", "DEFAULT_OPSET", "MIN_OPSET"]
 
@@ -197,16 +207,18 @@ def _layer(w, layer, ins, in_shapes):
         if isinstance(layer, MaxPooling2D):
             return w.node("MaxPool", [x], hint, True, **attrs)
         return w.node("AveragePool", [x], hint, True, count_include_pad=int(layer.count_include_pad), **attrs)
+    if isinstance(layer, (MaxPooling3D, AveragePooling3D)):
+        return _pool3d(w, layer, x, in_shapes[0])
     if isinstance(layer, GlobalAveragePooling2D):
         y = w.node("GlobalAveragePool", [x], hint, True)
         return y if layer.keepdims else w.node("Flatten", [y], hint + "_flatten", False, axis=1)
-    if isinstance(layer, (Add, Subtract, Multiply, Average)):
+    if isinstance(layer, (Add, Subtract, Multiply, Divide, Average)):
         ins = _same_layout(w, ins, hint)
         nchw = w.nchw.get(ins[0], False)
         if isinstance(layer, Average):
             total = w.node("Sum", ins, hint + "_sum", nchw)
             return w.node("Mul", [total, w.const(1.0 / len(ins), hint + "_n")], hint, nchw)
-        op = {Add: "Sum", Subtract: "Sub", Multiply: "Mul"}[type(layer)]
+        op = {Add: "Sum", Subtract: "Sub", Multiply: "Mul", Divide: "Div"}[type(layer)]
         if op == "Mul" and len(ins) > 2:
             y = ins[0]
             for other in ins[1:]:
@@ -247,6 +259,8 @@ def _layer(w, layer, ins, in_shapes):
             raise ValueError(f"export: {layer.describe()} needs image inputs (N, H, W, C) for ONNX's LRN")
         return w.node("LRN", [x], hint, True, size=layer.size, alpha=float(layer.alpha),
                       beta=float(layer.beta), bias=float(layer.bias))
+    if isinstance(layer, Abs):
+        return w.node("Abs", [x], hint, nchw)
     if isinstance(layer, ELU):
         return w.node("Elu", [x], hint, nchw, alpha=float(layer.alpha))
     if isinstance(layer, LeakyReLU):
@@ -258,16 +272,68 @@ def _layer(w, layer, ins, in_shapes):
         return w.node("PRelu", [x, w.const(alpha, hint + "_slope")], hint, nchw)
     if isinstance(layer, LogSoftmax):
         return w.node("LogSoftmax", [x], hint, nchw, axis=1 if nchw else -1)
+    if isinstance(layer, (MatMul, MatMulWeight)):
+        return _matmul(w, layer, ins, in_shapes, p)
     if isinstance(layer, ConstantOp):
         c = s["constant"]
         if nchw:           # the constant broadcasts against (H, W, C): give it that rank, then CHW
             c = c.reshape((1,) * (3 - c.ndim) + c.shape).transpose(2, 0, 1)
         c = w.const(c, hint + "_constant")
         op, args = {"add": ("Add", [x, c]), "mul": ("Mul", [x, c]), "sub": ("Sub", [x, c]),
-                    "rsub": ("Sub", [c, x]), "div": ("Div", [x, c])}[layer.op]
+                    "rsub": ("Sub", [c, x]), "div": ("Div", [x, c]), "rdiv": ("Div", [c, x])}[layer.op]
         return w.node(op, args, hint, nchw)
     raise ValueError(f"export: {layer.describe()} has no ONNX form in convnet.onnx.export "
                      f"(supported: see docs/onnx.md)")
+
+
+def _matmul(w, layer, ins, in_shapes, p):
+    """ONNX's MatMul of a per-sample product. ONNX multiplies whole tensors, so each
+    operand is first reshaped to its stack of matrices with the batch in front,
+    (N, *stack) (a weight: the constant (1, *stack)): numpy's rule then pairs sample
+    n with sample n; a Reshape drops the axes a 1-D operand added."""
+    hint = layer.name
+
+    def stacked(name, shape, stack):
+        if tuple(shape) == tuple(stack):
+            return name
+        return w.node("Reshape", [name, w.ints([0, *stack], hint + "_stack_shape")], hint + "_stack", False)
+
+    if isinstance(layer, MatMul):
+        a_shape, b_shape = in_shapes
+        a_stack, b_stack, y_stack, y_shape = matmul_shapes(a_shape, b_shape)
+        a = stacked(w.as_nhwc(ins[0], hint), a_shape, a_stack)
+        b = stacked(w.as_nhwc(ins[1], hint), b_shape, b_stack)
+    else:
+        a_shape, b_shape = layer._operand_shapes(in_shapes[0])
+        a_stack, b_stack, y_stack, y_shape = matmul_shapes(a_shape, b_shape)
+        x = w.as_nhwc(ins[0], hint)
+        if layer.side == "right":
+            a, b = stacked(x, a_shape, a_stack), w.const(p["W"].reshape(1, *b_stack), hint + "_W")
+        else:
+            a, b = w.const(p["W"].reshape(1, *a_stack), hint + "_W"), stacked(x, b_shape, b_stack)
+    y = w.node("MatMul", [a, b], hint, False)
+    if tuple(y_stack) != tuple(y_shape):
+        y = w.node("Reshape", [y, w.ints([0, *y_shape], hint + "_shape")], hint + "_unstack", False)
+    return y
+
+
+def _pool3d(w, layer, x, shape):
+    """A 3-D pool of a volume (N, D, H, W, C). ONNX pools (N, C, D, H, W): the volume
+    is transposed there and back around the pool (5-D tensors otherwise stay in
+    convnet's channels-last order). The pads are the declared ones: with ceil_mode
+    ONNX adds the extra end planes itself."""
+    hint = layer.name
+    x = w.node("Transpose", [w.as_nhwc(x, hint)], hint + "_to_ncdhw", False, perm=[0, 4, 1, 2, 3])
+    _, declared = layer._geometry(shape[:3], ceil_mode=False)
+    attrs = dict(kernel_shape=list(layer.pool_size), strides=list(layer.strides),
+                 pads=[int(b) for b, _ in declared] + [int(a) for _, a in declared], ceil_mode=int(layer.ceil_mode))
+    if layer.dilation_rate != (1, 1, 1):
+        attrs["dilations"] = list(layer.dilation_rate)
+    if isinstance(layer, MaxPooling3D):
+        y = w.node("MaxPool", [x], hint, False, **attrs)
+    else:
+        y = w.node("AveragePool", [x], hint, False, count_include_pad=int(layer.count_include_pad), **attrs)
+    return w.node("Transpose", [y], hint + "_to_ndhwc", False, perm=[0, 2, 3, 4, 1])
 
 
 def _declared(layer):

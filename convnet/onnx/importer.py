@@ -32,7 +32,7 @@ from ..backend import get_ops
 from ..layers.padding import axis_geometry
 from ..models import Model
 
-__all__ = ["load", "from_proto", "OnnxImportError"]
+__all__ = ["load", "from_proto", "constant_outputs", "OnnxImportError"]
 
 
 class OnnxImportError(ValueError):
@@ -118,8 +118,8 @@ class _Importer:
         layer = L.Permute(r[1:], name=self.layer_name(node, suffix), dtype=self.dtype)
         return _Value(layer(v.sym), target)
 
-    def onnx_order(self, v, node):
-        return self.permute(v, tuple(range(v.rank)), node)
+    def onnx_order(self, v, node, suffix="_permute"):
+        return self.permute(v, tuple(range(v.rank)), node, suffix)
 
     def channels_last(self, v, node):
         """ONNX axis 1 (channels) last in convnet."""
@@ -171,17 +171,35 @@ class _Importer:
         return any(name in n.input for n in self.graph.node) or any(o.name == name for o in self.graph.output)
 
     # ------------------------------------------------------------- driving
-    def run(self):
+    def read_constants(self):
+        """The initializers and known inputs as constants; the other graph inputs' infos."""
         for init in self.graph.initializer:
             self.consts[init.name] = numpy_helper.to_array(init)
-        inputs = []
+        variables = []
         for vi in self.graph.input:
             if vi.name in self.consts:
                 continue
             if vi.name in self.known_inputs:
                 self.consts[vi.name] = np.asarray(self.known_inputs[vi.name])
                 continue
-            inputs.append(self._input(vi))
+            variables.append(vi)
+        return variables
+
+    def constant_outputs(self):
+        """The graph's outputs when none of them depends on a variable input: every
+        node on constants folded (ONNX's reference evaluator), nothing built."""
+        self.read_constants()
+        for node in self.graph.node:
+            if all(n in self.consts for n in node.input if n):
+                self._fold(node)
+        missing = [vo.name for vo in self.graph.output if vo.name not in self.consts]
+        if missing:
+            raise OnnxImportError(f"ONNX graph outputs {missing} depend on variable inputs: they are not "
+                                  "constants")
+        return [self.consts[vo.name] for vo in self.graph.output]
+
+    def run(self):
+        inputs = [self._input(vi) for vi in self.read_constants()]
         if not inputs:
             raise OnnxImportError("ONNX graph has no variable inputs: every input is a constant")
         for node in self.graph.node:
@@ -269,23 +287,26 @@ class _Importer:
     # ------------------------------------------------------------ operators
     def _windows(self, node, a, x, kernel, pool):
         """(strides, dilations, padding) of a Conv/pool node, padding in convnet's
-        explicit ((top, bottom), (left, right)) form for input x (NHWC)."""
-        if len(kernel) != 2:
-            raise self.error(node, f"kernel_shape {list(kernel)}: only 2-D windows are supported")
-        strides = tuple(a.get("strides", [1, 1]))
-        dil = tuple(a.get("dilations", [1, 1]))
+        explicit ((top, bottom), (left, right)) form for input x (NHWC; for a 3-D
+        pool NDHWC and three (before, after) pairs)."""
+        axes = len(kernel)
+        if axes != x.rank - 2 or axes not in ((2, 3) if pool else (2,)):
+            raise self.error(node, f"kernel_shape {list(kernel)} on an input of rank {x.rank}: only 2-D windows"
+                                   f"{' and 3-D pools' if pool else ''} are supported")
+        strides = tuple(a.get("strides", [1] * axes))
+        dil = tuple(a.get("dilations", [1] * axes))
         auto = _decode(a.get("auto_pad", "NOTSET"))
-        h, w = x.sym.shape[1], x.sym.shape[2]
+        sizes = x.sym.shape[1:1 + axes]
         if auto in ("NOTSET", ""):
-            p = list(a.get("pads", [0, 0, 0, 0]))
+            p = list(a.get("pads", [0] * (2 * axes)))      # [begin of each axis..., end of each axis...]
             if any(v < 0 for v in p):
                 raise self.error(node, f"negative pads {p} are not supported")
-            pads = ((p[0], p[2]), (p[1], p[3]))
+            pads = tuple((p[i], p[i + axes]) for i in range(axes))
         elif auto == "VALID":
-            pads = ((0, 0), (0, 0))
+            pads = ((0, 0),) * axes
         elif auto in ("SAME_UPPER", "SAME_LOWER"):
             pads = []
-            for n, k, s, d in zip((h, w), kernel, strides, dil):
+            for n, k, s, d in zip(sizes, kernel, strides, dil):
                 out, before, after = axis_geometry(n, k, s, "same", d)
                 if auto == "SAME_LOWER":
                     before, after = after, before     # the odd pixel goes first
@@ -361,29 +382,32 @@ class _Importer:
             layer.params["b"] = ops.asarray(np.array(b, dtype=layer.dtype, order="C"))
         self.set_out(node, _Value(y, (0, 2, 3, 1)))
 
-    def _pool(self, node, a, cls, one_d=False, **extra):
+    def _pool(self, node, a, classes, one_d=False, **extra):
+        """A MaxPool/AveragePool node; classes: {input rank: layer class} (4: 2-D, 5: 3-D)."""
         self.batch_first(node)
         self.check_outputs(node)
         if not one_d and self.var(node, 0).rank == 3:
-            return self._one_d(node, a, lambda n, a4, one_d: self._pool(n, a4, cls, one_d=True, **extra))
+            return self._one_d(node, a, lambda n, a4, one_d: self._pool(n, a4, classes, one_d=True, **extra))
         x = self.channels_last(self.var(node, 0), node)
-        if x.rank != 4:
-            raise self.error(node, f"input of rank {x.rank}: only 2-D pooling (rank 4) is supported")
+        if x.rank not in classes:
+            raise self.error(node, f"input of rank {x.rank}: only 1-D, 2-D and 3-D pooling (rank 3, 4, 5) "
+                                   "are supported")
         kernel = tuple(a["kernel_shape"])
         strides, dil, pads = self._windows(node, a, x, kernel, pool=True)
         if any(p >= k for pair, k in zip(pads, kernel) for p in pair):
             raise self.error(node, f"pads {pads} as large as the window {kernel} are not supported")
-        layer = cls(kernel, strides=strides, padding=pads, ceil_mode=bool(a.get("ceil_mode", 0)),
-                    dilation_rate=dil, name=self.layer_name(node), dtype=self.dtype, **extra)
-        self.set_out(node, _Value(layer(x.sym), (0, 2, 3, 1)))
+        layer = classes[x.rank](kernel, strides=strides, padding=pads, ceil_mode=bool(a.get("ceil_mode", 0)),
+                                dilation_rate=dil, name=self.layer_name(node), dtype=self.dtype, **extra)
+        self.set_out(node, _Value(layer(x.sym), x.perm))
 
     def op_MaxPool(self, node, a):
         if int(a.get("storage_order", 0)):
             raise self.error(node, "storage_order=1 is not supported")
-        self._pool(node, a, L.MaxPooling2D)
+        self._pool(node, a, {4: L.MaxPooling2D, 5: L.MaxPooling3D})
 
     def op_AveragePool(self, node, a):
-        self._pool(node, a, L.AveragePooling2D, count_include_pad=bool(a.get("count_include_pad", 0)))
+        self._pool(node, a, {4: L.AveragePooling2D, 5: L.AveragePooling3D},
+                   count_include_pad=bool(a.get("count_include_pad", 0)))
 
     def op_GlobalAveragePool(self, node, a):
         self.batch_first(node)
@@ -408,32 +432,50 @@ class _Importer:
         self.set_out(node, _Value(y, (0, 1)))
 
     def op_Gemm(self, node, a):
-        if int(a.get("transA", 0)):
-            raise self.error(node, "transA=1 is not supported (A is the batch of samples)")
         x = self.var(node, 0)
         B = self.const(node, 1, "B")
         W = (B.T if int(a.get("transB", 0)) else B) * a.get("alpha", 1.0)
         C = self.const(node, 2, "C", required=False)
+        C = None if C is None else np.asarray(C) * a.get("beta", 1.0)
+        if self.lead:
+            # one-sample mode: A is one (M, K) matrix (transA: (K, M)), C any bias that
+            # broadcasts to the (M, N) result
+            if int(a.get("transA", 0)):
+                x = self._transposed(node, x, [1, 0])
+            y = self._matmul_weight(node, x, W, "right")
+            self.set_out(node, y if C is None else self._constant_op(node, y, "add", C, "_bias"))
+            return
+        if int(a.get("transA", 0)):
+            raise self.error(node, "transA=1 is not supported when ONNX's axis 0 is the batch (the samples "
+                                   "would become a feature axis)")
         if C is not None:
-            C = np.asarray(C) * a.get("beta", 1.0)
             if C.ndim == 2 and C.shape[0] != 1 or C.size not in (1, W.shape[1]):
-                raise self.error(node, f"C of shape {C.shape}: only a bias per output (shape (M,) or (1, M)) "
-                                       "is supported")
+                raise self.error(node, f"C of shape {C.shape} varies along the batch axis (a bias per sample): "
+                                       "only a bias per output (shape (M,) or (1, M)) is supported when ONNX's "
+                                       "axis 0 is the batch")
             C = C.reshape(-1)
         self._dense(node, x, W, C)
 
     def op_MatMul(self, node, a):
-        x = self.var(node, 0)
-        W = self.const(node, 1, "B")
-        if W.ndim not in (1, 2):
-            raise self.error(node, f"B of rank {W.ndim}: only a 1-D or 2-D constant B is supported")
-        if W.ndim == 2 and x.rank == 2:
+        left, right = node.input[0], node.input[1]
+        if left in self.values and right in self.values:
+            self.set_out(node, self._matmul_tensors(node, self.values[left], self.values[right]))
+            return
+        if left not in self.values:          # a constant A times the data B
+            x, A = self.var(node, 1), self.const(node, 0, "A")
+            self.set_out(node, self._matmul_weight(node, x, A, "left"))
+            return
+        x, W = self.values[left], self.const(node, 1, "B")
+        if not self.lead and W.ndim == 2 and x.rank == 2:
             return self._dense(node, x, W, None)
-        self.batch_first(node)
-        if x.rank < 2 + (W.ndim == 1):
-            raise self.error(node, f"A of rank {x.rank} with B of rank {W.ndim} is not supported")
-        # A (N, d1, ..., K) @ B (K, M) is a 1x1 convolution over the (d1*...) positions
-        # with K channels in and M out: A viewed as (N, P, 1, K), W = B as (1, 1, K, M)
+        if not self.lead and W.ndim in (1, 2) and x.rank >= 3:
+            return self._matmul_1x1(node, x, W)
+        self.set_out(node, self._matmul_weight(node, x, W, "right"))
+
+    def _matmul_1x1(self, node, x, W):
+        """A (N, d1, ..., K) @ B (K, M) (or (K,)) as a 1x1 convolution over the d1*...
+        positions with K channels in and M out: A viewed as (N, P, 1, K), W = B as
+        (1, 1, K, M)."""
         x = self.onnx_order(x, node)
         shape = x.onnx_shape()
         k = shape[-1]
@@ -449,6 +491,58 @@ class _Importer:
         y = _Value(y, (0, 1, 2, 3))
         out_shape = (*shape[:-1], m) if W.ndim == 2 else tuple(shape[:-1])
         self.set_out(node, self._reshape_to(node, y, out_shape))
+
+    def _per_sample_weight(self, node, W, x_shape, side):
+        """The constant operand W of a MatMul with the data x (ONNX (N, *x_shape), N
+        the batch) as the weight one sample meets. numpy's rule aligns the stacks
+        (the axes before the last two) from the right, so W's stack must not reach
+        further left than x's, whose first axis is the batch; where it reaches the
+        batch axis, it must have size 1 there (and is dropped)."""
+        if len(x_shape) == 1:
+            # x (N, K) is one matrix whose rows are the samples: fine as x @ W with a
+            # 1-D or 2-D W (each row times W), not otherwise
+            if side == "right" and W.ndim <= 2:
+                return W
+            raise self.error(node, f"a (N, {x_shape[0]}) operand with a constant of shape {W.shape}: the "
+                                   "batch axis would be multiplied")
+        x_stack, w_stack = len(x_shape) - 1, max(W.ndim - 2, 0)      # x's stack counts the batch axis
+        if w_stack > x_stack or w_stack == x_stack and W.shape[0] != 1:
+            shape = ", ".join(map(str, x_shape))
+            raise self.error(node, f"a constant of shape {W.shape} with data of shape (N, {shape}): the constant "
+                                   "varies along the batch axis or moves it")
+        return W[0] if w_stack == x_stack else W
+
+    def _matmul_weight(self, node, x, W, side):
+        """x @ W (side "right") or W @ x ("left") for a constant W: MatMulWeight."""
+        x = self.onnx_order(x, node)
+        if not self.lead:
+            W = self._per_sample_weight(node, np.asarray(W), x.onnx_shape(), side)
+        layer = L.MatMulWeight(W.shape, side=side, kernel_initializer="zeros", name=self.layer_name(node),
+                               dtype=self.dtype)
+        try:
+            y = layer(x.sym)
+        except ValueError as exc:
+            raise self.error(node, str(exc)) from exc
+        layer.kernel_initializer = "glorot_uniform"
+        layer.params["W"] = get_ops().asarray(np.array(W, dtype=layer.dtype, order="C"))
+        return _Value(y, tuple(range(len(y.shape))))
+
+    def _matmul_tensors(self, node, a, b):
+        """a @ b for two computed tensors: MatMul. With ONNX's axis 0 as the batch the
+        two batch axes must meet (same rank) and be stack axes (rank >= 3)."""
+        a = self.onnx_order(a, node)
+        b = self.onnx_order(b, node, "_permute1")
+        sa, sb = a.onnx_shape(), b.onnx_shape()
+        if not self.lead and (len(sa) != len(sb) or len(sa) < 2):
+            raise self.error(node, f"inputs of shapes (N, {', '.join(map(str, sa))}) and (N, "
+                                   f"{', '.join(map(str, sb))}): with ONNX's axis 0 as the batch both must have "
+                                   "the same rank, at least 3")
+        layer = L.MatMul(name=self.layer_name(node), dtype=self.dtype)
+        try:
+            y = layer([a.sym, b.sym])
+        except ValueError as exc:
+            raise self.error(node, str(exc)) from exc
+        return _Value(y, tuple(range(len(y.shape))))
 
     def _activation(self, node, name):
         x = self.var(node, 0)
@@ -495,7 +589,13 @@ class _Importer:
     def op_PRelu(self, node, a):
         x = self.var(node, 0)
         slope = np.asarray(self.const(node, 1, "slope"), dtype=np.float64)
-        if slope.ndim > x.rank - self.lead:
+        r = x.rank - self.lead
+        channels = x.onnx_shape()[self.lead] if r >= 2 else None     # ONNX axis 1
+        if self.opset < 7 and slope.ndim == 1 and slope.size > 1 and slope.size == channels:
+            # PRelu-1/6 predate broadcasting: a slope of shape (C,) is one value per
+            # channel (ONNX axis 1), as PyTorch's PReLU(num_parameters=C)
+            slope = slope.reshape(slope.size, *(1,) * (r - 2))
+        if slope.ndim > r:
             raise self.error(node, f"slope of shape {slope.shape} has more axes than the input")
         full = slope.reshape((1,) * (x.rank - slope.ndim) + slope.shape)
         if full.shape[0] != 1:
@@ -641,13 +741,16 @@ class _Importer:
     def op_Transpose(self, node, a):
         x = self.var(node, 0)
         r = x.rank - self.lead
-        p = list(a.get("perm", list(range(r))[::-1]))
+        self.set_out(node, self._transposed(node, x, list(a.get("perm", list(range(r))[::-1]))))
+
+    def _transposed(self, node, x, p):
+        """x transposed by the ONNX perm p: only the tensor's permutation changes."""
         if self.lead:
             p = [0] + [q + 1 for q in p]
         if p[0] != 0:
             raise self.error(node, f"perm {p} moves the batch axis; convnet keeps the batch first")
         inv = np.argsort(p)
-        self.set_out(node, _Value(x.sym, tuple(int(inv[q]) for q in x.perm)))
+        return _Value(x.sym, tuple(int(inv[q]) for q in x.perm))
 
     def op_Unsqueeze(self, node, a):
         x = self.var(node, 0)
@@ -687,8 +790,6 @@ class _Importer:
             if len(shapes) != 1:
                 raise self.error(node, f"inputs of shapes {[v.onnx_shape() for v in vs]}: broadcasting between "
                                        "two computed tensors is not supported (same shapes only)")
-            if merge_cls is None:
-                raise self.error(node, "division of two computed tensors is not supported")
             vs = [vs[0]] + [self.permute(v, vs[0].perm, node, f"_permute{i}") for i, v in enumerate(vs[1:], 1)]
             layer = merge_cls(name=self.layer_name(node), dtype=self.dtype)
             y = _Value(layer([v.sym for v in vs]), vs[0].perm)
@@ -700,14 +801,16 @@ class _Importer:
         x = self.values[var_name]
         first_is_var = names[0] == var_name
         op = const_op if first_is_var else (rconst_op or const_op)
-        if op is None:
-            raise self.error(node, "a constant divided by a computed tensor is not supported")
         self.set_out(node, self._with_constant(node, x, op, constants, ""))
 
     def _with_constant(self, node, x, op, constants, suffix):
         c = self.consts[constants[0]]
         for extra in constants[1:]:
             c = c + self.consts[extra]
+        return self._constant_op(node, x, op, c, suffix)
+
+    def _constant_op(self, node, x, op, c, suffix=""):
+        """x (op) c for a constant c broadcasting against x (ONNX's rule): ConstantOp."""
         c = np.asarray(c, dtype=np.float64)
         if c.ndim > x.rank:
             raise self.error(node, f"constant of shape {c.shape} has more axes than the tensor {x.onnx_shape()}")
@@ -737,7 +840,12 @@ class _Importer:
         self._binary(node, L.Multiply, "mul")
 
     def op_Div(self, node, a):
-        self._binary(node, None, "div", None)
+        self._binary(node, L.Divide, "div", "rdiv")
+
+    def op_Abs(self, node, a):
+        x = self.var(node, 0)
+        layer = L.Abs(name=self.layer_name(node), dtype=self.dtype)
+        self.set_out(node, _Value(layer(x.sym), x.perm))
 
     def op_Concat(self, node, a):
         names = list(node.input)
@@ -816,11 +924,26 @@ def from_proto(proto, known_inputs=None, batch=None, input_shapes=None, sample_a
     sample_axis=True reads every ONNX tensor X as one sample: the model takes
     X[None] (ONNX axis a is the model's axis a + 1), so operations along ONNX's
     axis 0 work; 2-D layers (Conv, pools) then need the usual form."""
+    _check(proto)
+    return _Importer(proto, known_inputs, batch, input_shapes, sample_axis).run()
+
+
+def constant_outputs(proto, known_inputs=None):
+    """The outputs of a graph that depends on no variable input (every graph input
+    is an initializer or in known_inputs): a list of arrays, one per graph output,
+    computed once by ONNX's reference evaluator, node by node, as the importer folds
+    constant nodes. A convnet model needs an input, so such a graph has no model;
+    convnet.onnx.backend answers with these values. OnnxImportError if an output
+    needs a graph input that known_inputs does not give."""
+    _check(proto)
+    return _Importer(proto, known_inputs).constant_outputs()
+
+
+def _check(proto):
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
         raise OnnxImportError(f"ONNX model is not valid: {exc}") from exc
-    return _Importer(proto, known_inputs, batch, input_shapes, sample_axis).run()
 
 
 def load(path):
