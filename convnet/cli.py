@@ -374,7 +374,7 @@ def training_data(args):
 def cmd_train(args):
     import convnet as cn
 
-    from . import optimizers
+    from . import losses, optimizers
     if getattr(args, "resume", None):
         args = _resume_args(args.resume)
     elif args.data is None:
@@ -398,7 +398,8 @@ def cmd_train(args):
         model = build_model(args, input_shape, len(class_names))
         if not args.model.endswith(".npz"):
             model.compile(optimizer=optimizers.Adam(args.learning_rate),
-                          loss="sparse_categorical_crossentropy", metrics=metric_names)
+                          loss=losses.SparseCategoricalCrossentropy(label_smoothing=args.label_smoothing),
+                          metrics=metric_names)
         run_dir = make_run_dir(args.output_dir, os.path.basename(args.model).replace(".npz", ""))
         with atomic_write(os.path.join(run_dir, "args.json"), mode="w") as f:
             json.dump({k: v for k, v in vars(args).items() if k not in ("func", "resume")}, f, indent=2)
@@ -637,6 +638,8 @@ def build_parser():
     p.add_argument("--lr-decay", type=float, default=None,
                    help="multiply the learning rate by this after every epoch (e.g. 0.8)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout before the classifier")
+    p.add_argument("--label-smoothing", type=float, default=0.0,
+                   help="train on one-hot targets moved toward uniform: (1 - s) onehot + s / classes")
     p.add_argument("--tta-flip", action="store_true",
                    help="also report the test accuracy of the mean prediction for each image and its "
                         "mirror image (test-time augmentation; not for X-rays)")

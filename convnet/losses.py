@@ -17,6 +17,7 @@ returns the mean loss.
 
 import numpy as np
 
+from ._checks import check_real
 from .arrays import class_indices, to_host
 from .backend import get_ops
 
@@ -84,18 +85,50 @@ class Loss:
         return {"from_logits": self.from_logits}
 
 
-class SparseCategoricalCrossentropy(Loss):
-    """Cross-entropy with integer class labels y (N,) in [0, K)."""
+def smoothed_targets(targets, label_smoothing):
+    """Targets (N, K) moved toward the uniform distribution:
+    t' = (1 - s) t + s / K, Keras' label smoothing. The model is then never pushed
+    to make one logit infinitely larger than the rest, which tends to generalise better
+    (Szegedy et al. 2016, "Rethinking the Inception architecture", section 7)."""
+    return targets * (1.0 - label_smoothing) + label_smoothing / targets.shape[-1]
+
+
+class SmoothedLoss(Loss):
+    """A cross-entropy that takes label_smoothing in [0, 1] (0: the targets as given)."""
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, name=None):
+        super().__init__(from_logits=from_logits, name=name)
+        self.label_smoothing = check_real(label_smoothing, "label_smoothing", type(self).__name__, low=0, high=1)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+class SparseCategoricalCrossentropy(SmoothedLoss):
+    """Cross-entropy with integer class labels y (N,) in [0, K).
+
+    label_smoothing > 0 trains on the smoothed one-hot targets of the labels, as
+    CategoricalCrossentropy(label_smoothing) does on one-hot targets (Keras' sparse
+    loss has no such option; PyTorch's CrossEntropyLoss has it for class indices)."""
 
     name = "sparse_categorical_crossentropy"
 
     def _targets(self, y_true, pred_shape):
-        return check_sparse_labels(y_true, pred_shape, type(self).__name__)
+        labels = check_sparse_labels(y_true, pred_shape, type(self).__name__)
+        if self.label_smoothing:
+            one_hot = np.zeros(pred_shape)
+            one_hot[np.arange(pred_shape[0]), labels] = 1.0
+            return smoothed_targets(one_hot, self.label_smoothing)
+        return labels
 
     def _from_logits(self, ops, logits, labels):
+        if self.label_smoothing:          # dense targets from _targets
+            return ops.softmax_cross_entropy(logits, ops.asarray(labels, dtype=logits.dtype))
         return ops.sparse_softmax_cross_entropy(logits, ops.asarray(labels))
 
     def _from_probabilities(self, ops, probs, labels):
+        if self.label_smoothing:
+            return _dense_cross_entropy(ops, probs, labels)
         xp = ops.xp
         labels = ops.asarray(labels)
         rows = xp.arange(probs.shape[0])
@@ -105,8 +138,9 @@ class SparseCategoricalCrossentropy(Loss):
         return -xp.log(picked), grad
 
 
-class CategoricalCrossentropy(Loss):
-    """Cross-entropy with one-hot (or soft) targets of shape (N, K)."""
+class CategoricalCrossentropy(SmoothedLoss):
+    """Cross-entropy with one-hot (or soft) targets of shape (N, K);
+    label_smoothing s trains on (1 - s) t + s / K (Keras' option)."""
 
     name = "categorical_crossentropy"
 
@@ -125,16 +159,21 @@ class CategoricalCrossentropy(Loss):
                              f"{tuple(pred_shape)}, got {t.shape}")
         if not np.all(np.isfinite(t)) or (t < 0).any():
             raise ValueError(f"{type(self).__name__}: targets must be finite and non-negative")
-        return t
+        return smoothed_targets(t, self.label_smoothing) if self.label_smoothing else t
 
     def _from_logits(self, ops, logits, targets):
         return ops.softmax_cross_entropy(logits, ops.asarray(targets, dtype=logits.dtype))
 
     def _from_probabilities(self, ops, probs, targets):
-        xp = ops.xp
-        t = ops.asarray(targets, dtype=probs.dtype)
-        p = xp.clip(probs, _PROB_EPSILON, 1.0)
-        return -(t * xp.log(p)).sum(axis=-1), -t / p
+        return _dense_cross_entropy(ops, probs, targets)
+
+
+def _dense_cross_entropy(ops, probs, targets):
+    """(per-sample -sum_k t_k log p_k, its gradient -t / p) from probabilities (N, K)."""
+    xp = ops.xp
+    t = ops.asarray(targets, dtype=probs.dtype)
+    p = xp.clip(probs, _PROB_EPSILON, 1.0)
+    return -(t * xp.log(p)).sum(axis=-1), -t / p
 
 
 def check_sparse_labels(y, pred_shape, owner):

@@ -80,3 +80,32 @@ def test_label_errors(backend):
         cn.losses.CategoricalCrossentropy().forward(np.zeros((2, 3)), np.zeros((2, 4)))
     with pytest.raises(ValueError, match="unknown loss"):
         cn.losses.get("hinge_squared")
+
+
+def test_label_smoothing_matches_keras_definition(backend, rng):
+    # Keras: y = y * (1 - s) + s / K, then the cross-entropy of the smoothed targets
+    z, y, s = rng.standard_normal((4, 5)) * 2, np.array([0, 2, 4, 1]), 0.1
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    t = np.eye(5)[y] * (1 - s) + s / 5
+    expected = -(t * np.log(p)).sum(1).mean()
+    sparse = cn.losses.SparseCategoricalCrossentropy(from_logits=True, label_smoothing=s)
+    dense = cn.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=s)
+    assert sparse.forward(z, y) == pytest.approx(expected, rel=1e-12)
+    assert dense.forward(z, np.eye(5)[y]) == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(backend.to_numpy(sparse.backward()), (p - t) / 4, rtol=1e-12)
+    # from probabilities: the same loss (up to the clip at 1e-7)
+    probs = cn.losses.SparseCategoricalCrossentropy(label_smoothing=s)
+    assert probs.forward(p, y) == pytest.approx(expected, rel=1e-9)
+    report = cn.gradcheck(sparse, z, y)
+    assert report.passed, str(report)
+    assert cn.gradcheck(dense, z, np.eye(5)[y]).passed
+
+
+def test_label_smoothing_is_checked_and_saved(numpy_backend, tmp_path):
+    with pytest.raises(ValueError, match=r"SparseCategoricalCrossentropy: label_smoothing must be .*1"):
+        cn.losses.SparseCategoricalCrossentropy(label_smoothing=1.5)
+    model = cn.Sequential([L.Flatten(), L.Dense(3)], input_shape=(2, 2, 1), seed=0)
+    model.compile(loss=cn.losses.SparseCategoricalCrossentropy(from_logits=True, label_smoothing=0.2))
+    model.save(tmp_path / "m.npz")
+    loaded = cn.load_model(tmp_path / "m.npz")
+    assert loaded.losses[0].label_smoothing == 0.2
