@@ -398,7 +398,9 @@ def cmd_train(args):
         model = build_model(args, input_shape, len(class_names))
         if not args.model.endswith(".npz"):
             model.compile(optimizer=optimizers.Adam(args.learning_rate),
-                          loss=losses.SparseCategoricalCrossentropy(label_smoothing=args.label_smoothing),
+                          # the presets end in a linear Dense: the loss reads logits
+                          loss=losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                                    label_smoothing=args.label_smoothing),
                           metrics=metric_names)
         run_dir = make_run_dir(args.output_dir, os.path.basename(args.model).replace(".npz", ""))
         with atomic_write(os.path.join(run_dir, "args.json"), mode="w") as f:

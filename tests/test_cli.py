@@ -74,6 +74,24 @@ def test_predict_prints_class_and_probability(trained_run, shapes_folder, capsys
     assert sum("circle" in line.split(": ", 1)[1].split(",")[0] for line in lines) >= 2
 
 
+def test_train_with_label_smoothing(shapes_folder, tmp_path):
+    with cn.use_backend(cn.get_backend()):
+        assert cli.main(["train", str(shapes_folder), "--image-size", "16", "16", "--color-mode", "grayscale",
+                         "--epochs", "6", "--batch-size", "16", "--learning-rate", "3e-3", "--seed", "1",
+                         "--validation-split", "0.25", "--label-smoothing", "0.1", "--output-dir",
+                         str(tmp_path), "--verbose", "0", "--backend", "numpy"]) == 0
+    (run,) = tmp_path.iterdir()
+    assert json.loads((run / "metrics.json").read_text())["validation_accuracy"] >= 0.8
+    model = cn.load_model(run / "model.npz")
+    loss = model.losses[0]
+    assert loss.label_smoothing == 0.1 and loss.from_logits
+    # smoothed targets: the loss cannot fall below their entropy, (0.9 + 0.1/K, 0.1/K, ...)
+    k = len(CLASS_NAMES)
+    t = np.array([0.9 + 0.1 / k] + [0.1 / k] * (k - 1))
+    history = json.loads((run / "history.json").read_text())
+    assert min(history["loss"]) > -(t * np.log(t)).sum()
+
+
 def test_train_on_synthetic_arrays(tmp_path, capsys):
     assert cli.main(["train", "synthetic", "--epochs", "1", "--limit", "200", "--output-dir",
                      str(tmp_path), "--verbose", "0", "--backend", "numpy"]) == 0
