@@ -94,12 +94,14 @@ class Snapshot:
             buffers[name] = buf
         self._buffers, self._taken = buffers, dict(named)
 
-    def restore(self):
-        """Write the copies back into the arrays they were taken from; returns
-        {name: array}, the same array objects take() saw."""
-        for name, a in self._taken.items():
+    def restore(self, into=None):
+        """Write the copies back into the arrays they were taken from, or into
+        `into` ({name: array}, the same names: where a layer has since replaced
+        an array by a new one); returns {name: array}, the arrays written."""
+        arrays = self._taken if into is None else into
+        for name, a in arrays.items():
             a[...] = self._buffers[name]
-        return self._taken
+        return arrays
 
 
 def nonfinite_grads(params_and_grads):

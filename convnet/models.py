@@ -373,9 +373,11 @@ class Model:
         buffers kept from step to step (finite.Snapshot).
         """
         state_copy, step_copy = self._undo
-        states = {f"{i}/{key}": value for i, layer in enumerate(self.layers)
-                  for key, value in layer.state.items()}
-        state_copy.take(states)
+
+        def layer_states():
+            return {f"{i}/{key}": value for i, layer in enumerate(self.layers) for key, value in layer.state.items()}
+
+        state_copy.take(layer_states())
         outs = self.forward(xs, training=True)
         loss, grads = self.compute_loss(outs, ys, sample_weights)
         problem = None
@@ -390,7 +392,8 @@ class Model:
                             **{("slot", key, n): a for key, d in optimizer.slots.items() for n, a in d.items()}})
             grad_sum = finite.total_sum([g for _, _, g in pairs])
             self.apply_gradients()
-            checked = [g for _, _, g in pairs] + [p for _, p, _ in pairs] + list(states.values())
+            # the state as the forward pass left it
+            checked = [g for _, _, g in pairs] + [p for _, p, _ in pairs] + list(layer_states().values())
             if not finite.all_finite(checked, grad_sum + finite.total_sum(checked[len(pairs):])):
                 problem = self._nonfinite_step(pairs)
                 restored = step_copy.restore()
@@ -399,7 +402,7 @@ class Model:
                                    for key, names in slot_names.items()}
                 optimizer.iterations -= 1
         if problem is not None:
-            state_copy.restore()
+            state_copy.restore(into=layer_states())
         return loss, outs, problem
 
     def _nonfinite_step(self, pairs):

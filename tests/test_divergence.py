@@ -7,6 +7,7 @@ import pytest
 
 import convnet as cn
 from convnet import finite
+from convnet import layers as L
 from convnet.callbacks import (
     Callback,
     EarlyStopping,
@@ -164,6 +165,26 @@ def test_an_overflow_in_the_first_step_leaves_no_optimizer_slots(numpy_backend):
         model.train_step(x, y)
     # the velocity the failed step created is gone, as if the step never ran
     assert model.optimizer.slots == {} and model.optimizer.iterations == 0
+
+
+def test_a_state_array_replaced_by_the_forward_pass_is_checked_and_put_back(numpy_backend):
+    # a layer may assign a new state array instead of updating it in place: the
+    # check reads the state as the forward pass left it, and the undo writes there
+    model = cn.Sequential([L.Flatten(), L.BatchNormalization(), L.Dense(3)], input_shape=(2, 2, 1), seed=0)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    bn = model.layers[1]
+    before = bn.state["moving_mean"].copy()
+    forward = bn.forward
+
+    def forward_then_replace(x, training=False):
+        y = forward(x, training=training)
+        bn.state["moving_mean"] = np.full_like(before, np.nan)
+        return y
+
+    bn.forward = forward_then_replace
+    with pytest.raises(FloatingPointError, match=r"layer state \['1/moving_mean'\]"):
+        model.train_step(np.ones((4, 2, 2, 1), np.float32), np.array([0, 1, 2, 0]))
+    assert np.array_equal(bn.state["moving_mean"], before) and model.optimizer.iterations == 0
 
 
 def test_finite_weights_whose_float32_sum_overflows_train_on(numpy_backend):
