@@ -263,6 +263,11 @@ class ModelCheckpoint(_Monitor, Callback):
     fixed filepath, the file always holds the best model). Files are written
     atomically: an interrupted save leaves the previous file intact.
     Attributes: best (best monitored value), last_path (the last file written).
+
+    The file also holds the state of the fit's other callbacks (EarlyStopping's
+    wait, ReduceLROnPlateau's counters) as they are when it is written: callbacks
+    run in list order, so list ModelCheckpoint last for a file whose states
+    include this epoch (a fit resumed from it then continues exactly).
     """
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
