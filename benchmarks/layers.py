@@ -57,14 +57,20 @@ def run(backends, workloads, batch, repeats, print_tables=True, stat="min"):
                 x, y = wl.batch(w, batch)
                 prof = profile_model(model, x, y, repeats=repeats, warmup=2, stat=stat,
                                      print_fn=print if print_tables else None)
-                for i, (layer, r) in enumerate(zip(model.layers, prof)):
+                # profile rows are named after the layers (a graph's nodes are not
+                # in model.layers' order, so rows are matched by name, not position)
+                by_name = {r["name"]: r for r in prof}
+                for node in model.graph.nodes:
+                    layer = node.layer
                     if not isinstance(layer, Conv2D):
                         continue
+                    r = by_name[layer.name]
                     oh, ow, f = layer.output_shape
                     kh, kw = layer.kernel_size
                     k = kh * kw * layer.input_shape[2]
                     fwd_flops = layer.flops_per_image() * batch
-                    bwd_flops = fwd_flops * (1 if i == 0 else 2)
+                    # dW always; dx too unless nothing upstream learns (the first layer)
+                    bwd_flops = fwd_flops * (2 if model.graph.input_grad_needed(node) else 1)
                     total = (fwd_flops + bwd_flops) / ((r["fwd_ms"] + r["bwd_ms"]) / 1e3) / 1e9
                     rows.append({"backend": backend, "workload": w, "layer": layer.name,
                                  "algorithm": layer.algorithm((batch, *layer.input_shape)),
