@@ -38,6 +38,7 @@ MODELS = ("bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet
 
 
 def light_input(proto):
+    """(name, array) of the input ONNX's runner feeds a light model: arange / size (float32)."""
     inits = {i.name for i in proto.graph.initializer}
     vi = next(i for i in proto.graph.input if i.name not in inits)
     shape = tuple(d.dim_value or 1 for d in vi.type.tensor_type.shape.dim)
@@ -46,7 +47,10 @@ def light_input(proto):
 
 
 def random_weights(proto, seed=0):
-    """ConstantOfShape weights -> random initializers (kernels U(-1,1)/sqrt(fan-in), vectors U(0.5, 1.5))."""
+    """The light model with its ConstantOfShape weights replaced by random initializers
+    (matrices and kernels ~ U(-1, 1) / sqrt(fan-in), vectors ~ U(0.5, 1.5), so BN
+    variances stay positive): the outputs then depend on every weight. Also used by
+    tests/test_onnx_import.py."""
     rng = np.random.default_rng(seed)
     model = onnx.ModelProto()
     model.CopyFrom(proto)
@@ -58,6 +62,7 @@ def random_weights(proto, seed=0):
             w = (rng.uniform(-1, 1, shape) / np.sqrt(max(int(np.prod(shape[1:])), 1)) if len(shape) >= 2
                  else rng.uniform(0.5, 1.5, shape))
             model.graph.initializer.append(numpy_helper.from_array(w.astype(np.float32), node.output[0]))
+            # this IR version lists every initializer among the graph inputs too
             model.graph.input.append(helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, shape))
         else:
             keep.append(node)

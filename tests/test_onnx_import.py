@@ -3,6 +3,7 @@ outputs; an imported model is an ordinary convnet model (trains, saves, summary,
 gradcheck); export -> import and import -> export are lossless; unsupported nodes
 give one clear error."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -18,20 +19,26 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import helper, numpy_helper  # noqa: E402
 
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+
+
+def _load_roundtrip_benchmark():
+    # benchmarks/onnx_roundtrip.py reports the numbers these tests assert; its
+    # helpers (the light models' input, random weights) serve both
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks", "onnx_roundtrip.py")
+    spec = importlib.util.spec_from_file_location("benchmarks_onnx_roundtrip", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_roundtrip = _load_roundtrip_benchmark()
+light_input = _roundtrip.light_input
+with_random_weights = _roundtrip.random_weights
 # load + run above ~2 s on 2 cores (big Dense/Conv weights built from ConstantOfShape): slow
 SLOW = {"bvlc_alexnet", "vgg19", "zfnet512", "inception_v1", "densenet121"}
 LIGHT_MODELS = [pytest.param(name, marks=[pytest.mark.slow] if name in SLOW else [])
                 for name in ("bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50",
                              "shufflenet", "squeezenet", "vgg19", "zfnet512")]
-
-
-def light_input(proto):
-    """The input ONNX's runner feeds the light models: arange / size (float32)."""
-    inits = {i.name for i in proto.graph.initializer}
-    vi = next(i for i in proto.graph.input if i.name not in inits)
-    shape = tuple(d.dim_value or 1 for d in vi.type.tensor_type.shape.dim)
-    n = int(np.prod(shape))
-    return vi.name, (np.arange(n).reshape(shape) / n).astype(np.float32)
 
 
 def to_onnx_layout(y):
@@ -153,35 +160,6 @@ def test_missing_onnx_package_message():
     assert "IMPORT-ERROR" in out.stdout and "pip install 'convnet[onnx]'" in out.stdout, out.stdout + out.stderr
 
 
-def with_random_weights(proto, seed=0):
-    """The light model with its ConstantOfShape weights replaced by random ones
-    (matrices and kernels ~ U(-1, 1) / sqrt(fan-in), vectors ~ U(0.5, 1.5), so BN
-    variances stay positive): the outputs then depend on every weight."""
-    rng = np.random.default_rng(seed)
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
-    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    keep = []
-    for node in model.graph.node:
-        if node.op_type == "ConstantOfShape" and node.input[0] in inits:
-            shape = tuple(int(d) for d in inits[node.input[0]])
-            if len(shape) >= 2:
-                w = rng.uniform(-1, 1, shape) / np.sqrt(max(int(np.prod(shape[1:])), 1))
-            else:
-                w = rng.uniform(0.5, 1.5, shape)
-            model.graph.initializer.append(numpy_helper.from_array(w.astype(np.float32), node.output[0]))
-            # this IR version lists every initializer among the graph inputs too
-            model.graph.input.append(helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, shape))
-        else:
-            keep.append(node)
-    del model.graph.node[:]
-    model.graph.node.extend(keep)
-    return model
-
-
-# AlexNet, VGG-19 and ZFNet-512 are plain chains of the operators these cover (LRN
-# included, through Inception v1) and cost 5-20 s each here; their reference test
-# above still runs them
 @pytest.mark.parametrize("name", ["squeezenet", "resnet50", "shufflenet", "inception_v2"] + [
     pytest.param(name, marks=pytest.mark.slow) for name in ("inception_v1", "densenet121")])
 def test_light_zoo_architecture_with_random_weights_matches_onnx_runtime(name, tmp_path):
