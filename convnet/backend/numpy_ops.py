@@ -287,130 +287,74 @@ class NumpyOps:
                 dxpad[:, ty:ty + sh * oh:sh, tx:tx + sw * ow:sw, :] += share
         return dxpad[:, pt:pt + h, pl:pl + w, :]
 
-    # ------------------------------------------------------ dilated pooling
-    def pool_windows(self, x, ph, pw, sh, sw, dh, dw, pads, fill):
-        """Every (dilated) window as its taps: x (N, H, W, C) -> (N, OH, OW, ph*pw, C),
-        padding filled with `fill` (-inf for max, 0 for the average's sum)."""
-        xp = self.xp
-        (pt, pb), (pl, pr) = pads
-        n, h, w, c = x.shape
-        oh = output_size(h, (ph - 1) * dh + 1, sh, pt, pb)
-        ow = output_size(w, (pw - 1) * dw + 1, sw, pl, pr)
-        xpad = xp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=fill)
-        win = xp.empty((n, oh, ow, ph * pw, c), dtype=x.dtype)
-        for ty in range(ph):
-            for tx in range(pw):
-                y0, x0 = ty * dh, tx * dw
-                win[:, :, :, ty * pw + tx, :] = xpad[:, y0:y0 + sh * oh:sh, x0:x0 + sw * ow:sw, :]
-        return win
+    # ---------------------------------------------- pooling over gathered windows
+    # Windows that the plain loops above do not cover: dilated 2-D windows, and
+    # volumes. Any number of spatial axes: x (N, *spatial, C); pool, strides and
+    # dilation give one int per spatial axis, pads one (before, after) pair per axis
+    # (2-D: (kh, kw), ...; 3-D: (kd, kh, kw), ...). Every backend runs these
+    # reference kernels: each gathers the windows' taps with one strided copy per
+    # tap, then reduces over the taps (the axis just before the channels).
 
-    def pool_windows_adjoint(self, dwin, x_shape, ph, pw, sh, sw, dh, dw, pads):
-        """Scatter-add (N, OH, OW, ph*pw, C) tap gradients back onto x (N, H, W, C)."""
-        xp = self.xp
-        (pt, pb), (pl, pr) = pads
-        n, h, w, c = x_shape
-        oh, ow = dwin.shape[1:3]
-        dxpad = xp.zeros((n, h + pt + pb, w + pl + pr, c), dtype=dwin.dtype)
-        for ty in range(ph):
-            for tx in range(pw):
-                y0, x0 = ty * dh, tx * dw
-                dxpad[:, y0:y0 + sh * oh:sh, x0:x0 + sw * ow:sw, :] += dwin[:, :, :, ty * pw + tx, :]
-        return dxpad[:, pt:pt + h, pl:pl + w, :]
-
-    def dilated_maxpool(self, x, ph, pw, sh, sw, dh, dw, pads):
-        """Max pooling over dilated windows: (y (N, OH, OW, C), argmax tap (N, OH, OW, C)),
-        the first maximum winning ties as in maxpool."""
-        win = self.pool_windows(x, ph, pw, sh, sw, dh, dw, pads, -np.inf)
-        arg = win.argmax(axis=3)
-        return self.xp.take_along_axis(win, arg[:, :, :, None, :], axis=3)[:, :, :, 0, :], arg
-
-    def dilated_maxpool_backward(self, dy, argmax, x_shape, ph, pw, sh, sw, dh, dw, pads):
-        """dy goes to the winning tap of each window, then onto x."""
-        xp = self.xp
-        taps = xp.arange(ph * pw).reshape(1, 1, 1, -1, 1)
-        dwin = xp.where(taps == argmax[:, :, :, None, :], dy[:, :, :, None, :], 0).astype(dy.dtype)
-        return self.pool_windows_adjoint(dwin, x_shape, ph, pw, sh, sw, dh, dw, pads)
-
-    def dilated_avgpool(self, x, ph, pw, sh, sw, dh, dw, pads):
-        """Mean over the real pixels of each dilated window: (y, count (OH, OW, 1))."""
-        xp = self.xp
-        total = self.pool_windows(x, ph, pw, sh, sw, dh, dw, pads, 0).sum(axis=3)
-        ones = xp.ones((1, *x.shape[1:3], 1), dtype=x.dtype)
-        count = self.pool_windows(ones, ph, pw, sh, sw, dh, dw, pads, 0).sum(axis=3)[0]
-        return total / count, count
-
-    def dilated_avgpool_backward(self, dy, count, x_shape, ph, pw, sh, sw, dh, dw, pads):
-        """Each real tap of a window gets dy / count (padding taps drop out in the adjoint)."""
-        share = (dy / count)[:, :, :, None, :]
-        dwin = self.xp.broadcast_to(share, (*dy.shape[:3], ph * pw, dy.shape[3]))
-        return self.pool_windows_adjoint(dwin, x_shape, ph, pw, sh, sw, dh, dw, pads)
-
-    # ------------------------------------------------------------ 3-D pooling
-    # Volumes x (N, D, H, W, C), windows pool = (kd, kh, kw), strides and dilation
-    # likewise, pads ((front, back), (top, bottom), (left, right)). Every backend runs
-    # these reference kernels (no jitted version): each gathers the windows' taps
-    # with one strided copy per tap, then reduces over the taps.
-
-    def pool3d_windows(self, x, pool, strides, dilation, pads, fill):
-        """Every window as its taps: x (N, D, H, W, C) -> (N, OD, OH, OW, kd*kh*kw, C),
+    def pool_windows(self, x, pool, strides, dilation, pads, fill):
+        """Every window as its taps: x (N, *S, C) -> (N, *O, taps, C), taps = prod(pool),
         the padding filled with `fill` (-inf for max, 0 for the average's sum).
 
-        Tap (td, th, tw), number (td*kh + th)*kw + tw, of window (i, j, l) reads the
-        padded input at (i*sd + td*dd, j*sh + th*dh, l*sw + tw*dw).
+        Tap (t_1, ..., t_k), numbered in row-major order, of window (o_1, ..., o_k)
+        reads the padded input at (o_1*s_1 + t_1*d_1, ..., o_k*s_k + t_k*d_k).
         """
         xp = self.xp
         n, c = x.shape[0], x.shape[-1]
         out = [output_size(size, (k - 1) * d + 1, s, before, after)
-               for size, k, s, d, (before, after) in zip(x.shape[1:4], pool, strides, dilation, pads)]
+               for size, k, s, d, (before, after) in zip(x.shape[1:-1], pool, strides, dilation, pads)]
         xpad = xp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=fill)
-        win = xp.empty((n, *out, pool[0] * pool[1] * pool[2], c), dtype=x.dtype)
+        win = xp.empty((n, *out, int(np.prod(pool)), c), dtype=x.dtype)
         for t, taps in enumerate(itertools.product(*(range(k) for k in pool))):
             # along each axis: start at tap * dilation, step by the stride, one per output
             grid = tuple(slice(tap * d, tap * d + s * o, s) for tap, d, s, o in zip(taps, dilation, strides, out))
-            win[:, :, :, :, t, :] = xpad[(slice(None), *grid, slice(None))]
+            win[..., t, :] = xpad[(slice(None), *grid, slice(None))]
         return win
 
-    def pool3d_windows_adjoint(self, dwin, x_shape, pool, strides, dilation, pads):
-        """Scatter-add (N, OD, OH, OW, taps, C) tap gradients back onto x (N, D, H, W, C):
-        an input read by several windows (or taps) receives the sum of their gradients."""
+    def pool_windows_adjoint(self, dwin, x_shape, pool, strides, dilation, pads):
+        """Scatter-add (N, *O, taps, C) tap gradients back onto x (N, *S, C): an input
+        read by several windows (or taps) receives the sum of their gradients."""
         xp = self.xp
-        out = dwin.shape[1:4]
-        padded = [size + before + after for size, (before, after) in zip(x_shape[1:4], pads)]
+        out = dwin.shape[1:-2]
+        padded = [size + before + after for size, (before, after) in zip(x_shape[1:-1], pads)]
         dxpad = xp.zeros((x_shape[0], *padded, x_shape[-1]), dtype=dwin.dtype)
         for t, taps in enumerate(itertools.product(*(range(k) for k in pool))):
             grid = tuple(slice(tap * d, tap * d + s * o, s) for tap, d, s, o in zip(taps, dilation, strides, out))
-            dxpad[(slice(None), *grid, slice(None))] += dwin[:, :, :, :, t, :]
-        inside = tuple(slice(before, before + size) for size, (before, _) in zip(x_shape[1:4], pads))
+            dxpad[(slice(None), *grid, slice(None))] += dwin[..., t, :]
+        inside = tuple(slice(before, before + size) for size, (before, _) in zip(x_shape[1:-1], pads))
         return dxpad[(slice(None), *inside, slice(None))]
 
-    def maxpool3d(self, x, pool, strides, dilation, pads):
-        """Max over each window: (y (N, OD, OH, OW, C), argmax (N, OD, OH, OW, C)), argmax
-        the winning tap, the first maximum when several tie; padding never wins."""
-        win = self.pool3d_windows(x, pool, strides, dilation, pads, -np.inf)
-        arg = win.argmax(axis=4)
-        return self.xp.take_along_axis(win, arg[:, :, :, :, None, :], axis=4)[:, :, :, :, 0, :], arg
+    def window_maxpool(self, x, pool, strides, dilation, pads):
+        """Max over each window: (y (N, *O, C), argmax (N, *O, C)), argmax the winning
+        tap, the first maximum when several tie (as in maxpool); padding never wins."""
+        win = self.pool_windows(x, pool, strides, dilation, pads, -np.inf)
+        arg = win.argmax(axis=-2)
+        return self.xp.take_along_axis(win, arg[..., None, :], axis=-2)[..., 0, :], arg
 
-    def maxpool3d_backward(self, dy, argmax, x_shape, pool, strides, dilation, pads):
-        """dy (N, OD, OH, OW, C) goes to the winning tap of each window, then onto x."""
+    def window_maxpool_backward(self, dy, argmax, x_shape, pool, strides, dilation, pads):
+        """dy (N, *O, C) goes to the winning tap of each window, then onto x."""
         xp = self.xp
-        taps = xp.arange(pool[0] * pool[1] * pool[2]).reshape(1, 1, 1, 1, -1, 1)
-        dwin = xp.where(taps == argmax[:, :, :, :, None, :], dy[:, :, :, :, None, :], 0).astype(dy.dtype)
-        return self.pool3d_windows_adjoint(dwin, x_shape, pool, strides, dilation, pads)
+        taps = xp.arange(int(np.prod(pool))).reshape((1,) * (dy.ndim - 1) + (-1, 1))
+        dwin = xp.where(taps == argmax[..., None, :], dy[..., None, :], 0).astype(dy.dtype)
+        return self.pool_windows_adjoint(dwin, x_shape, pool, strides, dilation, pads)
 
-    def avgpool3d(self, x, pool, strides, dilation, pads):
-        """Mean over the real (unpadded) voxels of each window: (y (N, OD, OH, OW, C),
-        count (OD, OH, OW, 1), the number of real voxels each window averaged)."""
+    def window_avgpool(self, x, pool, strides, dilation, pads):
+        """Mean over the real (unpadded) inputs of each window: (y (N, *O, C),
+        count (*O, 1), the number of real inputs each window averaged)."""
         xp = self.xp
-        total = self.pool3d_windows(x, pool, strides, dilation, pads, 0).sum(axis=4)
-        ones = xp.ones((1, *x.shape[1:4], 1), dtype=x.dtype)
-        count = self.pool3d_windows(ones, pool, strides, dilation, pads, 0).sum(axis=4)[0]
+        total = self.pool_windows(x, pool, strides, dilation, pads, 0).sum(axis=-2)
+        ones = xp.ones((1, *x.shape[1:-1], 1), dtype=x.dtype)
+        count = self.pool_windows(ones, pool, strides, dilation, pads, 0).sum(axis=-2)[0]
         return total / count, count
 
-    def avgpool3d_backward(self, dy, count, x_shape, pool, strides, dilation, pads):
-        """Each real voxel of a window gets dy / count (padding taps drop out in the adjoint)."""
-        share = (dy / count)[:, :, :, :, None, :]
-        dwin = self.xp.broadcast_to(share, (*dy.shape[:4], pool[0] * pool[1] * pool[2], dy.shape[4]))
-        return self.pool3d_windows_adjoint(dwin, x_shape, pool, strides, dilation, pads)
+    def window_avgpool_backward(self, dy, count, x_shape, pool, strides, dilation, pads):
+        """Each real input of a window gets dy / count (padding taps drop out in the adjoint)."""
+        share = (dy / count)[..., None, :]
+        dwin = self.xp.broadcast_to(share, (*dy.shape[:-1], int(np.prod(pool)), dy.shape[-1]))
+        return self.pool_windows_adjoint(dwin, x_shape, pool, strides, dilation, pads)
 
     # ------------------------------------------------------------- activations
     def relu(self, x, out=None):

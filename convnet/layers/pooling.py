@@ -94,7 +94,7 @@ class MaxPooling2D(_Pooling2D):
         (ph, pw), (sh, sw) = self.pool_size, self.strides
         _, pads = self._geometry(x.shape[1], x.shape[2])
         if self._dilated():
-            y, argmax = get_ops().dilated_maxpool(x, ph, pw, sh, sw, *self.dilation_rate, pads)
+            y, argmax = get_ops().window_maxpool(x, self.pool_size, self.strides, self.dilation_rate, pads)
         else:
             y, argmax = get_ops().maxpool(x, ph, pw, sh, sw, pads)
         self._cache = (argmax, x.shape, pads)
@@ -104,7 +104,8 @@ class MaxPooling2D(_Pooling2D):
         argmax, x_shape, pads = self._cache
         (ph, pw), (sh, sw) = self.pool_size, self.strides
         if self._dilated():
-            return get_ops().dilated_maxpool_backward(dy, argmax, x_shape, ph, pw, sh, sw, *self.dilation_rate, pads)
+            return get_ops().window_maxpool_backward(dy, argmax, x_shape, self.pool_size, self.strides,
+                                                     self.dilation_rate, pads)
         return get_ops().maxpool_backward(dy, argmax, x_shape, ph, pw, sh, sw, pads)
 
     def flops_per_image(self):
@@ -142,7 +143,7 @@ class AveragePooling2D(_Pooling2D):
         (ph, pw), (sh, sw) = self.pool_size, self.strides
         _, pads = self._geometry(x.shape[1], x.shape[2])
         if self._dilated():
-            y, count = get_ops().dilated_avgpool(x, ph, pw, sh, sw, *self.dilation_rate, pads)
+            y, count = get_ops().window_avgpool(x, self.pool_size, self.strides, self.dilation_rate, pads)
         else:
             y, count = get_ops().avgpool(x, ph, pw, sh, sw, pads)
         factor = self._rescale(x.shape[1], x.shape[2]) if self.count_include_pad else None
@@ -155,7 +156,8 @@ class AveragePooling2D(_Pooling2D):
         if factor is not None:
             dy = dy * factor
         if self._dilated():
-            return get_ops().dilated_avgpool_backward(dy, count, x_shape, ph, pw, sh, sw, *self.dilation_rate, pads)
+            return get_ops().window_avgpool_backward(dy, count, x_shape, self.pool_size, self.strides,
+                                                     self.dilation_rate, pads)
         return get_ops().avgpool_backward(dy, count, x_shape, ph, pw, sh, sw, pads)
 
     def get_config(self):

@@ -8,8 +8,9 @@ routes each window's gradient to the one input that won (the first maximum when
 several tie) and average pooling spreads it evenly over the real (unpadded) voxels
 it averaged; ceil_mode, count_include_pad and dilation_rate are ONNX's and PyTorch's
 options, as in 2-D. The window kernels are the backend's reference ones
-(ops.maxpool3d / ops.maxpool3d_backward, ops.avgpool3d / ...), which gather each
-window's kd*kh*kw taps and reduce over them.
+(ops.window_maxpool / ops.window_maxpool_backward, ops.window_avgpool / ...,
+shared with the dilated 2-D windows), which gather each window's kd*kh*kw taps
+and reduce over them.
 """
 
 import numpy as np
@@ -56,7 +57,7 @@ class _Pooling3D(Layer):
                                 ceil_mode=ceil_mode)
 
     def _window_args(self, x_shape):
-        """(pool, strides, dilation, pads): what the backend's 3-D kernels take."""
+        """(pool, strides, dilation, pads): what the backend's window kernels take."""
         _, pads = self._geometry(x_shape[1:4])
         return self.pool_size, self.strides, self.dilation_rate, pads
 
@@ -92,13 +93,13 @@ class MaxPooling3D(_Pooling3D):
 
     def _forward(self, x, training):
         args = self._window_args(x.shape)
-        y, argmax = get_ops().maxpool3d(x, *args)
+        y, argmax = get_ops().window_maxpool(x, *args)
         self._cache = (argmax, x.shape, args)
         return y
 
     def _backward(self, dy):
         argmax, x_shape, args = self._cache
-        return get_ops().maxpool3d_backward(dy, argmax, x_shape, *args)
+        return get_ops().window_maxpool_backward(dy, argmax, x_shape, *args)
 
 
 class AveragePooling3D(_Pooling3D):
@@ -130,7 +131,7 @@ class AveragePooling3D(_Pooling3D):
 
     def _forward(self, x, training):
         args = self._window_args(x.shape)
-        y, count = get_ops().avgpool3d(x, *args)
+        y, count = get_ops().window_avgpool(x, *args)
         factor = self._rescale(x.shape[1:4]) if self.count_include_pad else None
         self._cache = (count, x.shape, args, factor)
         return y if factor is None else y * factor
@@ -139,7 +140,7 @@ class AveragePooling3D(_Pooling3D):
         count, x_shape, args, factor = self._cache
         if factor is not None:
             dy = dy * factor
-        return get_ops().avgpool3d_backward(dy, count, x_shape, *args)
+        return get_ops().window_avgpool_backward(dy, count, x_shape, *args)
 
     def get_config(self):
         return {**super().get_config(), "count_include_pad": self.count_include_pad}
