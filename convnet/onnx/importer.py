@@ -162,6 +162,13 @@ class _Importer:
     def set_out(self, node, value, index=0):
         self.values[node.output[index]] = value
 
+    def keep_layout(self, node, layer, x=None):
+        """The node's output is `layer` applied to x (default: the node's first input),
+        in x's memory order: an element-wise layer, or one that works along the
+        channels-last axes x already has, leaves the permutation as it was."""
+        x = self.var(node, 0) if x is None else x
+        self.set_out(node, _Value(layer(x.sym), x.perm))
+
     def check_outputs(self, node, allowed=1):
         extra = [o for o in node.output[allowed:] if o]
         if extra and any(self._used(o) for o in extra):
@@ -398,7 +405,7 @@ class _Importer:
             raise self.error(node, f"pads {pads} as large as the window {kernel} are not supported")
         layer = classes[x.rank](kernel, strides=strides, padding=pads, ceil_mode=bool(a.get("ceil_mode", 0)),
                                 dilation_rate=dil, name=self.layer_name(node), dtype=self.dtype, **extra)
-        self.set_out(node, _Value(layer(x.sym), x.perm))
+        self.keep_layout(node, layer, x)
 
     def op_MaxPool(self, node, a):
         if int(a.get("storage_order", 0)):
@@ -545,9 +552,7 @@ class _Importer:
         return _Value(y, tuple(range(len(y.shape))))
 
     def _activation(self, node, name):
-        x = self.var(node, 0)
-        layer = L.Activation(name, name=self.layer_name(node), dtype=self.dtype)
-        self.set_out(node, _Value(layer(x.sym), x.perm))
+        self.keep_layout(node, L.Activation(name, name=self.layer_name(node), dtype=self.dtype))
 
     def op_Relu(self, node, a):
         self._activation(node, "relu")
@@ -559,14 +564,10 @@ class _Importer:
         self._activation(node, "tanh")
 
     def op_Elu(self, node, a):
-        x = self.var(node, 0)
-        layer = L.ELU(float(a.get("alpha", 1.0)), name=self.layer_name(node), dtype=self.dtype)
-        self.set_out(node, _Value(layer(x.sym), x.perm))
+        self.keep_layout(node, L.ELU(float(a.get("alpha", 1.0)), name=self.layer_name(node), dtype=self.dtype))
 
     def op_Neg(self, node, a):
-        x = self.var(node, 0)
-        layer = L.ConstantOp("mul", -1.0, name=self.layer_name(node), dtype=self.dtype)
-        self.set_out(node, _Value(layer(x.sym), x.perm))
+        self.keep_layout(node, L.ConstantOp("mul", -1.0, name=self.layer_name(node), dtype=self.dtype))
 
     def op_Selu(self, node, a):
         from ..layers.activations import SELU_ALPHA, SELU_SCALE
@@ -582,9 +583,8 @@ class _Importer:
         self._activation(node, "softsign")
 
     def op_LeakyRelu(self, node, a):
-        x = self.var(node, 0)
-        layer = L.LeakyReLU(float(a.get("alpha", 0.01)), name=self.layer_name(node), dtype=self.dtype)
-        self.set_out(node, _Value(layer(x.sym), x.perm))
+        self.keep_layout(node, L.LeakyReLU(float(a.get("alpha", 0.01)), name=self.layer_name(node),
+                                           dtype=self.dtype))
 
     def op_PRelu(self, node, a):
         x = self.var(node, 0)
@@ -636,7 +636,7 @@ class _Importer:
                 order = [i for i in range(r) if i != axis] + [axis]
                 x = self.permute(x, order, node)
             layer = cls(name=self.layer_name(node), dtype=self.dtype)
-            self.set_out(node, _Value(layer(x.sym), x.perm))
+            self.keep_layout(node, layer, x)
             return
         # opset < 13: softmax over the flattened axes [axis, ...) of a 2-D view
         axis = self.axis(a.get("axis", 1), x, node)
@@ -644,7 +644,7 @@ class _Importer:
         shape = x.onnx_shape()
         if axis == r - 1:
             layer = cls(name=self.layer_name(node), dtype=self.dtype)
-            self.set_out(node, _Value(layer(x.sym), x.perm))
+            self.keep_layout(node, layer, x)
             return
         lead = shape[:axis - 1]
         flat = L.Reshape((*lead, -1), name=self.layer_name(node, "_flatten"), dtype=self.dtype)(x.sym)
@@ -679,12 +679,10 @@ class _Importer:
         if len(node.input) > 2 and node.input[2] and bool(self.const(node, 2, "training_mode")):
             raise self.error(node, "training_mode=True is not supported (import gives inference graphs)")
         layer = L.Dropout(min(float(rate), 0.999), name=self.layer_name(node), dtype=self.dtype)
-        self.set_out(node, _Value(layer(x.sym), x.perm))
+        self.keep_layout(node, layer, x)
 
     def op_Identity(self, node, a):
-        x = self.var(node, 0)
-        layer = L.Identity(name=self.layer_name(node), dtype=self.dtype)
-        self.set_out(node, _Value(layer(x.sym), x.perm))
+        self.keep_layout(node, L.Identity(name=self.layer_name(node), dtype=self.dtype))
 
     def _reshape_to(self, node, x, shape):
         """x (any perm) reshaped to the ONNX shape `shape` (without the batch)."""
@@ -843,9 +841,7 @@ class _Importer:
         self._binary(node, L.Divide, "div", "rdiv")
 
     def op_Abs(self, node, a):
-        x = self.var(node, 0)
-        layer = L.Abs(name=self.layer_name(node), dtype=self.dtype)
-        self.set_out(node, _Value(layer(x.sym), x.perm))
+        self.keep_layout(node, L.Abs(name=self.layer_name(node), dtype=self.dtype))
 
     def op_Concat(self, node, a):
         names = list(node.input)
@@ -902,13 +898,13 @@ class _Importer:
         lo = None if lo is None or np.size(lo) == 0 else float(np.asarray(lo).reshape(-1)[0])
         hi = None if hi is None or np.size(hi) == 0 else float(np.asarray(hi).reshape(-1)[0])
         layer = L.Clip(lo, hi, name=self.layer_name(node), dtype=self.dtype)
-        self.set_out(node, _Value(layer(x.sym), x.perm))
+        self.keep_layout(node, layer, x)
 
     def op_LRN(self, node, a):
         x = self.channels_last(self.var(node, 0), node)
         layer = L.LRN(int(a["size"]), alpha=float(a.get("alpha", 1e-4)), beta=float(a.get("beta", 0.75)),
                       bias=float(a.get("bias", 1.0)), name=self.layer_name(node), dtype=self.dtype)
-        self.set_out(node, _Value(layer(x.sym), x.perm))
+        self.keep_layout(node, layer, x)
 
 
 def _model_name(name):
