@@ -251,6 +251,9 @@ def _learning_rate(model, owner):
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None or not hasattr(optimizer, "learning_rate"):
         raise ValueError(f"{owner}: the model has no optimizer with a learning_rate; compile it first")
+    if getattr(optimizer, "schedule", None) is not None:
+        raise ValueError(f"{owner}: the optimizer's learning rate follows a {type(optimizer.schedule).__name__} "
+                         f"schedule, which {owner} cannot change; use one or the other")
     return float(optimizer.learning_rate)
 
 

@@ -22,6 +22,7 @@ import csv
 import datetime
 import io
 import json
+import math
 import os
 import signal
 import sys
@@ -189,6 +190,16 @@ def balanced_class_weight(labels, num_classes):
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
     counts = np.bincount(labels, minlength=num_classes)
     return {int(c): float(len(labels) / (num_classes * n)) for c, n in enumerate(counts) if n}
+
+
+def learning_rate(args, train):
+    """--learning-rate as a number, or with --lr-schedule cosine the schedule that
+    ends at the last step of the last epoch."""
+    if getattr(args, "lr_schedule", None) is None:
+        return args.learning_rate
+    steps_per_epoch = math.ceil(len(train[0]) / args.batch_size) if isinstance(train, tuple) else len(train)
+    from .schedules import CosineDecay
+    return CosineDecay(args.learning_rate, decay_steps=max(args.epochs * steps_per_epoch, 1))
 
 
 def training_callbacks(args):
@@ -381,6 +392,8 @@ def cmd_train(args):
         raise ValueError("train: give the data (a dataset name or a folder), or --resume RUN_DIR")
     else:
         args.resume = None
+    if args.lr_decay and getattr(args, "lr_schedule", None):
+        raise ValueError("train: give --lr-decay or --lr-schedule, not both")
     if args.backend:
         cn.set_backend(args.backend)
     start_load = time.perf_counter()
@@ -397,7 +410,7 @@ def cmd_train(args):
     else:
         model = build_model(args, input_shape, len(class_names))
         if not args.model.endswith(".npz"):
-            model.compile(optimizer=optimizers.Adam(args.learning_rate),
+            model.compile(optimizer=optimizers.Adam(learning_rate(args, train)),
                           # the presets end in a linear Dense: the loss reads logits
                           loss=losses.SparseCategoricalCrossentropy(from_logits=True,
                                                                     label_smoothing=args.label_smoothing),
@@ -639,6 +652,9 @@ def build_parser():
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--lr-decay", type=float, default=None,
                    help="multiply the learning rate by this after every epoch (e.g. 0.8)")
+    p.add_argument("--lr-schedule", choices=["cosine"], default=None,
+                   help="cosine: decay the learning rate along half a cosine, at every step, from "
+                        "--learning-rate to 0 at the end of the last epoch (Keras' CosineDecay)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout before the classifier")
     p.add_argument("--label-smoothing", type=float, default=0.0,
                    help="train on one-hot targets moved toward uniform: (1 - s) onehot + s / classes")

@@ -2,32 +2,63 @@
 
 An optimizer keeps per-parameter slots (velocity; Adam's m and v) keyed by a stable
 string such as "0/W" (layer index / parameter name) and updates parameters in
-place through the backend's kernels (ops.sgd_update, ops.adam_update).
+place through the backend's kernels (ops.sgd_update, ops.adam_update). Its
+learning rate is a number or a schedule of the step (`schedules`, also reachable
+as `cn.optimizers.schedules` as in Keras).
 """
 
 import numpy as np
 
+from . import schedules
 from ._checks import check_real
 from .backend import get_ops
 
 
 class Optimizer:
-    """Base class. `learning_rate` may be changed between steps (schedules, callbacks)."""
+    """Base class. `learning_rate` is a positive number, which may be changed between
+    steps (callbacks do), or a schedules.LearningRateSchedule of the step count."""
 
     name = "optimizer"
 
     def __init__(self, learning_rate):
-        self.learning_rate = check_real(learning_rate, "learning_rate", type(self).__name__,
-                                        low=0, low_open=True)
         self.iterations = 0
         self.slots = {}
+        self._learning_rate = None
+        self.learning_rate = learning_rate
+
+    @property
+    def learning_rate(self):
+        """The rate the next step uses: the number set, or the schedule at this step."""
+        if self.schedule is not None:
+            return self.schedule(self.iterations)
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if isinstance(value, dict):               # a schedule as a model file keeps it
+            value = schedules.deserialize(value)
+        if isinstance(value, schedules.LearningRateSchedule):
+            self._learning_rate = value
+            return
+        if self.schedule is not None:             # Keras' rule: a schedule's rate is not set by hand
+            raise TypeError(f"{type(self).__name__}: the learning rate follows a {type(self.schedule).__name__} "
+                            "schedule and cannot be set to a number; build the optimizer with a number "
+                            "as its learning_rate to change it during training")
+        self._learning_rate = check_real(value, "learning_rate", type(self).__name__, low=0, low_open=True)
+
+    @property
+    def schedule(self):
+        """The LearningRateSchedule the rate follows, or None for a number."""
+        rate = self._learning_rate
+        return rate if isinstance(rate, schedules.LearningRateSchedule) else None
 
     def apply_gradients(self, params_and_grads):
         """One step over [(key, param, grad), ...]; params are updated in place."""
         checked = self._check_gradients(params_and_grads)
+        lr = self.learning_rate          # the schedule at the steps made before this one
         self.iterations += 1
         for key, param, grad in checked:
-            self._update(key, param, grad)
+            self._update(key, param, grad, lr)
 
     def _check_gradients(self, params_and_grads):
         """The (key, param, grad) triples, each grad as an array of its param's dtype.
@@ -77,7 +108,8 @@ class Optimizer:
         return slots[name]
 
     def get_config(self):
-        return {"learning_rate": self.learning_rate}
+        rate = self._learning_rate
+        return {"learning_rate": schedules.serialize(rate) if self.schedule is not None else rate}
 
     # state for model files: iterations + every slot as a host array
     def get_state(self):
@@ -111,9 +143,9 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.weight_decay = check_real(weight_decay, "weight_decay", "SGD", low=0)
 
-    def _update(self, key, p, g):
+    def _update(self, key, p, g, lr):
         velocity = self._slot(key, "velocity", p) if self.momentum else None
-        get_ops().sgd_update(p, g, velocity, self.learning_rate, self.momentum,
+        get_ops().sgd_update(p, g, velocity, lr, self.momentum,
                              self.nesterov, self.weight_decay)
 
     def get_config(self):
@@ -132,10 +164,10 @@ class Adam(Optimizer):
         self.beta_2 = check_real(beta_2, "beta_2", "Adam", low=0, high=1, high_open=True)
         self.epsilon = check_real(epsilon, "epsilon", "Adam", low=0, low_open=True)
 
-    def _update(self, key, p, g):
+    def _update(self, key, p, g, lr):
         m = self._slot(key, "m", p)
         v = self._slot(key, "v", p)
-        get_ops().adam_update(p, g, m, v, self.learning_rate, self.beta_1, self.beta_2,
+        get_ops().adam_update(p, g, m, v, lr, self.beta_1, self.beta_2,
                               self.epsilon, self.iterations)
 
     def get_config(self):

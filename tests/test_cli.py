@@ -92,6 +92,24 @@ def test_train_with_label_smoothing(shapes_folder, tmp_path):
     assert min(history["loss"]) > -(t * np.log(t)).sum()
 
 
+def test_train_with_a_cosine_schedule_ends_at_the_last_step(tmp_path, capsys):
+    # synthetic: 200 images, 10% validate, so 180 train in ceil(180 / 32) = 6 steps an epoch
+    assert cli.main(["train", "synthetic", "--epochs", "2", "--limit", "200", "--batch-size", "32",
+                     "--learning-rate", "4e-3", "--lr-schedule", "cosine", "--output-dir", str(tmp_path),
+                     "--verbose", "0", "--backend", "numpy"]) == 0
+    (run,) = tmp_path.iterdir()
+    optimizer = cn.load_model(run / "model.npz").optimizer
+    assert optimizer.get_config()["learning_rate"] == {
+        "class_name": "CosineDecay", "config": {"initial_learning_rate": 4e-3, "decay_steps": 12, "alpha": 0.0,
+                                                "name": "CosineDecay", "warmup_target": None, "warmup_steps": 0}}
+    assert optimizer.iterations == 12 and optimizer.learning_rate == 0.0
+    capsys.readouterr()
+    assert cli.main(["train", "synthetic", "--epochs", "1", "--limit", "50", "--lr-schedule", "cosine",
+                     "--lr-decay", "0.8", "--output-dir", str(tmp_path / "no"), "--verbose", "0"]) != 0
+    assert "give --lr-decay or --lr-schedule, not both" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
+
+
 def test_train_on_synthetic_arrays(tmp_path, capsys):
     assert cli.main(["train", "synthetic", "--epochs", "1", "--limit", "200", "--output-dir",
                      str(tmp_path), "--verbose", "0", "--backend", "numpy"]) == 0
