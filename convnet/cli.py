@@ -451,6 +451,7 @@ def cmd_train(args):
     metrics = {"data": args.data, "model": args.model, "backend": cn.get_backend(),
                "epochs_run": len(record.epochs), "batch_size": args.batch_size,
                "learning_rate": args.learning_rate, "lr_decay": args.lr_decay,
+               "lr_schedule": getattr(args, "lr_schedule", None),
                "dropout": args.dropout, "seed": args.seed,
                "train_seconds": round(train_seconds, 2), "load_seconds": round(load_seconds, 2)}
     # the validation data steered training; the test data is evaluated once, here
