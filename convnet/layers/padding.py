@@ -46,6 +46,22 @@ def normalize_pair(value, what, owner):
     return normalize_tuple(value, 2, what, owner)
 
 
+def pooling_arguments(pool_size, strides, padding, dilation_rate, rank, owner):
+    """(pool_size, strides, padding, dilation_rate) of a pooling layer with `rank`
+    window axes, normalized: strides default to pool_size, and the padding must
+    be smaller than the window (a window lying wholly in the padding would have
+    nothing to pool). dilation_rate (ONNX's dilations) spaces the taps d apart."""
+    dilation_rate = normalize_tuple(dilation_rate, rank, "dilation_rate", owner)
+    pool_size = normalize_tuple(pool_size, rank, "pool_size", owner)
+    strides = pool_size if strides is None else normalize_tuple(strides, rank, "strides", owner)
+    padding = normalize_padding(padding, owner, rank=rank)
+    if isinstance(padding, int) and padding >= min(pool_size):
+        raise ValueError(f"{owner}: int padding must be smaller than pool_size {pool_size}, got {padding}")
+    if isinstance(padding, tuple) and any(p >= k for pair, k in zip(padding, pool_size) for p in pair):
+        raise ValueError(f"{owner}: explicit padding must be smaller than pool_size {pool_size}, got {padding}")
+    return pool_size, strides, padding, dilation_rate
+
+
 def _explicit_pairs(padding, rank=2):
     """((t, b), (l, r)) (rank pairs) as a tuple of int pairs, or None when padding is
     not of that form."""

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..backend import get_ops
 from .base import Layer
-from .padding import normalize_padding, normalize_pair, padding_config, window_geometry
+from .padding import padding_config, pooling_arguments, window_geometry
 
 
 def tap_counts(n, k, s, d, out, before, after_declared):
@@ -34,20 +34,8 @@ class _Pooling2D(Layer):
     def __init__(self, pool_size=2, strides=None, padding="valid", name=None, dtype=None,
                  input_shape=None, ceil_mode=False, dilation_rate=1):
         super().__init__(name=name, dtype=dtype, input_shape=input_shape)
-        owner = self.describe()
-        # dilation_rate (ONNX's dilations): window taps d pixels apart
-        self.dilation_rate = normalize_pair(dilation_rate, "dilation_rate", owner)
-        self.pool_size = normalize_pair(pool_size, "pool_size", owner)
-        self.strides = self.pool_size if strides is None else normalize_pair(strides, "strides", owner)
-        self.padding = normalize_padding(padding, owner)
-        if isinstance(self.padding, int) and self.padding >= min(self.pool_size):
-            # a window lying wholly in the padding would have nothing to pool
-            raise ValueError(f"{owner}: int padding must be smaller than pool_size "
-                             f"{self.pool_size}, got {self.padding}")
-        if isinstance(self.padding, tuple) and any(
-                p >= k for pair, k in zip(self.padding, self.pool_size) for p in pair):
-            raise ValueError(f"{owner}: explicit padding must be smaller than pool_size "
-                             f"{self.pool_size}, got {self.padding}")
+        self.pool_size, self.strides, self.padding, self.dilation_rate = pooling_arguments(
+            pool_size, strides, padding, dilation_rate, 2, self.describe())
         # ceil_mode (ONNX, PyTorch): the output size rounds up, the last windows
         # reaching past the input (they pool only what they cover)
         self.ceil_mode = bool(ceil_mode)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..backend import get_ops
 from .base import Layer
-from .padding import normalize_padding, normalize_tuple, padding_config, windows_geometry
+from .padding import padding_config, pooling_arguments, windows_geometry
 from .pooling import tap_counts
 
 __all__ = ["MaxPooling3D", "AveragePooling3D", "MaxPool3D", "AvgPool3D"]
@@ -31,19 +31,8 @@ class _Pooling3D(Layer):
     def __init__(self, pool_size=2, strides=None, padding="valid", name=None, dtype=None,
                  input_shape=None, ceil_mode=False, dilation_rate=1):
         super().__init__(name=name, dtype=dtype, input_shape=input_shape)
-        owner = self.describe()
-        self.dilation_rate = normalize_tuple(dilation_rate, 3, "dilation_rate", owner)
-        self.pool_size = normalize_tuple(pool_size, 3, "pool_size", owner)
-        self.strides = self.pool_size if strides is None else normalize_tuple(strides, 3, "strides", owner)
-        self.padding = normalize_padding(padding, owner, rank=3)
-        # a window lying wholly in the padding would have nothing to pool
-        if isinstance(self.padding, int) and self.padding >= min(self.pool_size):
-            raise ValueError(f"{owner}: int padding must be smaller than pool_size {self.pool_size}, "
-                             f"got {self.padding}")
-        if isinstance(self.padding, tuple) and any(
-                p >= k for pair, k in zip(self.padding, self.pool_size) for p in pair):
-            raise ValueError(f"{owner}: explicit padding must be smaller than pool_size {self.pool_size}, "
-                             f"got {self.padding}")
+        self.pool_size, self.strides, self.padding, self.dilation_rate = pooling_arguments(
+            pool_size, strides, padding, dilation_rate, 3, self.describe())
         self.ceil_mode = bool(ceil_mode)
 
     def _rank_hint(self):
