@@ -441,6 +441,11 @@ def test_conv_algorithm_is_named_and_chosen_in_one_place():
     assert NB.conv2d_algorithm((128, 14, 14, 32), (288, 64), (np.float32,)) == "gemm-chunks"
     assert NB.conv2d_algorithm((1, 8, 8, 4), (36, 20), (np.float16,)) == "im2col-gemm"
     assert NB.conv2d_algorithm((1, 8, 8, 4), (9, 8), (np.float32, np.float64)) == "gemm-chunks"
+    # a 1x1 window (W5's shortcuts): short, but its im2col is only a copy of x,
+    # so only few filters make it small
+    assert NB.conv2d_algorithm((32, 32, 32, 16), (16, 32), (np.float32,)) == "gemm-chunks"
+    assert NB.conv2d_algorithm((32, 32, 32, 16), (16, 16), (np.float32,)) == "phases"
+    assert NB.conv2d_algorithm((32, 32, 32, 1), (9, 32), (np.float32,)) == "phases"
     assert REF.conv2d_algorithm((128, 28, 28, 1), (9, 32)) == "im2col-gemm"
     layer = L.Conv2D(32, 3, padding="same")
     layer.build((10, 10, 16))

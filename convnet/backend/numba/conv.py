@@ -37,8 +37,9 @@ REFERENCE = "im2col-gemm"
 
 
 @functools.lru_cache(maxsize=1024)
-def choose(W2_shape, dtypes):
-    """The algorithm for a convolution with kernel matrix shape (K, F) on arrays of
+def choose(W2_shape, dtypes, taps):
+    """The algorithm for a convolution with kernel matrix shape (K, F), K = taps * C
+    (taps = kh*kw), on arrays of
     the given dtypes (a tuple): "phases" for small convolutions (phases.is_small) when all
     dtypes agree, "gemm-chunks" otherwise, and "im2col-gemm" (the reference) for
     dtypes the kernels are not compiled for. Cached: a batch-1 convolution takes
@@ -47,7 +48,7 @@ def choose(W2_shape, dtypes):
     if not all(d in JIT_DTYPES for d in dtypes):
         return REFERENCE
     k, f = W2_shape
-    if phases.is_small(k, f) and len(set(dtypes)) == 1:
+    if phases.is_small(k, f, taps) and len(set(dtypes)) == 1:
         return PHASES
     return GEMM_CHUNKS
 

@@ -80,7 +80,7 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         shape x_shape (N, H, W, C) and a kernel matrix of shape (kh*kw*C, F) on
         arrays of these dtypes: "phases", "gemm-chunks" or "im2col-gemm" (see
         convnet/backend/numba/conv.py, the one place that chooses)."""
-        return conv.choose(tuple(W2_shape), tuple(dtypes))
+        return conv.choose(tuple(W2_shape), tuple(dtypes), W2_shape[0] // x_shape[-1])
 
     def conv2d_forward(self, x, W2, b, kh, kw, sh, sw, pads, training=True):
         """Same as NumpyOps.conv2d_forward: (y = im2col(x) @ W2 + b, (N*OH*OW, F),

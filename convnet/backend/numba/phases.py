@@ -1,9 +1,10 @@
 """Direct convolution on stride phases: the algorithm for small convolutions.
 
-When a convolution has few filters or a short window (F <= 16 or kh*kw*C <= 32,
-e.g. a first layer on 1 or 3 channels), a GEMM over the im2col matrix is
-memory-bound: each long, thin row is used for only a few multiply-adds, and
-unfolding K = kh*kw*C values per output pixel costs more than the products.
+When a convolution has few filters or a short window (F <= 16, or kh*kw*C <= 32
+in a window larger than 1x1, e.g. a first layer on 1 or 3 channels), a GEMM over
+the im2col matrix is memory-bound: each long, thin row is used for only a few
+multiply-adds, and unfolding K = kh*kw*C values per output pixel costs more than
+the products.
 These kernels unfold nothing. They first split the zero-padded input into stride
 phases ("space to depth"): plane (ch, ry, rx) of an image holds the pixels whose
 padded row is = ry and column is = rx modulo the strides,
@@ -44,10 +45,14 @@ FAST = dict(JIT, fastmath=True)
 BLOCK_POSITIONS = 512
 
 
-def is_small(k, f):
-    """True when a convolution with window length k = kh*kw*C and f filters runs
-    faster here than as im2col + GEMM (see the module docstring)."""
-    return f <= 16 or k <= 32
+def is_small(k, f, taps):
+    """True when a convolution with window length k = kh*kw*C (taps = kh*kw) and
+    f filters runs faster here than as im2col + GEMM (see the module docstring).
+    A 1x1 window is small only by its filters: its im2col is a plain (strided)
+    copy of x, not a K-fold unfolding, so a GEMM is not held back by it (measured
+    on W5's 1x1 stride-2 shortcuts, 16 -> 32 and 32 -> 64 channels: the GEMM path
+    took 0.4-0.6 of this one's time, forward and backward)."""
+    return f <= 16 or (k <= 32 and taps > 1)
 
 
 @functools.lru_cache(maxsize=256)
