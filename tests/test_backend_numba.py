@@ -138,6 +138,36 @@ def test_small_convolution_rectangular_windows_and_filter_counts(dtype):
                 np.testing.assert_allclose(a, r, err_msg=f"{name} {msg}", **tol)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_small_convolution_input_gradient_as_a_convolution(dtype):
+    # stride 1 and >= 4 input channels: dx is the correlation of dy with the
+    # flipped, channel-swapped kernel (conv.phases_input_grad), with square and
+    # rectangular windows, uneven "same" padding (a 2x2 window pads one side),
+    # padding as wide as the window allows, and, past that, the col2im path
+    from convnet.backend.numba import conv
+    rng = np.random.default_rng(17)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    cases = [((3, 3), "same", (2, 9, 7, 5), 3, True), ((2, 2), "same", (1, 6, 7, 4), 5, True),
+             ((3, 2), "valid", (2, 8, 6, 6), 2, True), ((5, 5), 4, (1, 6, 6, 4), 1, True),
+             ((1, 1), "valid", (2, 5, 5, 8), 16, True), ((3, 3), 3, (1, 5, 5, 4), 2, False),
+             ((3, 3), "same", (2, 6, 6, 3), 4, False)]
+    for (kh, kw), padding, shape, f, applies in cases:
+        msg = f"conv {kh}x{kw} {padding} {shape} f={f}"
+        (oh, ow), pads = window_geometry(shape[1], shape[2], (kh, kw), (1, 1), padding)
+        assert NB.conv2d_algorithm(shape, (kh * kw * shape[3], f), (dtype,)) == "phases", msg
+        assert conv.phases_input_grad_applies(shape, kh, kw, 1, 1, pads[0][0], pads[1][0]) == applies, msg
+        x = _data(rng, shape, dtype)
+        W2 = _data(rng, (kh * kw * shape[3], f), dtype)
+        y, saved = NB.conv2d_forward(x, W2, None, kh, kw, 1, 1, pads)
+        _, ref_saved = REF.conv2d_forward(x, W2, None, kh, kw, 1, 1, pads)
+        dy = _data(rng, y.shape, dtype)
+        dx, dW2, _ = NB.conv2d_backward(dy, x, saved, W2, kh, kw, 1, 1, pads)
+        ref_dx, ref_dW2, _ = REF.conv2d_backward(dy, x, ref_saved, W2, kh, kw, 1, 1, pads)
+        assert dx.dtype == dtype, msg
+        np.testing.assert_allclose(dx, ref_dx, err_msg=msg, **tol)
+        np.testing.assert_allclose(dW2, ref_dW2, err_msg=msg, **tol)
+
+
 @pytest.mark.parametrize("jobs_per_core", [True, False])
 def test_wide_convolution_one_job_per_core_matches_reference(jobs_per_core):
     # wide convolutions (F > 16, K > 32) as one job per worker thread (serial

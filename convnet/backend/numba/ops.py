@@ -101,7 +101,8 @@ class NumbaOps(BatchNormKernels, NumpyOps):
     def conv2d_backward(self, dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx=True):
         """Same as NumpyOps.conv2d_backward: (dx or None, dW2, db) for
         dy = dL/dy (N*OH*OW, F), by the algorithm conv2d_algorithm names ("phases"
-        takes dW2 from its direct kernel and dx from the chunked col2im path)."""
+        takes dW2 from its direct kernel, and dx from phases_input_grad or the chunked
+        col2im path)."""
         algorithm = self.conv2d_algorithm(x.shape, W2.shape, (dy.dtype, x.dtype, W2.dtype))
         if algorithm == conv.REFERENCE:
             return super().conv2d_backward(dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx)
@@ -110,8 +111,11 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         ow = output_size(x.shape[2], kw, sw, pl, pr)
         x, dy, W2 = contig(x), contig(dy), contig(W2)
         small = algorithm == conv.PHASES
-        dx, dW2 = conv.gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, need_dx,
+        direct_dx = small and need_dx and conv.phases_input_grad_applies(x.shape, kh, kw, sh, sw, pt, pl)
+        dx, dW2 = conv.gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, need_dx and not direct_dx,
                                             not small, self.conv_chunk_bytes, self.conv_jobs_per_core)
+        if direct_dx:
+            dx = conv.phases_input_grad(dy, W2, x.shape, kh, kw, pt, pl, oh, ow)
         if small:
             dW2 = conv.phases_weight_grad(dy, x, saved, W2, kh, kw, sh, sw, pt, pl, oh, ow)
         return dx, dW2, conv.bias_grad(dy)
