@@ -14,7 +14,10 @@ tested element by element. A float32 sum is about twice as fast as a float64 one
 
 The undo needs the arrays as they were before the step: `Snapshot` keeps copies
 in buffers it reuses from step to step (allocating fresh copies every step also
-costs the page faults of touching new memory).
+costs the page faults of touching new memory). An optimizer whose step is
+bounded (Adam: Optimizer.step_bound) needs no undo: a finite `square_total` of
+the gradients and the weights bounds every |g| and |w| by sqrt(float max), which
+proves the updated weights and slots finite before anything is written.
 """
 
 import math
@@ -24,7 +27,8 @@ import numpy as np
 from .arrays import is_device_array, to_host
 from .backend import get_ops
 
-__all__ = ["nonfinite_input", "total_sum", "all_finite", "Snapshot", "nonfinite_grads", "nonfinite_arrays"]
+__all__ = ["nonfinite_input", "total_sum", "square_total", "all_finite", "Snapshot", "nonfinite_grads",
+           "nonfinite_arrays"]
 
 
 def _count_nonfinite(a):
@@ -57,6 +61,23 @@ def total_sum(arrays):
     for a in arrays:
         if a.dtype.kind in "fc":
             total = a.sum(dtype=np.float32 if a.dtype == np.float16 else None) + total
+    return total
+
+
+def square_total(arrays):
+    """The sum of the squares of every element of every floating array, a 0-d
+    value of the arrays' backend (not read back), each array's part one dot
+    product (no temporary). Finite only when every element is finite and so is
+    its square, |a| < sqrt(float max); the converse fails only where the squares
+    of finite values add up past the float maximum."""
+    total = 0.0
+    for a in arrays:
+        if a.dtype.kind in "fc":
+            flat = a.reshape(-1)
+            if a.dtype == np.float16:
+                flat = flat.astype(np.float32)
+            xp = get_ops().xp if is_device_array(a) or not isinstance(a, np.ndarray) else np
+            total = xp.dot(flat, flat) + total
     return total
 
 

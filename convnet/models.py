@@ -368,9 +368,12 @@ class Model:
         gradients). Then the step is undone: the weights, the optimizer's slots and
         step count, and the layers' state (BatchNorm's moving statistics, which the
         forward pass updates) are put back, so the model keeps its last finite
-        weights. The check is one sum over the gradients, the updated weights and
-        the state, read back once (convnet/finite.py); the undo copies them into
-        buffers kept from step to step (finite.Snapshot).
+        weights. When the optimizer bounds its step (Adam), one sum of squares of
+        the gradients and weights proves the step finite before it is taken, and
+        nothing needs undoing (_step_is_finite). Otherwise the check is one sum over
+        the gradients, the updated weights and the state, read back once
+        (convnet/finite.py), and the undo copies them into buffers kept from step
+        to step (finite.Snapshot).
         """
         state_copy, step_copy = self._undo
 
@@ -385,25 +388,61 @@ class Model:
             problem = f"the loss is {loss}"
         else:
             self.backward(grads)
-            pairs = self.params_and_grads()
-            optimizer = self.optimizer
-            slot_names = {key: list(d) for key, d in optimizer.slots.items()}
-            step_copy.take({**{("param", key): p for key, p, _ in pairs},
-                            **{("slot", key, n): a for key, d in optimizer.slots.items() for n, a in d.items()}})
-            grad_sum = finite.total_sum([g for _, _, g in pairs])
-            self.apply_gradients()
-            # the state as the forward pass left it
-            checked = [g for _, _, g in pairs] + [p for _, p, _ in pairs] + list(layer_states().values())
-            if not finite.all_finite(checked, grad_sum + finite.total_sum(checked[len(pairs):])):
-                problem = self._nonfinite_step(pairs)
-                restored = step_copy.restore()
-                # the slots as they were: the same arrays, and none the failed step created
-                optimizer.slots = {key: {n: restored[("slot", key, n)] for n in names}
-                                   for key, names in slot_names.items()}
-                optimizer.iterations -= 1
+            if self._step_is_finite(list(layer_states().values())):
+                self.apply_gradients()          # proved finite before it is taken: no undo
+            else:
+                problem = self._undoable_step(step_copy, layer_states)
         if problem is not None:
             state_copy.restore(into=layer_states())
         return loss, outs, problem
+
+    def _undoable_step(self, step_copy, layer_states):
+        """The optimizer step with a copy to undo it: the weights and slots are
+        copied, the step taken, and the gradients, new weights and layer state
+        checked; a non-finite result puts the copies back. Returns the problem or None."""
+        pairs = self.params_and_grads()
+        optimizer = self.optimizer
+        slot_names = {key: list(d) for key, d in optimizer.slots.items()}
+        step_copy.take({**{("param", key): p for key, p, _ in pairs},
+                        **{("slot", key, n): a for key, d in optimizer.slots.items() for n, a in d.items()}})
+        grad_sum = finite.total_sum([g for _, _, g in pairs])
+        self.apply_gradients()
+        # the state as the forward pass left it
+        checked = [g for _, _, g in pairs] + [p for _, p, _ in pairs] + list(layer_states().values())
+        if finite.all_finite(checked, grad_sum + finite.total_sum(checked[len(pairs):])):
+            return None
+        problem = self._nonfinite_step(pairs)
+        restored = step_copy.restore()
+        # the slots as they were: the same arrays, and none the failed step created
+        optimizer.slots = {key: {n: restored[("slot", key, n)] for n in names}
+                           for key, names in slot_names.items()}
+        optimizer.iterations -= 1
+        return problem
+
+    def _step_is_finite(self, states):
+        """Can the coming optimizer step be proved finite without taking it? Yes when
+        the optimizer bounds its step (Optimizer.step_bound, Adam), the layer state
+        the forward pass left (`states`) is finite, and the squares of the gradients
+        and weights add up to a finite total: then every |g| and |w| is below
+        sqrt(float max) ~ 1.8e19 in float32, the Adam slots stay finite, and
+        |new w| <= |w| + bound is far from overflowing. One dot product per array
+        and one read of the total (on a GPU), instead of copying the weights and
+        slots for an undo. False sends the step down the undoable path, which
+        finds out exactly what was not finite."""
+        bound = self.optimizer.step_bound()
+        pairs = self.params_and_grads()
+        dtypes = {a.dtype for _, p, g in pairs for a in (p, g)}
+        # float32/float64 only: a float16 weight overflows at 65504, which no
+        # float32 sum of squares bounds
+        if bound is None or not pairs or not dtypes <= {np.dtype(np.float32), np.dtype(np.float64)}:
+            return False
+        largest = float(np.finfo(np.float32 if np.dtype(np.float32) in dtypes else np.float64).max)
+        if not 2 * bound < math.sqrt(largest):
+            return False
+        arrays = [g for _, _, g in pairs] + [p for _, p, _ in pairs]
+        # a margin of 4 below the largest float keeps each square's rounding clear of inf
+        total = float(finite.square_total(arrays) + finite.total_sum(states))
+        return math.isfinite(total) and abs(total) < largest / 4
 
     def _nonfinite_step(self, pairs):
         """What went non-finite in a step that failed its check (for the message)."""

@@ -7,6 +7,8 @@ learning rate is a number or a schedule of the step (`schedules`, also reachable
 as `cn.optimizers.schedules` as in Keras).
 """
 
+import math
+
 import numpy as np
 
 from . import schedules
@@ -99,6 +101,14 @@ class Optimizer:
             checked.append((key, param, ops.asarray(grad, dtype=param.dtype)))
         return checked
 
+    def step_bound(self):
+        """An upper bound on how far the next step can move any parameter, given
+        gradients that are finite and whose squares are finite; None when the
+        optimizer has none (an SGD velocity can grow without bound). The training
+        loop's divergence guard skips its undo copy when the bound proves the step
+        finite (convnet/models.py `_train_batch`)."""
+        return None
+
     def _slot(self, key, name, like):
         slots = self.slots.setdefault(key, {})
         if name not in slots:
@@ -169,6 +179,22 @@ class Adam(Optimizer):
         v = self._slot(key, "v", p)
         get_ops().adam_update(p, g, m, v, lr, self.beta_1, self.beta_2,
                               self.epsilon, self.iterations)
+
+    def step_bound(self):
+        """lr * C * sqrt(1 - b2^t) / (1 - b1^t) bounds |lr * m_hat / (sqrt(v_hat) + eps)|.
+
+        m = (1-b1) sum_k b1^k g_(t-k) and v = (1-b2) sum_k b2^k g_(t-k)^2, so by
+        Cauchy-Schwarz (splitting b1^k = (b1^2/b2)^(k/2) * b2^(k/2))
+            |m| <= (1-b1) / sqrt(1-b2) * sqrt(1 / (1 - b1^2/b2)) * sqrt(v) = C sqrt(v)
+        when b1^2 < b2 (the defaults: C = 7.3); the bias corrections scale m by
+        1/(1-b1^t) and sqrt(v) by 1/sqrt(1-b2^t). None when b1^2 >= b2.
+        """
+        b1, b2 = self.beta_1, self.beta_2
+        if b1 * b1 >= b2:
+            return None
+        t = self.iterations + 1
+        c = (1 - b1) / math.sqrt(1 - b2) / math.sqrt(1 - b1 * b1 / b2)
+        return self.learning_rate * c * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,

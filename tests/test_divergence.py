@@ -157,6 +157,33 @@ def test_an_overflowing_update_from_finite_gradients_is_undone(numpy_backend):
     assert same(model.get_weights(), before) and model.optimizer.iterations == 0
 
 
+def test_adam_steps_that_cannot_be_proved_finite_keep_the_undo(numpy_backend):
+    # Adam's bounded step lets the guard skip its undo copy (Model._step_is_finite);
+    # where the bound proves nothing, the step is still checked and undone
+    model = dense_model(optimizer=cn.optimizers.Adam(learning_rate=1e38))   # a bound past float32
+    x, y = np.zeros((1, 6), np.float32), np.array([1])
+    model.layers[0].params["b"][...] = [3.3e38, 3.0e38, 0.0]
+    before = model.get_weights()
+    with pytest.raises(FloatingPointError, match="the update overflowed"):
+        model.train_step(x, y)
+    assert same(model.get_weights(), before) and model.optimizer.iterations == 0 and model.optimizer.slots == {}
+    # gradients of up to 1.5e19: finite, with finite squares (2.25e38) whose sum
+    # overflows float32, so nothing is proved; the step is taken on the undoable
+    # path and, being finite, kept
+    model = dense_model()
+    x = np.full((2, 6), 1.5e19, np.float32)
+    before = model.get_weights()
+    model.train_step(x, np.array([0, 1]))
+    after = model.get_weights()
+    assert model.optimizer.iterations == 1 and all(np.isfinite(w).all() for w in after)
+    grads = [g for _, _, g in model.params_and_grads()]
+    assert all(np.isfinite(g).all() for g in grads) and not np.isfinite(finite.square_total(grads))
+    # Adam's first step moves every weight with a gradient by lr = 0.01
+    moved = np.abs(after[0] - before[0])
+    assert moved.max() > 0
+    np.testing.assert_allclose(moved[moved > 0], 0.01, rtol=1e-3)
+
+
 def test_an_overflow_in_the_first_step_leaves_no_optimizer_slots(numpy_backend):
     model = dense_model(optimizer=cn.optimizers.SGD(learning_rate=1e38, momentum=0.9))
     x, y = np.zeros((1, 6), np.float32), np.array([1])
@@ -167,7 +194,8 @@ def test_an_overflow_in_the_first_step_leaves_no_optimizer_slots(numpy_backend):
     assert model.optimizer.slots == {} and model.optimizer.iterations == 0
 
 
-def test_a_state_array_replaced_by_the_forward_pass_is_checked_and_put_back(numpy_backend):
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
+def test_a_state_array_replaced_by_the_forward_pass_is_checked_and_put_back(numpy_backend, bad):
     # a layer may assign a new state array instead of updating it in place: the
     # check reads the state as the forward pass left it, and the undo writes there
     model = cn.Sequential([L.Flatten(), L.BatchNormalization(), L.Dense(3)], input_shape=(2, 2, 1), seed=0)
@@ -178,7 +206,7 @@ def test_a_state_array_replaced_by_the_forward_pass_is_checked_and_put_back(nump
 
     def forward_then_replace(x, training=False):
         y = forward(x, training=training)
-        bn.state["moving_mean"] = np.full_like(before, np.nan)
+        bn.state["moving_mean"] = np.full_like(before, bad)
         return y
 
     bn.forward = forward_then_replace

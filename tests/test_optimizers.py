@@ -71,3 +71,23 @@ def test_optimizer_lookup_and_errors():
         cn.optimizers.Adam(learning_rate=-1)
     with pytest.raises(ValueError, match="nesterov=True needs momentum"):
         cn.optimizers.SGD(nesterov=True)
+
+
+@pytest.mark.parametrize("beta_1,beta_2", [(0.9, 0.999), (0.5, 0.9), (0.0, 0.99), (0.95, 0.999)])
+def test_adam_step_bound_holds_for_any_gradients(beta_1, beta_2):
+    # Adam.step_bound (what lets the training guard skip its undo copy): no
+    # parameter moves further than it, whatever the gradients, including the
+    # worst case of a spike followed by tiny gradients (m decays slower than sqrt(v))
+    rng = np.random.default_rng(0)
+    adam = cn.optimizers.Adam(1.0, beta_1=beta_1, beta_2=beta_2, epsilon=1e-30)
+    p = np.zeros(2000)
+    for t in range(200):
+        g = rng.standard_normal(2000) * 10.0 ** rng.uniform(-8, 8, 2000)
+        if t >= 120:
+            g = np.full(2000, 1e10 if t == 120 else 1e-12)
+        bound = adam.step_bound()
+        before = p.copy()
+        adam.apply_gradients([("p", p, g)])
+        assert np.abs(p - before).max() <= bound * (1 + 1e-9), t
+    assert cn.optimizers.Adam(beta_1=0.99, beta_2=0.9).step_bound() is None     # beta_1^2 >= beta_2
+    assert cn.optimizers.SGD(0.1, momentum=0.9).step_bound() is None
