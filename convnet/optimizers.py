@@ -38,7 +38,10 @@ class Optimizer:
     @learning_rate.setter
     def learning_rate(self, value):
         if isinstance(value, dict):               # a schedule as a model file keeps it
-            value = schedules.deserialize(value)
+            try:
+                value = schedules.deserialize(value)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{type(self).__name__}: learning_rate: {exc}") from None
         if isinstance(value, schedules.LearningRateSchedule):
             self._learning_rate = value
             return

@@ -93,6 +93,9 @@ def test_a_schedule_and_its_step_survive_a_model_file(tmp_path, rng):
     (lambda: schedules.deserialize({"class_name": "OneCycle", "config": {}}),
      "unknown learning-rate schedule 'OneCycle'"),
     (lambda: cn.optimizers.Adam(-1.0), "Adam: learning_rate must be a positive number"),
+    (lambda: cn.optimizers.SGD({"class_name": "CosineDecay", "config": {"decay_steps": 5}}),
+     "SGD: learning_rate: .*initial_learning_rate"),
+    (lambda: cn.optimizers.SGD({}), "SGD: learning_rate: unknown learning-rate schedule None"),
 ])
 def test_bad_schedules_name_what_is_wrong(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
