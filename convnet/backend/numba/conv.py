@@ -42,9 +42,9 @@ REFERENCE = "im2col-gemm"
 @functools.lru_cache(maxsize=1024)
 def choose(W2_shape, dtypes, taps):
     """The algorithm for a convolution with kernel matrix shape (K, F), K = taps * C
-    (taps = kh*kw), on arrays of
-    the given dtypes (a tuple): "phases" for small convolutions (phases.is_small) when all
-    dtypes agree, "gemm-chunks" otherwise, and "im2col-gemm" (the reference) for
+    (taps = kh*kw), on arrays of the given dtypes (a tuple): "phases" for small
+    convolutions (phases.is_small) when all dtypes agree, "gemm-chunks"
+    otherwise, and "im2col-gemm" (the reference) for
     dtypes the kernels are not compiled for. Cached: a batch-1 convolution takes
     ~25 us, so the choice must cost next to nothing."""
     dtypes = [np.dtype(d) for d in dtypes]
