@@ -388,19 +388,20 @@ class Model:
             problem = f"the loss is {loss}"
         else:
             self.backward(grads)
-            if self._step_is_finite(list(layer_states().values())):
+            pairs = self.params_and_grads()
+            if self._step_is_finite(pairs, list(layer_states().values())):
                 self.apply_gradients()          # proved finite before it is taken: no undo
             else:
-                problem = self._undoable_step(step_copy, layer_states)
+                problem = self._undoable_step(pairs, step_copy, layer_states)
         if problem is not None:
             state_copy.restore(into=layer_states())
         return loss, outs, problem
 
-    def _undoable_step(self, step_copy, layer_states):
+    def _undoable_step(self, pairs, step_copy, layer_states):
         """The optimizer step with a copy to undo it: the weights and slots are
         copied, the step taken, and the gradients, new weights and layer state
-        checked; a non-finite result puts the copies back. Returns the problem or None."""
-        pairs = self.params_and_grads()
+        checked; a non-finite result puts the copies back. Returns the problem or None.
+        pairs: params_and_grads() of this step."""
         optimizer = self.optimizer
         slot_names = {key: list(d) for key, d in optimizer.slots.items()}
         step_copy.take({**{("param", key): p for key, p, _ in pairs},
@@ -419,10 +420,11 @@ class Model:
         optimizer.iterations -= 1
         return problem
 
-    def _step_is_finite(self, states):
-        """Can the coming optimizer step be proved finite without taking it? Yes when
-        the optimizer bounds its step (Optimizer.step_bound, Adam), the layer state
-        the forward pass left (`states`) is finite, and the squares of the gradients
+    def _step_is_finite(self, pairs, states):
+        """Can the coming optimizer step, on `pairs` (params_and_grads()), be proved
+        finite without taking it? Yes when the optimizer bounds its step
+        (Optimizer.step_bound, Adam), the layer state the forward pass left
+        (`states`) is finite, and the squares of the gradients
         and weights add up to a finite total: then every |g| and |w| is below
         sqrt(float max) ~ 1.8e19 in float32, the Adam slots stay finite, and
         |new w| <= |w| + bound is far from overflowing. One dot product per array
@@ -430,7 +432,6 @@ class Model:
         slots for an undo. False sends the step down the undoable path, which
         finds out exactly what was not finite."""
         bound = self.optimizer.step_bound()
-        pairs = self.params_and_grads()
         dtypes = {a.dtype for _, p, g in pairs for a in (p, g)}
         # float32/float64 only: a float16 weight overflows at 65504, which no
         # float32 sum of squares bounds
