@@ -99,6 +99,63 @@ def test_affine_sample_identity_is_exact_for_uint8():
     np.testing.assert_array_equal(affine_sample(x, eye), x.astype(np.float32))
 
 
+# numpy's pad modes that match each fill mode's picture of the outside (see affine._fix_indices)
+PAD_MODES = {"nearest": "edge", "reflect": "symmetric", "wrap": "wrap", "constant": "constant"}
+
+
+def shifted_by_padding(image, dx, dy, fill_mode, cval):
+    """An (H, W, C) image moved right by dx and down by dy whole pixels, cut from a
+    padded copy: the expectation, built without any affine arithmetic."""
+    h, w, _ = image.shape
+    p = max(abs(dx), abs(dy))
+    extra = {"constant_values": cval} if fill_mode == "constant" else {}
+    padded = np.pad(image, ((p, p), (p, p), (0, 0)), mode=PAD_MODES[fill_mode], **extra)
+    return padded[p - dy:p - dy + h, p - dx:p - dx + w]
+
+
+@pytest.mark.parametrize("fill_mode", ["nearest", "reflect", "wrap", "constant"])
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_whole_pixel_shifts_and_flips_match_a_padded_crop(fill_mode, interpolation):
+    rng = np.random.default_rng(5)
+    x = batch(n=8, h=6, w=7)
+    dx, dy = rng.integers(-4, 5, 8), rng.integers(-4, 5, 8)
+    flip = np.arange(8) % 2 == 1
+    gen = ImageDataGenerator(fill_mode=fill_mode, cval=9, interpolation=interpolation)
+    out = gen.apply_transform(x, {"shift_x": dx, "shift_y": dy, "flip_horizontal": flip})
+    for i in range(8):
+        # the shift applies to the mirrored image
+        image = x[i, :, ::-1] if flip[i] else x[i]
+        expected = shifted_by_padding(image.astype(np.float32), dx[i], dy[i], fill_mode, 9.0)
+        np.testing.assert_array_equal(out[i], expected, err_msg=f"image {i}: dx {dx[i]}, dy {dy[i]}")
+
+
+@pytest.mark.parametrize("fill_mode", ["nearest", "reflect", "wrap", "constant"])
+def test_whole_line_maps_give_what_per_pixel_resampling_gives(fill_mode, monkeypatch):
+    # shifts (whole and fractional, nearest rounding) and mirrors, through the fast path
+    # and then through the per-pixel path: the very same pixels
+    from convnet.data import affine
+    rng = np.random.default_rng(6)
+    x = batch(n=12, h=5, w=8)
+    m = np.zeros((12, 2, 3))
+    m[:, 0, 0], m[:, 1, 1] = rng.choice([-1.0, 1.0], 12), rng.choice([-1.0, 1.0], 12)
+    m[:, :, 2] = rng.integers(-9, 9, (12, 2)) + rng.choice([0.0, 0.5, -0.5, 0.3], (12, 2))
+    assert affine._moves_whole_lines(m.astype(np.float32), "nearest")
+    fast = affine_sample(x, m, "nearest", fill_mode, cval=3.0)
+    monkeypatch.setattr(affine, "_moves_whole_lines", lambda *args: False)
+    np.testing.assert_array_equal(fast, affine_sample(x, m, "nearest", fill_mode, cval=3.0))
+
+
+def test_only_axis_aligned_whole_pixel_maps_take_the_whole_line_path():
+    from convnet.data.affine import _moves_whole_lines
+    shift = np.array([[[1.0, 0, 2], [0, -1, 5]]], np.float32)
+    half = np.array([[[1.0, 0, 2.5], [0, 1, 0]]], np.float32)
+    zoom = np.array([[[1.1, 0, 0], [0, 1, 0]]], np.float32)
+    turn = np.array([[[0.0, 1, 0], [-1, 0, 0]]], np.float32)
+    assert _moves_whole_lines(shift, "bilinear") and _moves_whole_lines(half, "nearest")
+    assert not _moves_whole_lines(half, "bilinear")   # bilinear blends two columns there
+    assert not _moves_whole_lines(zoom, "nearest") and not _moves_whole_lines(turn, "nearest")
+
+
 # -- shapes, dtypes, seeds -------------------------------------------------------------------
 
 

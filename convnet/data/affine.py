@@ -7,6 +7,11 @@ inverse map) and sample there -- nearest neighbour or bilinear -- with numpy
 index arithmetic over the whole batch at once: no Python loop over pixels,
 only over chunks of images to bound the memory of the index arrays.
 
+Shifts by whole pixels and mirror images (the common augmentations of small
+images) need no per-pixel arithmetic at all: each output row comes from one
+source row and each output column from one source column, so two short index
+vectors per image say where every pixel comes from (:func:`_moves_whole_lines`).
+
 Coordinates: ``x`` is the column, ``y`` the row (pointing down), in pixels.
 """
 
@@ -45,6 +50,40 @@ def _fix_indices(idx, size, fill_mode):
     return np.clip(idx, 0, size - 1), inside
 
 
+def _moves_whole_lines(m, interpolation):
+    """True when every map of ``m`` (N, 2, 3, float32) sends whole rows to rows and
+    whole columns to columns: no rotation, shear or zoom (the 2x2 part is diagonal
+    with entries +-1: a shift, perhaps mirrored), and either nearest-neighbour
+    sampling or offsets in whole pixels (bilinear weights are then 1 and 0)."""
+    a = m[:, :, :2]
+    if np.any(a[:, 0, 1] != 0) or np.any(a[:, 1, 0] != 0):
+        return False
+    if np.any(np.abs(a[:, 0, 0]) != 1) or np.any(np.abs(a[:, 1, 1]) != 1):
+        return False
+    return interpolation == "nearest" or bool(np.all(m[:, :, 2] == np.floor(m[:, :, 2])))
+
+
+def _sample_whole_lines(x, m, fill_mode, cval, dtype):
+    """affine_sample for maps that pass _moves_whole_lines, from two index vectors
+    per image: source column of each output column, source row of each output row."""
+    n, h, w, c = x.shape
+    # The same float32 arithmetic as the per-pixel path (its cross terms are 0 here),
+    # rounded the same way, so both paths pick the very same source pixels.
+    src_c = m[:, 0, 0, None] * np.arange(w, dtype=np.float32) + m[:, 0, 2, None]  # (N, W)
+    src_r = m[:, 1, 1, None] * np.arange(h, dtype=np.float32) + m[:, 1, 2, None]  # (N, H)
+    ci, c_in = _fix_indices(np.floor(src_c + 0.5).astype(np.int64), w, fill_mode)
+    ri, r_in = _fix_indices(np.floor(src_r + 0.5).astype(np.int64), h, fill_mode)
+    # pixel (img, ri, ci) is row img*H*W + ri*W + ci of the (N*H*W, C) pixel table
+    index = (np.arange(n, dtype=np.int64)[:, None, None] * (h * w)
+             + ri[:, :, None] * w + ci[:, None, :])  # (N, H, W)
+    pixels = np.ascontiguousarray(x).reshape(n * h * w, c)
+    out = np.take(pixels, index, axis=0).astype(dtype, copy=False)
+    if r_in is not None:
+        inside = r_in[:, :, None] & c_in[:, None, :]  # (N, H, W)
+        out = np.where(inside[..., None], out, dtype.type(cval))
+    return out
+
+
 def affine_sample(x, matrices, interpolation="bilinear", fill_mode="nearest", cval=0.0,
                   dtype=np.float32):
     """Resample each image of a batch through its own affine map.
@@ -65,6 +104,8 @@ def affine_sample(x, matrices, interpolation="bilinear", fill_mode="nearest", cv
     n, h, w, c = x.shape
     npix = h * w
     dtype = np.dtype(dtype)
+    if _moves_whole_lines(np.asarray(matrices, dtype=np.float32), interpolation):
+        return _sample_whole_lines(x, np.asarray(matrices, dtype=np.float32), fill_mode, cval, dtype)
     out = np.empty((n, h, w, c), dtype=dtype)
     # One row per pixel of the whole batch: np.take(.., axis=0) on this is
     # several times faster than 2-D fancy indexing x[img, pixel].
