@@ -140,8 +140,9 @@ def save_plots(run_dir, history, y_true, y_prob, class_names):
 # (right for photos and clothes; for X-rays say flip=none)
 DEFAULT_AUGMENT = "rotation=15,shift=0.1,zoom=0.1,flip=horizontal"
 _AUGMENT_KEYS = {"rotation": "rotation_range", "zoom": "zoom_range", "shear": "shear_range",
-                 "width_shift": "width_shift_range", "height_shift": "height_shift_range",
                  "channel_shift": "channel_shift_range"}
+_SHIFT_KEYS = {"shift": ("width_shift_range", "height_shift_range"), "width_shift": ("width_shift_range",),
+               "height_shift": ("height_shift_range",)}
 _FLIPS = {"none": (False, False), "horizontal": (True, False), "vertical": (False, True),
           "both": (True, True)}
 
@@ -151,7 +152,11 @@ def parse_augment(spec, seed=None):
     "rotation=25,zoom=0.1,shift=0.05,flip=none" (keys: rotation, zoom, shear, shift
     (both axes), width_shift, height_shift, channel_shift, brightness=LOW:HIGH,
     fill=nearest|constant|reflect|wrap, flip=none|horizontal|vertical|both; a key
-    left out is off). "default" is DEFAULT_AUGMENT."""
+    left out is off). "default" is DEFAULT_AUGMENT.
+
+    A shift is passed on as Keras reads its width_shift_range: a fraction of the
+    size (shift=0.1), a float of pixels (shift=2.5: any shift in [-2.5, 2.5]), or,
+    written as an integer, whole pixels from the open interval (shift=3: -2..2)."""
     spec = DEFAULT_AUGMENT if spec in (None, "", "default") else spec
     kwargs = {"seed": seed}
     for item in spec.split(","):
@@ -165,8 +170,10 @@ def parse_augment(spec, seed=None):
                 if value.lower() not in _FLIPS:
                     raise ValueError(f"--augment: flip must be one of {sorted(_FLIPS)}, got {value!r}")
                 kwargs["horizontal_flip"], kwargs["vertical_flip"] = _FLIPS[value.lower()]
-            elif key == "shift":
-                kwargs["width_shift_range"] = kwargs["height_shift_range"] = float(value)
+            elif key in _SHIFT_KEYS:
+                whole_pixels = value.lstrip("+-").isdigit()
+                for name in _SHIFT_KEYS[key]:
+                    kwargs[name] = int(value) if whole_pixels else float(value)
             elif key == "brightness":
                 low, _, high = value.partition(":")
                 kwargs["brightness_range"] = (float(low), float(high))
@@ -176,7 +183,7 @@ def parse_augment(spec, seed=None):
                 kwargs[_AUGMENT_KEYS[key]] = float(value)
             else:
                 raise ValueError(f"--augment: unknown key {key!r}; expected one of "
-                                 f"{sorted(list(_AUGMENT_KEYS) + ['shift', 'flip', 'brightness', 'fill'])}")
+                                 f"{sorted([*_AUGMENT_KEYS, *_SHIFT_KEYS, 'flip', 'brightness', 'fill'])}")
         except ValueError as exc:
             if str(exc).startswith("--augment"):
                 raise
@@ -686,7 +693,9 @@ def build_parser():
                    help="balanced: weight each class by N / (classes * its count)")
     p.add_argument("--augment", nargs="?", const="default", default=None, metavar="SPEC",
                    help="augment the training images; SPEC such as rotation=25,zoom=0.1,shift=0.05,"
-                        f"flip=none (bare --augment: {DEFAULT_AUGMENT})")
+                        "flip=none (shift=3, an integer: whole pixels, -2..2; bare --augment: "
+                        f"{DEFAULT_AUGMENT} for a folder, whole-pixel shifts (and flips for "
+                        "fashion_mnist) for a named dataset)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
     p.set_defaults(func=cmd_train)

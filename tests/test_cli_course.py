@@ -28,6 +28,11 @@ def test_parse_augment_spec():
     bare = cli.parse_augment("default")
     assert bare["horizontal_flip"] is True and bare["rotation_range"] == 15.0
     assert cli.parse_augment("brightness=0.8:1.2,fill=constant")["brightness_range"] == (0.8, 1.2)
+    # shifts keep Keras' types: an integer is whole pixels (3: -2..2), a float a range
+    whole = cli.parse_augment("shift=3")
+    assert whole["width_shift_range"] == 3 and type(whole["width_shift_range"]) is int
+    assert type(cli.parse_augment("width_shift=2.5")["width_shift_range"]) is float
+    assert "height_shift_range" not in cli.parse_augment("width_shift=2")
     with pytest.raises(ValueError, match="--augment: unknown key 'spin'"):
         cli.parse_augment("spin=3")
     with pytest.raises(ValueError, match="flip must be one of"):
