@@ -1,0 +1,87 @@
+"""`make demo` now against the demo as it was before issue #11, one right after the other.
+
+Each run is its own `python -m convnet train fashion_mnist ...` process (numpy imported
+first, no environment set, as a user runs it), the two alternating for `--rounds`
+rounds. The table gives each run's test accuracy and training time (the time of
+`fit`, from the run's metrics.json), the medians, and the ratio of the medians.
+
+  before  the demo when the issue was filed: 10 epochs of all 60,000 training images,
+          batch 64, Adam 2e-3 decayed by 0.75 per epoch, dropout 0.3. It validated on
+          the test set after every epoch; here it validates on nothing
+          (--validation-split 0), so its time is a little under what it took.
+  now     DEMO_ARGS of the Makefile: what `make demo` runs.
+
+    python benchmarks/demo.py               # 2 rounds (about 12 minutes on 2 cores)
+    python benchmarks/demo.py --quick       # 1 epoch of 2,000 images each, end to end
+"""
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+
+from common import ROOT, bench_env, machine_info
+
+BEFORE_ARGS = ("--model fmnist-cnn --epochs 10 --batch-size 64 --dropout 0.3 --learning-rate 2e-3 "
+               "--lr-decay 0.75 --validation-split 0")
+
+
+def demo_args(makefile=os.path.join(ROOT, "Makefile")):
+    """The DEMO_ARGS line of the Makefile, as a list of arguments."""
+    with open(makefile) as f:
+        for line in f:
+            name, sep, value = line.partition("?=")
+            if sep and name.strip() == "DEMO_ARGS":
+                return shlex.split(value)
+    raise RuntimeError(f"{makefile} has no DEMO_ARGS ?= line")
+
+
+def train(args):
+    """One `convnet train fashion_mnist` process: its metrics.json as a dict."""
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "convnet", "train", "fashion_mnist", *args,
+               "--verbose", "0", "--output-dir", out]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=bench_env(), cwd=ROOT, timeout=3600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{shlex.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+        (run_dir,) = os.listdir(out)
+        with open(os.path.join(out, run_dir, "metrics.json")) as f:
+            return json.load(f)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="1 round of 1 epoch on 2,000 images")
+    a = parser.parse_args(argv)
+    configs = {"before": shlex.split(BEFORE_ARGS), "now": demo_args()}
+    if a.quick:
+        a.rounds = 1
+        configs = {k: v + ["--epochs", "1", "--limit", "2000"] for k, v in configs.items()}
+    runs = {k: [] for k in configs}
+    for r in range(a.rounds):
+        for name, args in configs.items():
+            m = train(args)
+            runs[name].append(m)
+            print(f"round {r + 1} {name}: test accuracy {m['test_accuracy']:.4f}, "
+                  f"training {m['train_seconds']:.1f} s", flush=True)
+    info = machine_info()
+    print(f"\n{info.get('date', '')} {info.get('cpu', '')}")
+    print("| demo | arguments | test accuracy per run | training s per run | median s |")
+    print("|---|---|---|---|---|")
+    median = {}
+    for name, args in configs.items():
+        acc = ", ".join(f"{m['test_accuracy']:.2%}" for m in runs[name])
+        secs = [m["train_seconds"] for m in runs[name]]
+        median[name] = statistics.median(secs)
+        print(f"| {name} | `{shlex.join(args)}` | {acc} | {', '.join(f'{s:.1f}' for s in secs)} "
+              f"| {median[name]:.1f} |")
+    print(f"\nnow / before training time: {median['now'] / median['before']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
