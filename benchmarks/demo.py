@@ -26,11 +26,12 @@ import tempfile
 
 from common import ROOT, bench_env, machine_info
 
+MAKEFILE = os.path.join(ROOT, "Makefile")
 BEFORE_ARGS = ("--model fmnist-cnn --epochs 10 --batch-size 64 --dropout 0.3 --learning-rate 2e-3 "
                "--lr-decay 0.75 --validation-split 0")
 
 
-def demo_args(makefile=os.path.join(ROOT, "Makefile")):
+def demo_args(makefile=MAKEFILE):
     """The DEMO_ARGS line of the Makefile, as a list of arguments."""
     with open(makefile) as f:
         for line in f:
