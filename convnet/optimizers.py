@@ -1,4 +1,4 @@
-"""Optimizers: SGD (momentum, Nesterov, weight decay) and Adam.
+"""Optimizers: SGD (momentum, Nesterov, weight decay), Adam and AdamW.
 
 An optimizer keeps per-parameter slots (velocity; Adam's m and v) keyed by a stable
 string such as "0/W" (layer index / parameter name) and updates parameters in
@@ -105,9 +105,10 @@ class Optimizer:
         return checked
 
     def step_bound(self):
-        """An upper bound on how far the next step can move any parameter, given
-        gradients that are finite and whose squares are finite; None when the
-        optimizer has none (an SGD velocity can grow without bound). The training
+        """A bound B on how much the next step can lengthen any parameter,
+        |new p| <= |p| + B, given gradients that are finite and whose squares are
+        finite; None when the optimizer has none (an SGD velocity can grow without
+        bound). Without weight decay B bounds the change itself. The training
         loop's divergence guard skips its undo copy when the bound proves the step
         finite (convnet/models.py `_train_batch`)."""
         return None
@@ -167,17 +168,29 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015, Algorithm 1), the update torch.optim.Adam makes."""
+    """Adam (Kingma & Ba 2015, Algorithm 1), the update torch.optim.Adam makes.
+
+    weight_decay (Keras' argument; None or 0 for none) shrinks every parameter
+    before the step, apart from the gradient: p -= lr * weight_decay * p, the
+    decoupled weight decay of Loshchilov & Hutter (AdamW), as Keras and
+    torch.optim.AdamW apply it. (An L2 term in the loss would instead pass
+    through Adam's per-parameter scaling.)
+    """
 
     name = "adam"
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None):
         super().__init__(learning_rate)
-        self.beta_1 = check_real(beta_1, "beta_1", "Adam", low=0, high=1, high_open=True)
-        self.beta_2 = check_real(beta_2, "beta_2", "Adam", low=0, high=1, high_open=True)
-        self.epsilon = check_real(epsilon, "epsilon", "Adam", low=0, low_open=True)
+        owner = type(self).__name__
+        self.beta_1 = check_real(beta_1, "beta_1", owner, low=0, high=1, high_open=True)
+        self.beta_2 = check_real(beta_2, "beta_2", owner, low=0, high=1, high_open=True)
+        self.epsilon = check_real(epsilon, "epsilon", owner, low=0, low_open=True)
+        self.weight_decay = None if weight_decay is None else \
+            check_real(weight_decay, "weight_decay", owner, low=0)
 
     def _update(self, key, p, g, lr):
+        if self.weight_decay:
+            p -= p * p.dtype.type(lr * self.weight_decay)
         m = self._slot(key, "m", p)
         v = self._slot(key, "v", p)
         get_ops().adam_update(p, g, m, v, lr, self.beta_1, self.beta_2,
@@ -191,9 +204,11 @@ class Adam(Optimizer):
             |m| <= (1-b1) / sqrt(1-b2) * sqrt(1 / (1 - b1^2/b2)) * sqrt(v) = C sqrt(v)
         when b1^2 < b2 (the defaults: C = 7.3); the bias corrections scale m by
         1/(1-b1^t) and sqrt(v) by 1/sqrt(1-b2^t). None when b1^2 >= b2.
+        Weight decay multiplies p by 1 - lr * weight_decay first, which does not
+        lengthen p while that factor lies in [-1, 1]; beyond, None.
         """
         b1, b2 = self.beta_1, self.beta_2
-        if b1 * b1 >= b2:
+        if b1 * b1 >= b2 or (self.weight_decay or 0) * self.learning_rate > 2:
             return None
         t = self.iterations + 1
         c = (1 - b1) / math.sqrt(1 - b2) / math.sqrt(1 - b1 * b1 / b2)
@@ -201,14 +216,26 @@ class Adam(Optimizer):
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
+                "epsilon": self.epsilon, "weight_decay": self.weight_decay}
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+class AdamW(Adam):
+    """Adam with decoupled weight decay on by default (Keras' AdamW: 0.004); the
+    update is Adam's with weight_decay (see Adam)."""
+
+    name = "adamw"
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        if weight_decay is None:
+            raise ValueError("AdamW: weight_decay must be a number >= 0, got None (Adam has no decay)")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay)
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
 
 
 def get(identifier):
-    """An Optimizer from its name ("adam", "sgd"), a config dict or an instance."""
+    """An Optimizer from its name ("adam", "adamw", "sgd"), a config dict or an instance."""
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, str) and identifier.lower() in OPTIMIZERS:

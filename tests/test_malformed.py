@@ -334,6 +334,10 @@ OPTIMIZER_ARGS = [
     ("Adam", "beta_1", lambda v: optimizers.Adam(beta_1=v), bad_unit_open),
     ("Adam", "beta_2", lambda v: optimizers.Adam(beta_2=v), bad_unit_open),
     ("Adam", "epsilon", lambda v: optimizers.Adam(epsilon=v), bad_positive_real),
+    ("Adam", "weight_decay", lambda v: optimizers.Adam(weight_decay=v),     # None: no decay, allowed
+     st.one_of(st.floats(max_value=-1e-9), bad_floats, not_numbers.filter(lambda v: v is not None))),
+    ("AdamW", "weight_decay", lambda v: optimizers.AdamW(weight_decay=v),
+     st.one_of(st.floats(max_value=-1e-9), bad_floats, not_numbers)),
 ]
 
 

@@ -62,6 +62,57 @@ def test_adam_matches_torch_when_available(rng):
     np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-10)
 
 
+@pytest.mark.parametrize("make", [lambda: cn.optimizers.Adam(0.01, weight_decay=0.5),
+                                  lambda: cn.optimizers.AdamW(0.01, weight_decay=0.5)])
+def test_adam_weight_decay_is_decoupled_and_comes_first(backend, rng, make):
+    # Keras' rule (and torch.optim.AdamW's): p -= lr * wd * p, then Adam's step on
+    # the gradient alone; the decay never enters m or v
+    lr, wd, b1, b2, eps = 0.01, 0.5, 0.9, 0.999, 1e-7
+    p0 = rng.standard_normal(5)
+    grads = [rng.standard_normal(5) for _ in range(4)]
+    m = np.zeros(5)
+    v = np.zeros(5)
+    expected = p0.copy()
+    for t, g in enumerate(grads, start=1):
+        expected -= lr * wd * expected
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        expected -= lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    p = run(make(), grads, backend.asarray(p0))
+    np.testing.assert_allclose(backend.to_numpy(p), expected, rtol=1e-12)
+
+
+def test_adamw_matches_torch_when_available(rng):
+    torch = pytest.importorskip("torch")
+    p0 = rng.standard_normal(6)
+    grads = [rng.standard_normal(6) for _ in range(5)]
+    tp = torch.tensor(p0, requires_grad=True)
+    topt = torch.optim.AdamW([tp], lr=0.01, eps=1e-7, weight_decay=0.1)
+    for g in grads:
+        tp.grad = torch.tensor(g)
+        topt.step()
+    with cn.use_backend("numpy"):
+        p = run(cn.optimizers.AdamW(0.01, weight_decay=0.1), grads, p0)
+    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-10)
+
+
+def test_adamw_defaults_names_and_errors():
+    opt = cn.optimizers.get("adamw")
+    assert type(opt) is cn.optimizers.AdamW and opt.weight_decay == 0.004   # Keras' default
+    assert cn.optimizers.Adam().weight_decay is None
+    again = cn.optimizers.get(cn.optimizers.serialize(cn.optimizers.AdamW(2e-3, weight_decay=0.01)))
+    assert type(again) is cn.optimizers.AdamW and again.get_config()["weight_decay"] == 0.01
+    with pytest.raises(ValueError, match="AdamW: weight_decay must be a number >= 0, got None"):
+        cn.optimizers.AdamW(weight_decay=None)
+    with pytest.raises(ValueError, match="Adam: weight_decay must be >= 0"):
+        cn.optimizers.Adam(weight_decay=-0.1)
+    with pytest.raises(TypeError, match="AdamW: weight_decay must be a number"):
+        cn.optimizers.AdamW(weight_decay="0.1")
+    # the step bound holds while 1 - lr * wd keeps |p| from growing, and is refused beyond
+    assert cn.optimizers.AdamW(0.1, weight_decay=10).step_bound() is not None
+    assert cn.optimizers.AdamW(0.1, weight_decay=30).step_bound() is None
+
+
 def test_optimizer_lookup_and_errors():
     assert isinstance(cn.optimizers.get("adam"), cn.optimizers.Adam)
     assert isinstance(cn.optimizers.get("SGD"), cn.optimizers.SGD)
@@ -89,5 +140,37 @@ def test_adam_step_bound_holds_for_any_gradients(beta_1, beta_2):
         before = p.copy()
         adam.apply_gradients([("p", p, g)])
         assert np.abs(p - before).max() <= bound * (1 + 1e-9), t
+    # with weight decay: |new p| <= |p| + bound (the decay only shrinks p first)
+    for wd in (0.3, 1.0, 2.0):
+        adamw = cn.optimizers.AdamW(1.0, weight_decay=wd, beta_1=beta_1, beta_2=beta_2, epsilon=1e-30)
+        p = rng.standard_normal(2000) * 1e3
+        for t in range(50):
+            g = rng.standard_normal(2000) * 10.0 ** rng.uniform(-8, 8, 2000)
+            bound = adamw.step_bound()
+            before = p.copy()
+            adamw.apply_gradients([("p", p, g)])
+            assert np.all(np.abs(p) <= np.abs(before) + bound * (1 + 1e-9)), (wd, t)
     assert cn.optimizers.Adam(beta_1=0.99, beta_2=0.9).step_bound() is None     # beta_1^2 >= beta_2
     assert cn.optimizers.SGD(0.1, momentum=0.9).step_bound() is None
+
+
+def test_adamw_survives_a_model_file_and_shrinks_the_weights(tmp_path, rng):
+    from convnet import layers as L
+
+    def model(optimizer):
+        m = cn.Sequential([L.Dense(3)], input_shape=(4,), seed=0)
+        m.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+        return m
+    x, y = rng.standard_normal((32, 4)).astype(np.float32), rng.integers(0, 3, 32)
+    decayed, plain = model("adamw"), model(cn.optimizers.Adam())
+    for m in (decayed, plain):
+        m.fit(x, y, batch_size=8, epochs=3, verbose=0)
+    # same data, same start: the decay alone makes the difference, and it shrinks
+    assert np.linalg.norm(decayed.get_weights()[0]) < np.linalg.norm(plain.get_weights()[0])
+    decayed.save(tmp_path / "m.npz")
+    loaded = cn.load_model(tmp_path / "m.npz")
+    assert type(loaded.optimizer) is cn.optimizers.AdamW
+    assert loaded.optimizer.get_config() == decayed.optimizer.get_config()
+    for m in (decayed, loaded):       # the next step is the same from the file
+        m.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
+    np.testing.assert_array_equal(loaded.get_weights()[0], decayed.get_weights()[0])
