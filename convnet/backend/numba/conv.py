@@ -189,7 +189,8 @@ def phases_input_grad(dy, W2, x_shape, kh, kw, pt, pl, oh, ow):
 
 
 def phases_weight_grad(dy, x, saved, W2, kh, kw, sh, sw, pt, pl, oh, ow):
-    """dW2 (K, F) from the split input (kept by phases_forward, else split again)."""
+    """(dW2 (K, F), db (F,)) from the split input (kept by phases_forward, else split
+    again): the direct kernel sums db in the same pass over dy."""
     n, _, _, c = x.shape
     n_planes, hq, wq, _, _ = phases.plane_geometry(c, kh, kw, sh, sw, oh, ow)
     xq = saved if saved is not None and saved.shape == (n, n_planes, hq * wq) \

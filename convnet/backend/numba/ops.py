@@ -101,8 +101,8 @@ class NumbaOps(BatchNormKernels, NumpyOps):
     def conv2d_backward(self, dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx=True):
         """Same as NumpyOps.conv2d_backward: (dx or None, dW2, db) for
         dy = dL/dy (N*OH*OW, F), by the algorithm conv2d_algorithm names ("phases"
-        takes dW2 from its direct kernel, and dx from phases_input_grad or the chunked
-        col2im path)."""
+        takes dW2 and db from its direct kernel, and dx from phases_input_grad or the
+        chunked col2im path)."""
         algorithm = self.conv2d_algorithm(x.shape, W2.shape, (dy.dtype, x.dtype, W2.dtype))
         if algorithm == conv.REFERENCE:
             return super().conv2d_backward(dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx)
@@ -117,7 +117,8 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         if direct_dx:
             dx = conv.phases_input_grad(dy, W2, x.shape, kh, kw, pt, pl, oh, ow)
         if small:
-            dW2 = conv.phases_weight_grad(dy, x, saved, W2, kh, kw, sh, sw, pt, pl, oh, ow)
+            dW2, db = conv.phases_weight_grad(dy, x, saved, W2, kh, kw, sh, sw, pt, pl, oh, ow)
+            return dx, dW2, db
         return dx, dW2, conv.bias_grad(dy)
 
     # ----------------------------------------------------------------- pooling

@@ -196,6 +196,15 @@ def _dot(run, d0, length, zero):
     return s0
 
 
+@njit(**FAST)
+def _sum(d0, length, zero):
+    # d0[0] + ... + d0[length - 1]
+    s0 = zero
+    for p in range(length):
+        s0 += d0[p]
+    return s0
+
+
 @njit(**PJIT, fastmath=True)
 def _forward(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, rows_per_block, y):
     # y[(b, i, j), f] for blocks of `rows_per_block` output rows: acc[f, o - o0]
@@ -241,10 +250,12 @@ def _forward(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, rows_per_block, y)
 
 
 @njit(**PJIT, fastmath=True)
-def _weight_grad(xq, dy, tap_plane, tap_offset, oh, ow, wq, rows_per_block, parts):
+def _weight_grad(xq, dy, tap_plane, tap_offset, oh, ow, wq, rows_per_block, parts, bias_parts):
     # parts[t] = thread t's share of dW2[tap, f] = sum over positions of
     # xq[b, plane(tap), o + offset(tap)] * dy[(b, i, j), f]; dW2 = parts.sum(0).
     # dyq[f, o - o0] is the block's dy on the flat grid, zero at dropped positions.
+    # bias_parts[t] = thread t's share of db[f] = sum of dy[:, f], summed from each
+    # block's dyq while it is in cache (one read of dy for both).
     n = xq.shape[0]
     nparts, k_count, f_count = parts.shape
     nblocks = (oh + rows_per_block - 1) // rows_per_block
@@ -256,6 +267,8 @@ def _weight_grad(xq, dy, tap_plane, tap_offset, oh, ow, wq, rows_per_block, part
         dyq = np.empty((f_count, block), dtype=parts.dtype)
         acc = parts[part]
         acc[:, :] = 0
+        bsum = bias_parts[part]
+        bsum[:] = 0
         for g in range(part * jobs // nparts, (part + 1) * jobs // nparts):
             b = g // nblocks
             i0 = (g - b * nblocks) * rows_per_block
@@ -271,6 +284,8 @@ def _weight_grad(xq, dy, tap_plane, tap_offset, oh, ow, wq, rows_per_block, part
                 for j in range(ow, wq):
                     for f in range(f_count):
                         dyq[f, dst + j] = 0
+            for f in range(f_count):             # the block's dy, now in cache (zeros count nothing)
+                bsum[f] += _sum(dyq[f], length, zero)
             k3 = k_count - k_count % 3
             for t in range(0, k3, 3):
                 r0 = _tap_run(xq, b, tap_plane, tap_offset, o0, length, t)
@@ -315,13 +330,18 @@ def forward(xq, W2, bias, c, kh, kw, sh, sw, oh, ow, y):
 
 
 def weight_grad(xq, dy, c, kh, kw, sh, sw, oh, ow, k):
-    """dW2 (K, F) = sum over positions of tap runs times dy (N*OH*OW, F): one
-    partial sum per thread, added at the end."""
+    """(dW2 (K, F), db (F,)): dW2 = sum over positions of tap runs times dy
+    (N*OH*OW, F), db = the column sums of dy, from one pass over dy; one partial
+    sum per thread, added at the end."""
     _, _, wq, tap_plane, tap_offset = plane_geometry(c, kh, kw, sh, sw, oh, ow)
     per_block = rows_per_block(wq)
     jobs = xq.shape[0] * -(-oh // per_block)
     serial = dy.size * k < threads.serial_below()
     nparts = 1 if serial else max(1, min(jobs, threads.num_threads()))
     parts = np.empty((nparts, k, dy.shape[1]), dtype=dy.dtype)
-    (_weight_grad_serial if serial else _weight_grad)(xq, dy, tap_plane, tap_offset, oh, ow, wq, per_block, parts)
-    return parts[0] if nparts == 1 else parts.sum(axis=0)
+    bias_parts = np.empty((nparts, dy.shape[1]), dtype=dy.dtype)
+    (_weight_grad_serial if serial else _weight_grad)(xq, dy, tap_plane, tap_offset, oh, ow, wq, per_block,
+                                                      parts, bias_parts)
+    if nparts == 1:
+        return parts[0], bias_parts[0]
+    return parts.sum(axis=0), bias_parts.sum(axis=0)
