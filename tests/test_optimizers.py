@@ -16,7 +16,10 @@ def run(optimizer, grads, p0):
     return p
 
 
-def test_adam_matches_algorithm_1(backend, rng):
+@pytest.mark.parametrize("name,wd", [("Adam", None), ("Adam", 0.5), ("AdamW", 0.5)])
+def test_adam_matches_algorithm_1(backend, rng, name, wd):
+    # with weight decay, Keras' rule (and torch.optim.AdamW's): p -= lr * wd * p
+    # first, then Adam's step on the gradient alone; the decay never enters m or v
     lr, b1, b2, eps = 0.01, 0.8, 0.95, 1e-7
     p0 = rng.standard_normal(5)
     grads = [rng.standard_normal(5) for _ in range(4)]
@@ -24,10 +27,12 @@ def test_adam_matches_algorithm_1(backend, rng):
     v = np.zeros(5)
     expected = p0.copy()
     for t, g in enumerate(grads, start=1):
+        expected -= lr * (wd or 0) * expected
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
         expected -= lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
-    p = run(cn.optimizers.Adam(lr, beta_1=b1, beta_2=b2, epsilon=eps), grads, backend.asarray(p0))
+    opt = getattr(cn.optimizers, name)(lr, beta_1=b1, beta_2=b2, epsilon=eps, weight_decay=wd)
+    p = run(opt, grads, backend.asarray(p0))
     np.testing.assert_allclose(backend.to_numpy(p), expected, rtol=1e-12)
 
 
@@ -48,51 +53,19 @@ def test_sgd_matches_heavy_ball(backend, rng, momentum, nesterov, wd):
     np.testing.assert_allclose(backend.to_numpy(p), expected, rtol=1e-12)
 
 
-def test_adam_matches_torch_when_available(rng):
+@pytest.mark.parametrize("ours,theirs,kwargs", [("Adam", "Adam", {}),
+                                                 ("AdamW", "AdamW", {"weight_decay": 0.1})])
+def test_adam_and_adamw_match_torch_when_available(rng, ours, theirs, kwargs):
     torch = pytest.importorskip("torch")
     p0 = rng.standard_normal(6)
     grads = [rng.standard_normal(6) for _ in range(5)]
     tp = torch.tensor(p0, requires_grad=True)
-    topt = torch.optim.Adam([tp], lr=0.01, eps=1e-7)
+    topt = getattr(torch.optim, theirs)([tp], lr=0.01, eps=1e-7, **kwargs)
     for g in grads:
         tp.grad = torch.tensor(g)
         topt.step()
     with cn.use_backend("numpy"):
-        p = run(cn.optimizers.Adam(0.01), grads, p0)
-    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-10)
-
-
-@pytest.mark.parametrize("make", [lambda: cn.optimizers.Adam(0.01, weight_decay=0.5),
-                                  lambda: cn.optimizers.AdamW(0.01, weight_decay=0.5)])
-def test_adam_weight_decay_is_decoupled_and_comes_first(backend, rng, make):
-    # Keras' rule (and torch.optim.AdamW's): p -= lr * wd * p, then Adam's step on
-    # the gradient alone; the decay never enters m or v
-    lr, wd, b1, b2, eps = 0.01, 0.5, 0.9, 0.999, 1e-7
-    p0 = rng.standard_normal(5)
-    grads = [rng.standard_normal(5) for _ in range(4)]
-    m = np.zeros(5)
-    v = np.zeros(5)
-    expected = p0.copy()
-    for t, g in enumerate(grads, start=1):
-        expected -= lr * wd * expected
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
-        expected -= lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
-    p = run(make(), grads, backend.asarray(p0))
-    np.testing.assert_allclose(backend.to_numpy(p), expected, rtol=1e-12)
-
-
-def test_adamw_matches_torch_when_available(rng):
-    torch = pytest.importorskip("torch")
-    p0 = rng.standard_normal(6)
-    grads = [rng.standard_normal(6) for _ in range(5)]
-    tp = torch.tensor(p0, requires_grad=True)
-    topt = torch.optim.AdamW([tp], lr=0.01, eps=1e-7, weight_decay=0.1)
-    for g in grads:
-        tp.grad = torch.tensor(g)
-        topt.step()
-    with cn.use_backend("numpy"):
-        p = run(cn.optimizers.AdamW(0.01, weight_decay=0.1), grads, p0)
+        p = run(getattr(cn.optimizers, ours)(0.01, **kwargs), grads, p0)
     np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-10)
 
 
