@@ -104,8 +104,9 @@ def affine_sample(x, matrices, interpolation="bilinear", fill_mode="nearest", cv
     n, h, w, c = x.shape
     npix = h * w
     dtype = np.dtype(dtype)
-    if _moves_whole_lines(np.asarray(matrices, dtype=np.float32), interpolation):
-        return _sample_whole_lines(x, np.asarray(matrices, dtype=np.float32), fill_mode, cval, dtype)
+    maps = np.asarray(matrices, dtype=np.float32)
+    if _moves_whole_lines(maps, interpolation):
+        return _sample_whole_lines(x, maps, fill_mode, cval, dtype)
     out = np.empty((n, h, w, c), dtype=dtype)
     # One row per pixel of the whole batch: np.take(.., axis=0) on this is
     # several times faster than 2-D fancy indexing x[img, pixel].
