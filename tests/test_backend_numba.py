@@ -168,6 +168,78 @@ def test_small_convolution_input_gradient_as_a_convolution(dtype):
         np.testing.assert_allclose(dW2, ref_dW2, err_msg=msg, **tol)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_relu_and_pixel_major_convolution_match_reference(dtype):
+    # conv2d_forward(relu=True) applies the ReLU as y is written, and
+    # conv2d_backward(relu_output=y) its mask as dy is read, on every path:
+    # pixel-major phases (>= 32 filters; K = 9, 25 and 27, so whole groups of nine
+    # taps and leftovers, and K = 4, leftovers only), filter-major phases, and
+    # gemm-chunks; with dx and without (a model's first layer)
+    from convnet.backend.numba import phases
+    rng = np.random.default_rng(19)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    cases = [((3, 3), (1, 1), "same", (2, 7, 6, 1), 32, "phases"),
+             ((5, 5), (2, 2), "same", (2, 9, 8, 1), 33, "phases"),
+             ((2, 2), (1, 1), "valid", (1, 6, 7, 1), 40, "phases"),
+             ((3, 3), (1, 1), "same", (2, 6, 6, 3), 32, "phases"),
+             ((3, 3), (2, 2), "valid", (2, 9, 9, 3), 8, "phases"),
+             ((3, 3), (1, 1), "same", (2, 6, 5, 8), 20, "gemm-chunks")]
+    assert phases.PIXEL_MAJOR_FILTERS == 32
+    for (kh, kw), (sh, sw), padding, shape, f, algorithm in cases:
+        msg = f"conv {kh}x{kw} stride {sh}x{sw} {padding} {shape} f={f}"
+        (oh, ow), pads = window_geometry(shape[1], shape[2], (kh, kw), (sh, sw), padding)
+        assert NB.conv2d_algorithm(shape, (kh * kw * shape[3], f), (dtype,)) == algorithm, msg
+        x = _data(rng, shape, dtype)
+        W2 = _data(rng, (kh * kw * shape[3], f), dtype)
+        b = _data(rng, (f,), dtype)
+        z_ref, ref_saved = REF.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads)
+        z, _ = NB.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads)
+        np.testing.assert_allclose(z, z_ref, err_msg=msg, **tol)
+        y, saved = NB.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads, relu=True)
+        assert y.dtype == dtype and (y >= 0).all() and (y == 0).any() and (y > 0).any(), msg
+        np.testing.assert_allclose(y, REF.relu(z_ref), err_msg=msg, **tol)
+        dy = _data(rng, y.shape, dtype)
+        for need_dx in (True, False):
+            got = NB.conv2d_backward(dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx=need_dx, relu_output=y)
+            # the mask from y itself: a value rounded to either side of 0 cannot flip it
+            ref = REF.conv2d_backward(REF.relu_backward(dy, y), x, ref_saved, W2, kh, kw, sh, sw, pads,
+                                      need_dx=need_dx)
+            also = REF.conv2d_backward(dy, x, ref_saved, W2, kh, kw, sh, sw, pads, need_dx=need_dx,
+                                       relu_output=y)
+            for name, a, r, r2 in zip(("dx", "dW2", "db"), got, ref, also):
+                if r is None:
+                    assert a is None and r2 is None, msg
+                    continue
+                np.testing.assert_array_equal(r2, r)
+                np.testing.assert_allclose(a, r, err_msg=f"{name} {msg} need_dx={need_dx}", **tol)
+
+
+def test_fused_relu_keeps_nan_visible():
+    # the fused ReLU keeps a NaN in y, as NumpyOps.relu (np.maximum) does, and a NaN
+    # in dy where y > 0 reaches db and dW2 (a diverged step stays visible); where
+    # y <= 0 the masked gradient is 0, as in PyTorch (the reference's dy * (y > 0)
+    # would give NaN there)
+    pads = ((1, 1), (1, 1))
+    for f in (32, 8):                   # pixel-major and filter-major
+        x = np.ones((1, 5, 5, 1), np.float32)
+        x[0, 2, 2, 0] = np.nan
+        W2 = np.full((9, f), -1.0, np.float32)
+        y, saved = NB.conv2d_forward(x, W2, None, 3, 3, 1, 1, pads, relu=True)
+        ref_y = REF.relu(REF.conv2d_forward(x, W2, None, 3, 3, 1, 1, pads)[0])
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(ref_y))
+        assert np.isnan(y).sum() == 9 * f and (y[~np.isnan(y)] == 0).all()
+        x = np.ones((1, 5, 5, 1), np.float32)
+        x[0, 0, :, 0] = -4.0            # y > 0 on the first rows, y = 0 on the others
+        y, saved = NB.conv2d_forward(x, W2, None, 3, 3, 1, 1, pads, relu=True)
+        assert (y[:5] > 0).all() and (y[10:] == 0).all()
+        for row, visible in ((2, True), (20, False)):
+            dy = np.ones_like(y)
+            dy[row, 1] = np.nan
+            _, dW2, db = NB.conv2d_backward(dy, x, saved, W2, 3, 3, 1, 1, pads, need_dx=False, relu_output=y)
+            assert np.isnan(db[1]) == visible and not np.isnan(np.delete(db, 1)).any(), (f, row)
+            assert np.isnan(dW2[:, 1]).any() == visible and not np.isnan(np.delete(dW2, 1, axis=1)).any()
+
+
 @pytest.mark.parametrize("jobs_per_core", [True, False])
 def test_wide_convolution_one_job_per_core_matches_reference(jobs_per_core):
     # wide convolutions (F > 16, K > 32) as one job per worker thread (serial

@@ -98,21 +98,25 @@ class NumpyOps:
         several; profiles show the name)."""
         return "im2col-gemm"
 
-    def conv2d_forward(self, x, W2, b, kh, kw, sh, sw, pads, training=True):
-        """A whole convolution: y = im2col(x) @ W2 + b.
+    def conv2d_forward(self, x, W2, b, kh, kw, sh, sw, pads, training=True, relu=False):
+        """A whole convolution: y = im2col(x) @ W2 + b, then max(y, 0) when `relu`.
 
         x: (N, H, W, C), W2: the kernel W (kh, kw, C, F) reshaped to the matrix
         (kh*kw*C, F), b: (F,) or None
         -> (y: (N*OH*OW, F), saved), where `saved` is what conv2d_backward needs:
         here the im2col matrix (a fast backend may keep less and recompute it).
+        `relu` lets a fast backend apply a Conv2D's ReLU as it writes y, instead of
+        in a second pass over y; here it is that second pass.
         """
         cols = self.im2col(x, kh, kw, sh, sw, pads)        # (N*OH*OW, kh*kw*C)
         y = self.matmul(cols, W2)                           # (N*OH*OW, F)
         if b is not None:
             y += b
+        if relu:
+            y = self.relu(y, out=y)
         return y, cols
 
-    def conv2d_backward(self, dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx=True):
+    def conv2d_backward(self, dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx=True, relu_output=None):
         """Gradients of y = im2col(x) @ W2 + b, for dy = dL/dy as the (N*OH*OW, F) matrix.
 
         -> (dx: (N, H, W, C) or None when not need_dx, dW2: (kh*kw*C, F), db: (F,))
@@ -120,7 +124,12 @@ class NumpyOps:
             dW2 = cols^T @ dy          each weight met every row once
             db  = sum of dy over rows
             dx  = col2im(dy @ W2^T)    dcols, folded back onto the windows
+        relu_output: the output of conv2d_forward(..., relu=True), when dy is the
+        gradient after that ReLU: first dy = relu_backward(dy, relu_output), the
+        gradient before it (a fast backend does this as it reads dy).
         """
+        if relu_output is not None:
+            dy = self.relu_backward(dy, relu_output)
         cols = saved
         dW2 = self.matmul(cols.T, dy)
         db = dy.sum(axis=0)

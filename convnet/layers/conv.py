@@ -25,6 +25,11 @@ NumbaOps computes the same numbers by a faster algorithm (a batch chunk at a tim
 so the im2col matrix stays in cache, or directly on the input for small
 convolutions); `layer.algorithm()` names the one that ran. How each works:
 docs/how-it-works.md.
+
+With activation="relu" the layer hands the ReLU to the backend too: y = max(z, 0)
+is applied as y is written, and backward's dz = dy * (y > 0) as dy is read
+(`relu=True`, `relu_output=y`), which saves two passes over arrays as large as y.
+NumpyOps does exactly those two steps, so the numbers are the same.
 """
 
 import numpy as np
@@ -132,7 +137,31 @@ class Conv2D(KernelLayer):
         (oh, ow), _ = self._geometry(h, w)
         return (oh, ow, self.filters)
 
-    def _forward(self, x, training):
+    def _fuses_relu(self):
+        """True when a ReLU activation runs inside the convolution: max(z, 0) as the
+        backend writes z, and its mask as the backend reads dy, instead of two more
+        passes over arrays as large as y (the numbers are the same)."""
+        return self.activation == "relu" and not self._general()
+
+    def forward(self, x, training=False):
+        if not self._fuses_relu():
+            return super().forward(x, training)     # z, then the activation (Layer.forward)
+        x = self._check_input(x)                    # as forward_logits, with the ReLU inside
+        self._to_backend()
+        self._y = self._forward(x, training, relu=True)
+        self._last_output_shape = tuple(self._y.shape)
+        return self._y
+
+    def backward(self, dy):
+        if not self._fuses_relu():
+            return super().backward(dy)
+        dy = self._check_grad(dy)
+        if self._y is None:
+            raise RuntimeError(f"{self.describe()}: backward called before forward")
+        return self._backward(dy, relu_output=self._y)
+
+    def _forward(self, x, training, relu=False):
+        # relu: return max(z, 0) instead of z (only on the fused path, see _fuses_relu)
         n, h, w, c = x.shape
         kh, kw = self.kernel_size
         (oh, ow), pads = self._geometry(h, w)
@@ -143,11 +172,12 @@ class Conv2D(KernelLayer):
             return y
         W2 = self.params["W"].reshape(kh * kw * c, self.filters)      # the kernel matrix
         y, saved = get_ops().conv2d_forward(x, W2, self.params.get("b"), kh, kw, *self.strides, pads,
-                                            training=training)       # (N*OH*OW, F)
+                                            training=training, relu=relu)   # (N*OH*OW, F)
         self._cache = (saved, x, pads)
         return y.reshape(n, oh, ow, self.filters)
 
-    def _backward(self, dy):
+    def _backward(self, dy, relu_output=None):
+        # relu_output: y after the fused ReLU, when dy is the gradient after it
         saved, x, pads = self._cache
         kh, kw = self.kernel_size
         if self._general():
@@ -160,8 +190,11 @@ class Conv2D(KernelLayer):
             return dx
         W2 = self.params["W"].reshape(-1, self.filters)
         # the first layer of a model computes no dx: nobody needs it
+        if relu_output is not None:
+            relu_output = relu_output.reshape(-1, self.filters)
         dx, dW2, db = get_ops().conv2d_backward(dy.reshape(-1, self.filters), x, saved, W2, kh, kw,
-                                                *self.strides, pads, need_dx=not self.skip_input_grad)
+                                                *self.strides, pads, need_dx=not self.skip_input_grad,
+                                                relu_output=relu_output)
         self.grads["W"] = dW2.reshape(self.params["W"].shape)
         if self.use_bias:
             self.grads["b"] = db

@@ -82,8 +82,9 @@ def bias_grad(dy):
     return parts.sum(axis=0)
 
 
-def gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, chunk_bytes, jobs_per_core):
-    """y (N*OH*OW, F) = im2col(x) @ W2 + b, a chunk of images at a time."""
+def gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, chunk_bytes, jobs_per_core, relu=False):
+    """y (N*OH*OW, F) = im2col(x) @ W2 + b, a chunk of images at a time, through
+    max(., 0) when relu (each chunk while it is in cache)."""
     n = x.shape[0]
     k, f = W2.shape
     rows = oh * ow
@@ -102,7 +103,10 @@ def gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, chunk_bytes, j
             gemm(cols, W2, out)
             if b is not None:
                 out += b
+            if relu:
+                relu_kernel(out, out)
 
+    relu_kernel = elementwise.relu.serial
     workers.over_batch(n, forward_images, jobs_per_core)
     return y
 
@@ -148,15 +152,15 @@ def gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, need_dx, nee
     return dx, dW2
 
 
-def phases_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, training):
-    """(y (N*OH*OW, F), xq or None): the direct convolution on stride phases; xq,
-    the split input, is kept for dW2 when training."""
+def phases_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, training, relu=False):
+    """(y (N*OH*OW, F), xq or None): the direct convolution on stride phases, through
+    max(., 0) when relu; xq, the split input, is kept for dW2 when training."""
     n, _, _, c = x.shape
     f = W2.shape[1]
     bias = contig(b).astype(x.dtype, copy=False) if b is not None else np.zeros(f, dtype=x.dtype)
     xq = phases.phase_split(x, kh, kw, sh, sw, pt, pl, oh, ow)
     y = np.empty((n * oh * ow, f), dtype=x.dtype)
-    phases.forward(xq, W2, bias, c, kh, kw, sh, sw, oh, ow, y)
+    phases.forward(xq, W2, bias, c, kh, kw, sh, sw, oh, ow, y, relu)
     return y, (xq if training else None)
 
 
@@ -188,11 +192,13 @@ def phases_input_grad(dy, W2, x_shape, kh, kw, pt, pl, oh, ow):
     return dx.reshape(n, h, w, c)
 
 
-def phases_weight_grad(dy, x, saved, W2, kh, kw, sh, sw, pt, pl, oh, ow):
+def phases_weight_grad(dy, x, saved, W2, kh, kw, sh, sw, pt, pl, oh, ow, relu_output=None):
     """(dW2 (K, F), db (F,)) from the split input (kept by phases_forward, else split
-    again): the direct kernel sums db in the same pass over dy."""
+    again): the direct kernel sums db in the same pass over dy, which it masks by
+    relu_output when given (dy is then the gradient after the forward's ReLU)."""
     n, _, _, c = x.shape
     n_planes, hq, wq, _, _ = phases.plane_geometry(c, kh, kw, sh, sw, oh, ow)
     xq = saved if saved is not None and saved.shape == (n, n_planes, hq * wq) \
         else phases.phase_split(x, kh, kw, sh, sw, pt, pl, oh, ow)
-    return phases.weight_grad(xq.astype(dy.dtype, copy=False), dy, c, kh, kw, sh, sw, oh, ow, W2.shape[0])
+    return phases.weight_grad(xq.astype(dy.dtype, copy=False), dy, c, kh, kw, sh, sw, oh, ow, W2.shape[0],
+                              relu_output)

@@ -82,42 +82,48 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         convnet/backend/numba/conv.py, the one place that chooses)."""
         return conv.choose(tuple(W2_shape), tuple(dtypes), W2_shape[0] // x_shape[-1])
 
-    def conv2d_forward(self, x, W2, b, kh, kw, sh, sw, pads, training=True):
+    def conv2d_forward(self, x, W2, b, kh, kw, sh, sw, pads, training=True, relu=False):
         """Same as NumpyOps.conv2d_forward: (y = im2col(x) @ W2 + b, (N*OH*OW, F),
-        saved), by the algorithm conv2d_algorithm names."""
+        saved), by the algorithm conv2d_algorithm names; the ReLU, when asked for,
+        is applied as y is written (phases) or to each chunk while it is in cache."""
         algorithm = self.conv2d_algorithm(x.shape, W2.shape, (x.dtype, W2.dtype))
         if algorithm == conv.REFERENCE:
-            return super().conv2d_forward(x, W2, b, kh, kw, sh, sw, pads, training)
+            return super().conv2d_forward(x, W2, b, kh, kw, sh, sw, pads, training, relu)
         (pt, pb), (pl, pr) = pads
         oh = output_size(x.shape[1], kh, sh, pt, pb)
         ow = output_size(x.shape[2], kw, sw, pl, pr)
         x, W2 = contig(x), contig(W2)
         if algorithm == conv.PHASES:
-            return conv.phases_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, training)
+            return conv.phases_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, training, relu)
         y = conv.gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow,
-                                     self.conv_chunk_bytes, self.conv_jobs_per_core)
+                                     self.conv_chunk_bytes, self.conv_jobs_per_core, relu)
         return y, None          # backward recomputes the chunks from x
 
-    def conv2d_backward(self, dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx=True):
+    def conv2d_backward(self, dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx=True, relu_output=None):
         """Same as NumpyOps.conv2d_backward: (dx or None, dW2, db) for
         dy = dL/dy (N*OH*OW, F), by the algorithm conv2d_algorithm names ("phases"
         takes dW2 and db from its direct kernel, and dx from phases_input_grad or the
-        chunked col2im path)."""
+        chunked col2im path). The ReLU's mask (relu_output) is applied as the direct
+        kernel reads dy when only dW2 and db are needed, else in a pass of its own."""
         algorithm = self.conv2d_algorithm(x.shape, W2.shape, (dy.dtype, x.dtype, W2.dtype))
         if algorithm == conv.REFERENCE:
-            return super().conv2d_backward(dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx)
+            return super().conv2d_backward(dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx, relu_output)
         (pt, pb), (pl, pr) = pads
         oh = output_size(x.shape[1], kh, sh, pt, pb)
         ow = output_size(x.shape[2], kw, sw, pl, pr)
-        x, dy, W2 = contig(x), contig(dy), contig(W2)
         small = algorithm == conv.PHASES
+        if relu_output is not None and (need_dx or not small or relu_output.shape != dy.shape
+                                        or relu_output.dtype != dy.dtype):
+            dy, relu_output = self.relu_backward(dy, relu_output), None
+        x, dy, W2 = contig(x), contig(dy), contig(W2)
         direct_dx = small and need_dx and conv.phases_input_grad_applies(x.shape, kh, kw, sh, sw, pt, pl)
         dx, dW2 = conv.gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, need_dx and not direct_dx,
                                             not small, self.conv_chunk_bytes, self.conv_jobs_per_core)
         if direct_dx:
             dx = conv.phases_input_grad(dy, W2, x.shape, kh, kw, pt, pl, oh, ow)
         if small:
-            dW2, db = conv.phases_weight_grad(dy, x, saved, W2, kh, kw, sh, sw, pt, pl, oh, ow)
+            dW2, db = conv.phases_weight_grad(dy, x, saved, W2, kh, kw, sh, sw, pt, pl, oh, ow,
+                                              None if relu_output is None else contig(relu_output))
             return dx, dW2, db
         return dx, dW2, conv.bias_grad(dy)
 
