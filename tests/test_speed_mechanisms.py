@@ -80,3 +80,29 @@ def test_a_cold_numba_cache_says_it_compiles(tmp_path):
     assert first.stderr.count("compiling the numba kernels") == 1
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert second.returncode == 0 and "compiling" not in second.stderr
+
+
+def test_batchnorm_kernels_load_from_the_disk_cache(tmp_path):
+    """A second process loads the batch-norm kernels, parallel and serial, from
+    Numba's disk cache instead of compiling them again (they once were closures
+    made twice from one factory, which missed the cache in every new process and
+    cost about 3.6 s at the first BatchNormalization call)."""
+    pytest.importorskip("numba")
+    code = ("import numpy as np, convnet as cn\n"
+            "from convnet.backend.numba import batchnorm\n"
+            "ops = cn.get_ops('numba')\n"
+            "x = np.random.default_rng(0).random((64, 16, 16, 16), dtype=np.float32)\n"
+            "for rows in (x, x[:1, :2, :2]):       # the parallel kernels, then the serial ones\n"
+            "    mean, var = ops.batchnorm_statistics(rows)\n"
+            "    y, xhat, inv = ops.batchnorm_normalize(rows, mean, var, np.ones(16, np.float32),\n"
+            "                                           np.zeros(16, np.float32), 1e-3)\n"
+            "    ops.batchnorm_backward(y, xhat, inv, np.ones(16, np.float32), True)\n"
+            "kernels = [*batchnorm._PARALLEL.values(), *batchnorm._SERIAL.values()]\n"
+            "print(sum(len(k.stats.cache_hits) for k in kernels), sum(len(k.stats.cache_misses) for k in kernels))\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.split() == ["0", "10"], first.stdout      # ten kernels compiled
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.split() == ["10", "0"], second.stdout    # and all ten loaded

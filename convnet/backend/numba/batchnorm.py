@@ -19,80 +19,93 @@ import numpy as np
 from numba import njit, prange
 
 from . import threads
-from ._jit import JIT, PJIT
+from ._jit import JIT, PJIT, serial_twin
 
 _CHUNKS = 16        # row chunks for the partial sums (a multiple of any small core count)
 
 
+@njit(inline="always", **JIT)
 def _bounds(m, chunks, k):
+    # rows [lo, hi) of chunk k of `chunks` equal chunks of m rows
     step = (m + chunks - 1) // chunks
     return min(m, k * step), min(m, (k + 1) * step)
 
 
-def _make_kernels(jit_options):
-    bounds = njit(inline="always", **JIT)(_bounds)
 
-    def column_sums(x, chunks):
-        # s[c] = sum_i x[i, c], in float64
-        m, c = x.shape
-        parts = np.zeros((chunks, c))
-        for k in prange(chunks):
-            lo, hi = bounds(m, chunks, k)
-            acc = parts[k]
-            for i in range(lo, hi):
-                for j in range(c):
-                    acc[j] += x[i, j]
-        return parts.sum(axis=0)
-
-    def centered_square_sums(x, mean, chunks):
-        # s[c] = sum_i (x[i, c] - mean[c])^2, in float64
-        m, c = x.shape
-        parts = np.zeros((chunks, c))
-        for k in prange(chunks):
-            lo, hi = bounds(m, chunks, k)
-            acc = parts[k]
-            for i in range(lo, hi):
-                for j in range(c):
-                    d = x[i, j] - mean[j]
-                    acc[j] += d * d
-        return parts.sum(axis=0)
-
-    def normalize(x, mean, inv_std, gamma, beta, y, xhat):
-        # xhat = (x - mean) * inv_std;  y = gamma * xhat + beta
-        m, c = x.shape
-        for i in prange(m):
+@njit(**PJIT)
+def _column_sums(x, chunks):
+    # s[c] = sum_i x[i, c], in float64
+    m, c = x.shape
+    parts = np.zeros((chunks, c))
+    for k in prange(chunks):
+        lo, hi = _bounds(m, chunks, k)
+        acc = parts[k]
+        for i in range(lo, hi):
             for j in range(c):
-                h = (x[i, j] - mean[j]) * inv_std[j]
-                xhat[i, j] = h
-                y[i, j] = h * gamma[j] + beta[j]
+                acc[j] += x[i, j]
+    return parts.sum(axis=0)
 
-    def grad_sums(dy, xhat, chunks):
-        # (sum_i dy[i, c], sum_i dy[i, c] * xhat[i, c]), in float64
-        m, c = dy.shape
-        parts = np.zeros((chunks, 2, c))
-        for k in prange(chunks):
-            lo, hi = bounds(m, chunks, k)
-            acc = parts[k]
-            for i in range(lo, hi):
-                for j in range(c):
-                    g = dy[i, j]
-                    acc[0, j] += g
-                    acc[1, j] += g * xhat[i, j]
-        return parts.sum(axis=0)
 
-    def input_grad(dy, xhat, scale, mean_dy, mean_dy_xhat, dx):
-        # dx = scale * (dy - mean(dy) - xhat * mean(dy * xhat)),  scale = gamma * inv_std
-        m, c = dy.shape
-        for i in prange(m):
+@njit(**PJIT)
+def _centered_square_sums(x, mean, chunks):
+    # s[c] = sum_i (x[i, c] - mean[c])^2, in float64
+    m, c = x.shape
+    parts = np.zeros((chunks, c))
+    for k in prange(chunks):
+        lo, hi = _bounds(m, chunks, k)
+        acc = parts[k]
+        for i in range(lo, hi):
             for j in range(c):
-                dx[i, j] = scale[j] * (dy[i, j] - mean_dy[j] - xhat[i, j] * mean_dy_xhat[j])
+                d = x[i, j] - mean[j]
+                acc[j] += d * d
+    return parts.sum(axis=0)
 
-    return {f.__name__: njit(**jit_options)(f) for f in
-            (column_sums, centered_square_sums, normalize, grad_sums, input_grad)}
+
+@njit(**PJIT)
+def _normalize(x, mean, inv_std, gamma, beta, y, xhat):
+    # xhat = (x - mean) * inv_std;  y = gamma * xhat + beta
+    m, c = x.shape
+    for i in prange(m):
+        for j in range(c):
+            h = (x[i, j] - mean[j]) * inv_std[j]
+            xhat[i, j] = h
+            y[i, j] = h * gamma[j] + beta[j]
 
 
-_PARALLEL = _make_kernels(PJIT)
-_SERIAL = _make_kernels(JIT)
+@njit(**PJIT)
+def _grad_sums(dy, xhat, chunks):
+    # (sum_i dy[i, c], sum_i dy[i, c] * xhat[i, c]), in float64
+    m, c = dy.shape
+    parts = np.zeros((chunks, 2, c))
+    for k in prange(chunks):
+        lo, hi = _bounds(m, chunks, k)
+        acc = parts[k]
+        for i in range(lo, hi):
+            for j in range(c):
+                g = dy[i, j]
+                acc[0, j] += g
+                acc[1, j] += g * xhat[i, j]
+    return parts.sum(axis=0)
+
+
+@njit(**PJIT)
+def _input_grad(dy, xhat, scale, mean_dy, mean_dy_xhat, dx):
+    # dx = scale * (dy - mean(dy) - xhat * mean(dy * xhat)),  scale = gamma * inv_std
+    m, c = dy.shape
+    for i in prange(m):
+        for j in range(c):
+            dx[i, j] = scale[j] * (dy[i, j] - mean_dy[j] - xhat[i, j] * mean_dy_xhat[j])
+
+
+# Module-level kernels, each with its serial twin under a name of its own: Numba's
+# disk cache keys a compilation by the function's qualified name and line, so the
+# two must not share them (closures made twice from one factory did: a parallel
+# call could load the serial build, and each process compiled them again).
+_PARALLEL = {name: kernel for name, kernel in (("column_sums", _column_sums),
+                                               ("centered_square_sums", _centered_square_sums),
+                                               ("normalize", _normalize), ("grad_sums", _grad_sums),
+                                               ("input_grad", _input_grad))}
+_SERIAL = {name: serial_twin(kernel) for name, kernel in _PARALLEL.items()}
 
 
 def _kernels(size):

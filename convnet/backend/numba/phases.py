@@ -160,12 +160,14 @@ def _gather_block(dy, relu_output, dyq, src0, rows, ow, wq, masked):
     for r in range(rows):
         dst = r * wq
         src = src0 + r * ow
-        for j in range(ow):
-            for f in range(f_count):
-                d = dy[src + j, f]
-                if masked and not relu_output[src + j, f] > zero:
-                    d = zero
-                dyq[f, dst + j] = d
+        if masked:
+            for j in range(ow):
+                for f in range(f_count):
+                    dyq[f, dst + j] = dy[src + j, f] if relu_output[src + j, f] > zero else zero
+        else:
+            for j in range(ow):
+                for f in range(f_count):
+                    dyq[f, dst + j] = dy[src + j, f]
         for j in range(ow, wq):
             for f in range(f_count):
                 dyq[f, dst + j] = zero
