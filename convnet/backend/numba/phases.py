@@ -45,7 +45,12 @@ from ._jit import JIT, PJIT, serial_twin
 # at batch 128 with these loops written inline in the parallel loop body, where
 # they stayed scalar, 3.2 ms as calls of two filters each, and 2.0 ms with four
 # filters per call).
-FAST = dict(JIT, fastmath=True)
+#: fastmath without its no-NaN and no-inf assumptions: the sums may be reordered
+#: and fused (what vectorizes them), but a NaN keeps its meaning, so the fused ReLU
+#: keeps a NaN from a diverged step visible, as NumpyOps.relu does (with full
+#: fastmath, LLVM may fold its NaN test away once the helper is inlined).
+FAST_MATH = {"reassoc", "contract", "nsz", "arcp", "afn"}
+FAST = dict(JIT, fastmath=FAST_MATH)
 
 #: flat positions per block of output rows (the accumulators stay in L1/L2)
 BLOCK_POSITIONS = 512
@@ -118,8 +123,8 @@ def _tap_run(xq, b, tap_plane, tap_offset, o0, length, t):
 @njit(**JIT)
 def _store_block(acc, y, dst0, rows, ow, wq, relu):
     # y[dst0 + r*ow + j, f] = acc[f, r*wq + j] for the block's rows r and j < ow (the
-    # filters contiguous in y), through max(., 0) when relu. Not fastmath: a NaN stays
-    # NaN, as in NumpyOps.relu.
+    # filters contiguous in y), through max(., 0) when relu; a NaN stays NaN, as in
+    # NumpyOps.relu (nothing here assumes NaN-free values: see FAST_MATH).
     f_count = acc.shape[0]
     zero = acc.dtype.type(0)
     for r in range(rows):
@@ -138,7 +143,7 @@ def _store_block(acc, y, dst0, rows, ow, wq, relu):
 
 @njit(**JIT)
 def _relu_rows(out):
-    # out = max(out, 0) in place, NaN kept (not fastmath, as NumpyOps.relu)
+    # out = max(out, 0) in place, NaN kept (as NumpyOps.relu)
     zero = out.dtype.type(0)
     for j in range(out.shape[0]):
         o = out[j]
@@ -153,8 +158,7 @@ def _gather_block(dy, relu_output, dyq, src0, rows, ow, wq, masked):
     # dropped positions j >= ow; when masked, the gradient before a ReLU whose output
     # was relu_output: dy where relu_output > 0, else 0. (NumpyOps.relu_backward's
     # dy * (y > 0) makes a NaN in dy NaN even where y <= 0; here, as in PyTorch's
-    # threshold_backward, the gradient there is 0: the sums this feeds are fastmath,
-    # where a NaN has no guaranteed meaning anyway.)
+    # threshold_backward, the gradient there is 0.)
     f_count = dyq.shape[0]
     zero = dyq.dtype.type(0)
     for r in range(rows):
@@ -270,7 +274,7 @@ def _sum(d0, length, zero):
     return s0
 
 
-@njit(**PJIT, fastmath=True)
+@njit(**PJIT, fastmath=FAST_MATH)
 def _forward(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, rows_per_block, relu, y):
     # y[(b, i, j), f] for blocks of `rows_per_block` output rows: acc[f, o - o0]
     # holds the sums over the block's flat positions; four filters and three taps
@@ -337,7 +341,7 @@ def _pixels_1tap(out, W2, t, s0, ow):
             o[f] += W2[t, f] * v0
 
 
-@njit(**PJIT, fastmath=True)
+@njit(**PJIT, fastmath=FAST_MATH)
 def _forward_pixels(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y):
     # y[(b, i, j), :] one output row (b, i) per task: bias, then nine taps per pass
     # over the row's ow x F sums (they stay in L1), then the taps left over, then
@@ -370,7 +374,7 @@ def _forward_pixels(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y):
             _relu_rows(out)
 
 
-@njit(**PJIT, fastmath=True)
+@njit(**PJIT, fastmath=FAST_MATH)
 def _weight_grad(xq, dy, relu_output, masked, tap_plane, tap_offset, oh, ow, wq, rows_per_block, parts,
                  bias_parts):
     # parts[t] = thread t's share of dW2[tap, f] = sum over positions of
