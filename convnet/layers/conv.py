@@ -29,7 +29,8 @@ docs/how-it-works.md.
 With activation="relu" the layer hands the ReLU to the backend too: y = max(z, 0)
 is applied as y is written, and backward's dz = dy * (y > 0) as dy is read
 (`relu=True`, `relu_output=y`), which saves two passes over arrays as large as y.
-NumpyOps does exactly those two steps, so the numbers are the same.
+NumpyOps does exactly those two steps, so the numbers are the same (one corner
+aside: a NaN in dy where y <= 0, see docs/how-it-works.md).
 """
 
 import numpy as np
