@@ -143,18 +143,27 @@ class Layer:
         """dx = d(loss)/dx from dy = d(loss)/dy; writes d(loss)/d(param) to grads."""
         dy = self._check_grad(dy)
         if self.activation is not None:
-            if self._y is None:
-                raise RuntimeError(f"{self.describe()}: backward called before forward")
-            dy = activation_backward(self.activation, dy, self._y)
+            dy = activation_backward(self.activation, dy, self._activation_output())
         return self._backward(dy)
 
     def forward_logits(self, x, training=False):
         """The output before the activation (what a fused softmax-loss needs)."""
+        return self._checked_forward(x, training)
+
+    def _checked_forward(self, x, training, **options):
+        """_forward(x, training, **options) after the input checks, noting the output
+        shape that backward checks dy against."""
         x = self._check_input(x)
         self._to_backend()
-        z = self._forward(x, training)
+        z = self._forward(x, training, **options)
         self._last_output_shape = tuple(z.shape)
         return z
+
+    def _activation_output(self):
+        """The activation's output from the last forward, which its backward needs."""
+        if self._y is None:
+            raise RuntimeError(f"{self.describe()}: backward called before forward")
+        return self._y
 
     def backward_logits(self, dz):
         """backward() for a gradient taken w.r.t. the pre-activation output."""

@@ -147,19 +147,14 @@ class Conv2D(KernelLayer):
     def forward(self, x, training=False):
         if not self._fuses_relu():
             return super().forward(x, training)     # z, then the activation (Layer.forward)
-        x = self._check_input(x)                    # as forward_logits, with the ReLU inside
-        self._to_backend()
-        self._y = self._forward(x, training, relu=True)
-        self._last_output_shape = tuple(self._y.shape)
+        self._y = self._checked_forward(x, training, relu=True)
         return self._y
 
     def backward(self, dy):
         if not self._fuses_relu():
             return super().backward(dy)
         dy = self._check_grad(dy)
-        if self._y is None:
-            raise RuntimeError(f"{self.describe()}: backward called before forward")
-        return self._backward(dy, relu_output=self._y)
+        return self._backward(dy, relu_output=self._activation_output())
 
     def _forward(self, x, training, relu=False):
         # relu: return max(z, 0) instead of z (only on the fused path, see _fuses_relu)

@@ -104,9 +104,8 @@ def gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, chunk_bytes, j
             if b is not None:
                 out += b
             if relu:
-                relu_kernel(out, out)
+                elementwise.relu.serial(out, out)   # the chunk, while it is in cache
 
-    relu_kernel = elementwise.relu.serial
     workers.over_batch(n, forward_images, jobs_per_core)
     return y
 
