@@ -115,12 +115,14 @@ def test_whole_convolution_matches_reference(dtype, kernel_size_mode):
 def test_small_convolution_rectangular_windows_and_filter_counts(dtype):
     # the phase-split kernels with kh != kw, sh != sw, a stride larger than the
     # kernel (unused phases), K not a multiple of 3 and F not a multiple of 2 or 4
-    # (the remainder loops), on images too narrow for one block of rows
+    # (the remainder loops; with an even F, groups of nine taps and then 1, 3 or 5
+    # taps left over), on images too narrow for one block of rows
     rng = np.random.default_rng(13)
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
     cases = [((3, 2), (2, 1), "same", (2, 9, 7, 3), 5), ((2, 3), (3, 2), "valid", (1, 8, 11, 2), 1),
              ((1, 3), (1, 3), 1, (2, 5, 13, 1), 7), ((5, 1), (1, 1), "same", (3, 6, 4, 2), 16),
-             ((2, 2), (3, 3), "same", (1, 10, 10, 3), 2), ((3, 3), (2, 2), "valid", (2, 17, 15, 4), 8)]
+             ((2, 2), (3, 3), "same", (1, 10, 10, 3), 2), ((3, 3), (2, 2), "valid", (2, 17, 15, 4), 8),
+             ((1, 7), (1, 1), "same", (2, 5, 9, 2), 4)]
     for (kh, kw), (sh, sw), padding, shape, f in cases:
         msg = f"conv {kh}x{kw} stride {sh}x{sw} {padding} {shape} f={f}"
         (oh, ow), pads = window_geometry(shape[1], shape[2], (kh, kw), (sh, sw), padding)
