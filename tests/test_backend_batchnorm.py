@@ -24,16 +24,18 @@ def test_batchnorm_kernels_match_the_reference(backend, dtype, rtol, shape, trai
     ref_mean, ref_var = REF.batchnorm_statistics(x.astype(np.float64))
     np.testing.assert_allclose(host(mean), ref_mean, rtol=rtol, atol=rtol)
     np.testing.assert_allclose(host(var), ref_var, rtol=rtol)
-    y, xhat, inv_std = backend.batchnorm_normalize(backend.asarray(x), mean, var, backend.asarray(gamma),
-                                                   backend.asarray(beta), 1e-3)
-    ref = REF.batchnorm_normalize(x, host(mean), host(var), gamma, beta, 1e-3)
-    for got, want in zip((y, xhat, inv_std), ref):
+    y, saved, inv_std = backend.batchnorm_normalize(backend.asarray(x), mean, var, backend.asarray(gamma),
+                                                    backend.asarray(beta), 1e-3)
+    ref_y, ref_xhat, ref_inv_std = REF.batchnorm_normalize(x, host(mean), host(var), gamma, beta, 1e-3)
+    for got, want in ((y, ref_y), (inv_std, ref_inv_std)):
         assert got.dtype == dtype
         np.testing.assert_allclose(host(got), want, rtol=rtol, atol=rtol * 10)
     for need_dx in (True, False):
-        got = backend.batchnorm_backward(backend.asarray(dy), xhat, inv_std, backend.asarray(gamma),
+        # each backend's backward from what its own normalize saved (NumbaOps: x and
+        # the mean, not xhat)
+        got = backend.batchnorm_backward(backend.asarray(dy), saved, inv_std, backend.asarray(gamma),
                                          training, need_dx=need_dx)
-        want = REF.batchnorm_backward(dy, host(xhat), host(inv_std), gamma, training, need_dx=need_dx)
+        want = REF.batchnorm_backward(dy, ref_xhat, ref_inv_std, gamma, training, need_dx=need_dx)
         if need_dx:
             np.testing.assert_allclose(host(got[0]), want[0], rtol=rtol * 10, atol=rtol * 10)
         else:
@@ -41,6 +43,17 @@ def test_batchnorm_kernels_match_the_reference(backend, dtype, rtol, shape, trai
         # the sums run over every row: compare them relative to their scale
         for g, w in zip(got[1:], want[1:]):
             np.testing.assert_allclose(host(g), w, rtol=rtol * 10, atol=rtol * 10 * np.abs(dy).sum(axis=0).max())
+
+
+def test_batchnorm_statistics_keep_their_digits_far_from_zero(backend):
+    # a mean a million times the spread: E[x^2] - E[x]^2 would cancel every digit
+    # of float64; the statistics must still match the two-pass reference
+    rng = np.random.default_rng(3)
+    x = 1e6 + 1e-3 * rng.standard_normal((40, 5, 5, 3))
+    mean, var = backend.batchnorm_statistics(backend.asarray(x))
+    ref_mean, ref_var = REF.batchnorm_statistics(x)
+    np.testing.assert_allclose(backend.to_numpy(mean), ref_mean, rtol=1e-14)
+    np.testing.assert_allclose(backend.to_numpy(var), ref_var, rtol=1e-8)
 
 
 def test_batchnorm_layer_gradcheck_and_inference(backend, rng):

@@ -94,15 +94,15 @@ def test_batchnorm_kernels_load_from_the_disk_cache(tmp_path):
             "x = np.random.default_rng(0).random((64, 16, 16, 16), dtype=np.float32)\n"
             "for rows in (x, x[:1, :2, :2]):       # the parallel kernels, then the serial ones\n"
             "    mean, var = ops.batchnorm_statistics(rows)\n"
-            "    y, xhat, inv = ops.batchnorm_normalize(rows, mean, var, np.ones(16, np.float32),\n"
-            "                                           np.zeros(16, np.float32), 1e-3)\n"
-            "    ops.batchnorm_backward(y, xhat, inv, np.ones(16, np.float32), True)\n"
+            "    y, saved, inv = ops.batchnorm_normalize(rows, mean, var, np.ones(16, np.float32),\n"
+            "                                            np.zeros(16, np.float32), 1e-3)\n"
+            "    ops.batchnorm_backward(y, saved, inv, np.ones(16, np.float32), True)\n"
             "kernels = [*batchnorm._PARALLEL.values(), *batchnorm._SERIAL.values()]\n"
             "print(sum(len(k.stats.cache_hits) for k in kernels), sum(len(k.stats.cache_misses) for k in kernels))\n")
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.split() == ["0", "10"], first.stdout      # ten kernels compiled
+    assert first.stdout.split() == ["0", "8"], first.stdout       # eight kernels compiled
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.split() == ["10", "0"], second.stdout    # and all ten loaded
+    assert second.stdout.split() == ["8", "0"], second.stdout     # and all eight loaded

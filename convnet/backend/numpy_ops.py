@@ -460,20 +460,25 @@ class NumpyOps:
     def batchnorm_normalize(self, x, mean, var, gamma, beta, epsilon):
         """y = gamma * xhat + beta with xhat = (x - mean) / sqrt(var + eps).
 
-        x: (..., C); mean, var, gamma, beta: (C,) -> (y, xhat: like x, inv_std: (C,))
+        x: (..., C); mean, var, gamma, beta: (C,) -> (y: like x, saved, inv_std: (C,)).
+        saved is what batchnorm_backward needs to know xhat: here xhat itself (like
+        x); a backend may keep something else (NumbaOps keeps x and mean, and
+        recomputes xhat as it reads them, which saves writing xhat out).
         """
         inv_std = 1 / self.xp.sqrt(var + epsilon)
         xhat = (x - mean) * inv_std
         return xhat * gamma + beta, xhat, inv_std
 
-    def batchnorm_backward(self, dy, xhat, inv_std, gamma, training, need_dx=True):
-        """(dx, dgamma, dbeta) of y = gamma * xhat + beta, from dy (..., C).
+    def batchnorm_backward(self, dy, saved, inv_std, gamma, training, need_dx=True):
+        """(dx, dgamma, dbeta) of y = gamma * xhat + beta, from dy (..., C);
+        saved and inv_std as batchnorm_normalize returned them (saved: xhat here).
 
         In training mode mean and var are functions of every x of the channel
         (m values each), which gives
             dx = gamma * inv_std / m * (m * dy - sum(dy) - xhat * sum(dy * xhat));
         in inference mode they are constants and dx = dy * gamma * inv_std.
         """
+        xhat = saved
         axes = tuple(range(dy.ndim - 1))
         dgamma = (dy * xhat).sum(axis=axes)
         dbeta = dy.sum(axis=axes)

@@ -55,8 +55,9 @@ class BatchNormalization(Layer):
             self.state["moving_variance"] += (1 - m) * var
         else:
             mean, var = self.state["moving_mean"], self.state["moving_variance"]
-        y, xhat, inv_std = ops.batchnorm_normalize(x, mean, var, self._gamma(), self._beta(), self.epsilon)
-        self._cache = (xhat, inv_std, training)
+        # saved: what the backward pass needs to know xhat (xhat itself in NumpyOps)
+        y, saved, inv_std = ops.batchnorm_normalize(x, mean, var, self._gamma(), self._beta(), self.epsilon)
+        self._cache = (saved, inv_std, training)
         return y
 
     def _gamma(self):
@@ -68,8 +69,8 @@ class BatchNormalization(Layer):
         return self.params["beta"] if self.center else get_ops().xp.zeros((c,), dtype=self.dtype)
 
     def _backward(self, dy):
-        xhat, inv_std, training = self._cache
-        dx, dgamma, dbeta = get_ops().batchnorm_backward(dy, xhat, inv_std, self._gamma(), training,
+        saved, inv_std, training = self._cache
+        dx, dgamma, dbeta = get_ops().batchnorm_backward(dy, saved, inv_std, self._gamma(), training,
                                                          need_dx=not self.skip_input_grad)
         if self.scale:
             self.grads["gamma"] = dgamma

@@ -8,12 +8,22 @@ column per channel (channels-last makes that a free reshape).
 - Per-channel sums are taken in float64 over chunks of rows, one chunk per task
   in parallel, and the chunks' partial sums are added at the end: numpy's own
   reductions over the leading axes of (M, C) take several strided passes.
-- The statistics take two passes (the mean, then the squared deviations from it:
-  the one-pass E[x^2] - E[x]^2 loses digits in float32), normalize one pass that
-  writes y and xhat together, backward one pass for the two sums and one for dx.
+- The statistics take one pass, over the deviations d = x - s from a shift s
+  per channel (the channel's value in the first row):
+      mean = s + sum(d) / M,   var = sum(d^2) / M - (sum(d) / M)^2
+  which is exact algebra; with s inside the data, |mean - s| is of the order of
+  the spread, so the subtraction loses no more than a digit or two of float64
+  (the plain E[x^2] - E[x]^2 loses every digit when |mean| >> std).
+- Normalize writes only y. The backward pass gets x and the mean instead of
+  xhat (batchnorm_normalize's `saved`), and recomputes xhat = (x - mean) * inv_std
+  as it reads them, with the same operations, so xhat is bit for bit the one the
+  forward pass used: one array less written per forward pass, and no more read
+  back. Backward takes one pass for the two sums and one for dx.
 - Arrays below threads.serial_below() elements run the serial twins: a parallel
   launch costs more than it saves there.
 """
+
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -33,48 +43,35 @@ def _bounds(m, chunks, k):
 
 
 @njit(**PJIT)
-def _column_sums(x, chunks):
-    # s[c] = sum_i x[i, c], in float64
+def _shifted_sums(x, shift, chunks):
+    # (sum_i d[i, c], sum_i d[i, c]^2) with d = x - shift, in float64
     m, c = x.shape
-    parts = np.zeros((chunks, c))
+    parts = np.zeros((chunks, 2, c))
     for k in prange(chunks):
         lo, hi = _bounds(m, chunks, k)
         acc = parts[k]
         for i in range(lo, hi):
             for j in range(c):
-                acc[j] += x[i, j]
+                d = np.float64(x[i, j]) - shift[j]
+                acc[0, j] += d
+                acc[1, j] += d * d
     return parts.sum(axis=0)
 
 
 @njit(**PJIT)
-def _centered_square_sums(x, mean, chunks):
-    # s[c] = sum_i (x[i, c] - mean[c])^2, in float64
-    m, c = x.shape
-    parts = np.zeros((chunks, c))
-    for k in prange(chunks):
-        lo, hi = _bounds(m, chunks, k)
-        acc = parts[k]
-        for i in range(lo, hi):
-            for j in range(c):
-                d = x[i, j] - mean[j]
-                acc[j] += d * d
-    return parts.sum(axis=0)
-
-
-@njit(**PJIT)
-def _normalize(x, mean, inv_std, gamma, beta, y, xhat):
-    # xhat = (x - mean) * inv_std;  y = gamma * xhat + beta
+def _normalize(x, mean, inv_std, gamma, beta, y):
+    # y = gamma * xhat + beta,  xhat = (x - mean) * inv_std
     m, c = x.shape
     for i in prange(m):
         for j in range(c):
             h = (x[i, j] - mean[j]) * inv_std[j]
-            xhat[i, j] = h
             y[i, j] = h * gamma[j] + beta[j]
 
 
 @njit(**PJIT)
-def _grad_sums(dy, xhat, chunks):
-    # (sum_i dy[i, c], sum_i dy[i, c] * xhat[i, c]), in float64
+def _grad_sums(dy, x, mean, inv_std, chunks):
+    # (sum_i dy[i, c], sum_i dy[i, c] * xhat[i, c]), in float64, xhat recomputed
+    # exactly as _normalize computed it
     m, c = dy.shape
     parts = np.zeros((chunks, 2, c))
     for k in prange(chunks):
@@ -83,28 +80,28 @@ def _grad_sums(dy, xhat, chunks):
         for i in range(lo, hi):
             for j in range(c):
                 g = dy[i, j]
+                h = (x[i, j] - mean[j]) * inv_std[j]
                 acc[0, j] += g
-                acc[1, j] += g * xhat[i, j]
+                acc[1, j] += g * h
     return parts.sum(axis=0)
 
 
 @njit(**PJIT)
-def _input_grad(dy, xhat, scale, mean_dy, mean_dy_xhat, dx):
+def _input_grad(dy, x, mean, inv_std, scale, mean_dy, mean_dy_xhat, dx):
     # dx = scale * (dy - mean(dy) - xhat * mean(dy * xhat)),  scale = gamma * inv_std
     m, c = dy.shape
     for i in prange(m):
         for j in range(c):
-            dx[i, j] = scale[j] * (dy[i, j] - mean_dy[j] - xhat[i, j] * mean_dy_xhat[j])
+            h = (x[i, j] - mean[j]) * inv_std[j]
+            dx[i, j] = scale[j] * (dy[i, j] - mean_dy[j] - h * mean_dy_xhat[j])
 
 
 # Module-level kernels, each with its serial twin under a name of its own: Numba's
 # disk cache keys a compilation by the function's qualified name and line, so the
 # two must not share them (closures made twice from one factory did: a parallel
 # call could load the serial build, and each process compiled them again).
-_PARALLEL = {name: kernel for name, kernel in (("column_sums", _column_sums),
-                                               ("centered_square_sums", _centered_square_sums),
-                                               ("normalize", _normalize), ("grad_sums", _grad_sums),
-                                               ("input_grad", _input_grad))}
+_PARALLEL = {name: kernel for name, kernel in (("shifted_sums", _shifted_sums), ("normalize", _normalize),
+                                               ("grad_sums", _grad_sums), ("input_grad", _input_grad))}
 _SERIAL = {name: serial_twin(kernel) for name, kernel in _PARALLEL.items()}
 
 
@@ -118,49 +115,63 @@ def _as_rows(a):
     return a.reshape(-1, a.shape[-1])
 
 
+class NormalizedInput(NamedTuple):
+    """batchnorm_normalize's `saved` on this backend: x as (M, C) rows and the
+    mean it was normalized with (C,), from which backward recomputes xhat."""
+    rows: np.ndarray
+    mean: np.ndarray
+
+
 class BatchNormKernels:
     """The NumbaOps methods for batch normalization (mixed into NumbaOps)."""
 
     def batchnorm_statistics(self, x):
         """Same as NumpyOps.batchnorm_statistics: per-channel mean and biased variance."""
-        if x.dtype not in (np.float32, np.float64) or x.ndim < 2:
+        if x.dtype not in (np.float32, np.float64) or x.ndim < 2 or x.size == 0:
             return super().batchnorm_statistics(x)
         rows = _as_rows(x)
-        k = _kernels(rows.size)
         m = rows.shape[0]
-        mean = k["column_sums"](rows, _CHUNKS) / m
-        var = k["centered_square_sums"](rows, mean.astype(x.dtype), _CHUNKS) / m
-        return mean.astype(x.dtype), var.astype(x.dtype)
+        shift = rows[0].astype(np.float64)
+        sums = _kernels(rows.size)["shifted_sums"](rows, shift, _CHUNKS)
+        mean_d = sums[0] / m
+        var = np.maximum(sums[1] / m - mean_d * mean_d, 0.0)
+        return (shift + mean_d).astype(x.dtype), var.astype(x.dtype)
 
     def batchnorm_normalize(self, x, mean, var, gamma, beta, epsilon):
-        """Same as NumpyOps.batchnorm_normalize: (y, xhat, inv_std)."""
+        """Same as NumpyOps.batchnorm_normalize: (y, saved, inv_std), saved a
+        NormalizedInput (x's rows and the mean) instead of xhat."""
         if x.dtype not in (np.float32, np.float64) or x.ndim < 2:
             return super().batchnorm_normalize(x, mean, var, gamma, beta, epsilon)
         dt = x.dtype
         inv_std = (1 / np.sqrt(np.asarray(var, dt) + dt.type(epsilon))).astype(dt)
         rows = _as_rows(x)
+        mean = np.ascontiguousarray(mean, dt)
         y = np.empty_like(rows)
-        xhat = np.empty_like(rows)
-        _kernels(rows.size)["normalize"](rows, np.ascontiguousarray(mean, dt), inv_std,
-                                         np.ascontiguousarray(gamma, dt), np.ascontiguousarray(beta, dt),
-                                         y, xhat)
-        return y.reshape(x.shape), xhat.reshape(x.shape), inv_std
+        _kernels(rows.size)["normalize"](rows, mean, inv_std, np.ascontiguousarray(gamma, dt),
+                                         np.ascontiguousarray(beta, dt), y)
+        return y.reshape(x.shape), NormalizedInput(rows, mean), inv_std
 
-    def batchnorm_backward(self, dy, xhat, inv_std, gamma, training, need_dx=True):
-        """Same as NumpyOps.batchnorm_backward: (dx, dgamma, dbeta)."""
-        if dy.dtype not in (np.float32, np.float64) or dy.dtype != xhat.dtype or dy.ndim < 2:
+    def batchnorm_backward(self, dy, saved, inv_std, gamma, training, need_dx=True):
+        """Same as NumpyOps.batchnorm_backward: (dx, dgamma, dbeta), from the
+        NormalizedInput that batchnorm_normalize saved."""
+        if not isinstance(saved, NormalizedInput):      # normalize fell back to the reference
+            return super().batchnorm_backward(dy, saved, inv_std, gamma, training, need_dx)
+        x, mean = saved
+        dt = x.dtype
+        if dy.dtype != dt:
+            xhat = ((x - mean) * inv_std).reshape(dy.shape)
             return super().batchnorm_backward(dy, xhat, inv_std, gamma, training, need_dx)
-        dt = dy.dtype
-        rows, xrows = _as_rows(dy), _as_rows(xhat)
+        rows = _as_rows(dy)
+        inv_std = np.ascontiguousarray(inv_std, dt)
         k = _kernels(rows.size)
-        sums = k["grad_sums"](rows, xrows, _CHUNKS)
+        sums = k["grad_sums"](rows, x, mean, inv_std, _CHUNKS)
         dbeta, dgamma = sums[0].astype(dt), sums[1].astype(dt)
         if not need_dx:
             return None, dgamma, dbeta
-        scale = (np.asarray(gamma, dt) * np.asarray(inv_std, dt)).astype(dt)
+        scale = (np.asarray(gamma, dt) * inv_std).astype(dt)
         if not training:
             return dy * scale, dgamma, dbeta
         m = rows.shape[0]
         dx = np.empty_like(rows)
-        k["input_grad"](rows, xrows, scale, (sums[0] / m).astype(dt), (sums[1] / m).astype(dt), dx)
+        k["input_grad"](rows, x, mean, inv_std, scale, (sums[0] / m).astype(dt), (sums[1] / m).astype(dt), dx)
         return dx.reshape(dy.shape), dgamma, dbeta
