@@ -6,7 +6,7 @@ import numpy as np
 
 from .._checks import check_real
 from ..backend import get_ops
-from .activations import check_activation
+from .activations import activation_forward, check_activation
 from .base import KernelLayer, Layer
 
 
@@ -116,10 +116,18 @@ class Activation(Layer):
     def input_spec(self):
         return None
 
-    def _forward(self, x, training):
-        # The base class applies self.activation after _forward; x is the previous
-        # layer's output (it may be cached there), so copy before activating in place.
-        return x.copy()
+    def forward(self, x, training=False):
+        # y = activation(x) written into a new array: one pass over x (x is the
+        # previous layer's output, which it may keep, so it is not overwritten)
+        if self.activation is None:
+            return super().forward(x, training)        # "linear": a copy of x
+        x = self._checked_forward(x, training, copy=False)
+        self._y = activation_forward(self.activation, x, inplace=False)
+        return self._y
+
+    def _forward(self, x, training, copy=True):
+        # forward_logits (a softmax left to the loss) hands on a copy of x
+        return x.copy() if copy else x
 
     def _backward(self, dy):
         return dy
