@@ -29,6 +29,7 @@ Two savings keep it as cheap as a plain stack of layers:
   the sum over the calls, since the same W was used at each.
 """
 
+from .backend import get_ops
 from .layers.input_layer import InputLayer
 from .layers.symbolic import SymbolicTensor
 
@@ -198,12 +199,13 @@ class Graph:
         runs its full backward and the gradients w.r.t. the model's inputs are
         returned (a list, one per input); training never needs them."""
         fused = {id(self.outputs[i].node) for i in logits}
+        ops = get_ops()
         needs_grad = self.needs_grad if not input_grads else dict.fromkeys(self.needs_grad, True)
         grads = {}
 
         def add(tensor_id, g):
             # a fork: the gradient of a tensor is the sum over its consumers
-            grads[tensor_id] = g if tensor_id not in grads else grads[tensor_id] + g
+            grads[tensor_id] = g if tensor_id not in grads else ops.add(grads[tensor_id], g)
 
         for t, g in zip(self.outputs, output_grads):
             add(id(t), g)

@@ -397,6 +397,24 @@ def test_avgpool_matches_reference(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_add_matches_reference(dtype, kernel_size_mode):
+    # Add's sum and the gradient at a fork of a graph; special values add as in numpy
+    rng = np.random.default_rng(5)
+    a, b = _data(rng, (3, 5, 4, 2), dtype), _data(rng, (3, 5, 4, 2), dtype)
+    a.flat[:4] = [np.nan, np.inf, -np.inf, 1.0]
+    b.flat[:4] = [1.0, -np.inf, -np.inf, np.nan]
+    got = NB.add(a, b)
+    assert got.dtype == dtype and got is not a and got is not b
+    np.testing.assert_array_equal(got, REF.add(a, b))
+    # non-contiguous inputs and mixed dtypes go to the reference (numpy's promotion)
+    np.testing.assert_array_equal(NB.add(a[:, ::2], b[:, ::2]), REF.add(a[:, ::2], b[:, ::2]))
+    other = b.astype(np.float32 if dtype == np.float64 else np.float64)
+    mixed = NB.add(a, other)
+    assert mixed.dtype == np.float64
+    np.testing.assert_array_equal(mixed, a + other)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_relu_pair_matches_reference(dtype, kernel_size_mode):
     rng = np.random.default_rng(4)
     x = _data(rng, (3, 5, 4, 2), dtype)

@@ -366,6 +366,11 @@ class NumpyOps:
         return self.pool_windows_adjoint(dwin, x_shape, pool, strides, dilation, pads)
 
     # ------------------------------------------------------------- activations
+    def add(self, a, b):
+        """a + b as a new array (the merge layer Add, and the gradient at a fork of a
+        graph, which is the sum over the branches)."""
+        return a + b
+
     def relu(self, x, out=None):
         """max(x, 0); writes into `out` when given (it may be x itself)."""
         return self.xp.maximum(x, 0, out=out)

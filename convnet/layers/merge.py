@@ -117,9 +117,10 @@ def _size(shape):
 
 def _sum(xs):
     """x1 + x2 + ... as a new array (the inputs are left as they are)."""
-    y = xs[0] + xs[1]
+    ops = get_ops()
+    y = ops.add(xs[0], xs[1])
     for x in xs[2:]:
-        y += x
+        y = ops.add(y, x)
     return y
 
 

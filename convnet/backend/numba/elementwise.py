@@ -1,5 +1,6 @@
-"""Element-wise and row-wise kernels, jitted: relu and its backward pass, the
-column sums behind a bias gradient, softmax and the fused softmax cross-entropy.
+"""Element-wise and row-wise kernels, jitted: the sum of two arrays, relu and its
+backward pass, the column sums behind a bias gradient, softmax and the fused
+softmax cross-entropy.
 
 Same functions as the NumpyOps methods of the same names (read those first):
 one pass over memory where numpy makes several. Memory-bound kernels come with a
@@ -11,6 +12,16 @@ import math
 from numba import njit, prange
 
 from ._jit import JIT, PJIT, Sized
+
+
+@njit(**PJIT)
+def _add(a, b, out):
+    # out = a + b (numpy's add runs on one thread)
+    p = a.reshape(-1)
+    q = b.reshape(-1)
+    o = out.reshape(-1)
+    for k in prange(p.size):
+        o[k] = p[k] + q[k]
 
 
 @njit(**PJIT)
@@ -84,6 +95,7 @@ def _column_sums(a, parts):
                 acc[q] += a[r, q]
 
 
+add = Sized(_add)
 relu = Sized(_relu)
 relu_backward = Sized(_relu_backward)
 column_sums = Sized(_column_sums)

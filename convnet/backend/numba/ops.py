@@ -193,6 +193,15 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         return out
 
     # ------------------------------------------------------------- activations
+    def add(self, a, b):
+        """Same as NumpyOps.add: a + b, as a new array, on every core."""
+        if a.shape != b.shape or a.dtype != b.dtype or not jittable(a) \
+                or not (a.flags.c_contiguous and b.flags.c_contiguous):
+            return super().add(a, b)
+        out = np.empty_like(a)
+        elementwise.add.pick(a.size)(a, b, out)
+        return out
+
     def relu(self, x, out=None):
         """Same as NumpyOps.relu: max(x, 0) (NaN stays NaN), into `out` when given."""
         if not x.flags.c_contiguous or not jittable(x) or (
