@@ -72,16 +72,6 @@ def _gemm(serial):
     return workers.matmul
 
 
-def bias_grad(dy):
-    """db (F,) = the column sums of dy (M, F), one partial sum per thread (numpy's
-    dy.sum(axis=0) on a tall, narrow array is several times slower)."""
-    kernel = elementwise.column_sums.pick(dy.size)
-    nparts = 1 if kernel is elementwise.column_sums.serial else max(1, min(dy.shape[0], threads.num_threads()))
-    parts = np.empty((nparts, dy.shape[1]), dtype=dy.dtype)
-    kernel(dy, parts)
-    return parts.sum(axis=0)
-
-
 def gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, chunk_bytes, jobs_per_core, relu=False):
     """y (N*OH*OW, F) = im2col(x) @ W2 + b, a chunk of images at a time, through
     max(., 0) when relu (each chunk while it is in cache)."""
@@ -89,6 +79,9 @@ def gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, chunk_bytes, j
     k, f = W2.shape
     rows = oh * ow
     y = np.empty((n * rows, f), dtype=np.result_type(x, W2))
+    if b is not None:
+        b = contig(b).astype(y.dtype, copy=False)
+    zeros = np.zeros(f, dtype=y.dtype)
 
     def forward_images(s0, e0, serial):
         # y rows of images [s0, e0): chunk by chunk, unfold and multiply
@@ -101,36 +94,45 @@ def gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, chunk_bytes, j
             im2col.im2col(x[s:e], kh, kw, sh, sw, pt, pl, oh, ow, cols, serial)
             out = y[s * rows:e * rows]
             gemm(cols, W2, out)
-            if b is not None:
-                out += b
-            if relu:
-                elementwise.relu.serial(out, out)   # the chunk, while it is in cache
+            if b is not None or relu:       # one pass over the chunk, while it is in cache
+                elementwise.bias_relu_rows(out, zeros if b is None else b, relu)
 
     workers.over_batch(n, forward_images, jobs_per_core)
     return y
 
 
 def gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, need_dx, need_dW2,
-                         chunk_bytes, jobs_per_core):
-    """(dx or None, dW2 or None): each chunk's im2col rows are recomputed into a
+                         chunk_bytes, jobs_per_core, relu_output=None):
+    """(dx or None, dW2 or None, db): each chunk's im2col rows are recomputed into a
     cache-sized buffer and used for its share of dW2 = cols^T dy, and its
-    dcols = dy @ W2^T is folded back by col2im while still in cache."""
+    dcols = dy @ W2^T is folded back by col2im while still in cache. db, the
+    column sums of dy, is summed chunk by chunk as well. With relu_output (the
+    forward's y after its ReLU, (N*OH*OW, F)), dy is the gradient after that ReLU:
+    each chunk of dy is masked (NumpyOps.relu_backward) as it is first read."""
     n, h, w, c = x.shape
     k, f = W2.shape
     rows = oh * ow
     dx = np.empty((n, h, w, c), dtype=dy.dtype) if need_dx else None
 
     def backward_images(s0, e0, serial):
-        # dx rows of images [s0, e0), and their share of dW2
+        # dx rows of images [s0, e0), and their shares of dW2 and db
         step = _chunk_images(e0 - s0, rows, k, x.itemsize, chunk_bytes, serial)
         buf = np.empty((step * rows, k), dtype=x.dtype) if need_dW2 else None
         dbuf = np.empty((step * rows, k), dtype=dy.dtype) if need_dx else None
+        mbuf = np.empty((step * rows, f), dtype=dy.dtype) if relu_output is not None else None
         share = np.zeros((k, f), dtype=dy.dtype) if need_dW2 else None
         part = np.empty((k, f), dtype=dy.dtype) if need_dW2 else None
+        bias_share = np.zeros(f, dtype=dy.dtype)
         gemm = _gemm(serial)
         for s in range(s0, e0, step):
             e = min(e0, s + step)
             d = dy[s * rows:e * rows]
+            if relu_output is not None:
+                masked = mbuf[:(e - s) * rows]
+                elementwise.masked_rows_and_sums(d, relu_output[s * rows:e * rows], masked, bias_share)
+                d = masked
+            else:
+                elementwise.add_column_sums(d, bias_share)
             if need_dW2:
                 cols = buf[:(e - s) * rows]
                 im2col.im2col(x[s:e], kh, kw, sh, sw, pt, pl, oh, ow, cols, serial)
@@ -140,15 +142,14 @@ def gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, need_dx, nee
                 dcols = dbuf[:(e - s) * rows]
                 gemm(d, W2.T, dcols)
                 im2col.col2im(dcols, e - s, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, dx[s:e], serial)
-        return share
+        return share, bias_share
 
-    if not (need_dx or need_dW2):
-        return None, None
     shares = workers.over_batch(n, backward_images, jobs_per_core)
     dW2 = None
     if need_dW2:
-        dW2 = shares[0] if len(shares) == 1 else np.sum(shares, axis=0)
-    return dx, dW2
+        dW2 = shares[0][0] if len(shares) == 1 else np.sum([sh[0] for sh in shares], axis=0)
+    db = shares[0][1] if len(shares) == 1 else np.sum([sh[1] for sh in shares], axis=0)
+    return dx, dW2, db
 
 
 def phases_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, training, relu=False):

@@ -1,6 +1,8 @@
 """Element-wise and row-wise kernels, jitted: the sum of two arrays, relu and its
-backward pass, the column sums behind a bias gradient, softmax and the fused
-softmax cross-entropy.
+backward pass, softmax and the fused softmax cross-entropy; and the one-pass
+steps the chunked convolution applies to each chunk while it is in cache (bias
+and ReLU on its output; the ReLU's mask and the bias gradient's column sums on
+its dy).
 
 Same functions as the NumpyOps methods of the same names (read those first):
 one pass over memory where numpy makes several. Memory-bound kernels come with a
@@ -80,24 +82,45 @@ def _softmax_rows(z, out):
             out[r, q] = math.exp((z[r, q] - m) - lse)
 
 
-@njit(**PJIT)
-def _column_sums(a, parts):
-    # parts[t] = sum of the rows of thread t's block of a (M, F); sum(parts) = a.sum(0).
-    # numpy's a.sum(axis=0) on a tall, narrow array is several times slower.
-    m, f = a.shape
-    nparts = parts.shape[0]
-    for t in prange(nparts):
-        acc = parts[t]
+@njit(**JIT)
+def bias_relu_rows(out, b, relu):
+    # out = out + b (b (F,) added to each row of out (M, F)), then max(., 0) when
+    # relu (NaN kept, as _relu): one pass over a chunk of a convolution's output
+    m, f = out.shape
+    zero = out.dtype.type(0)
+    for i in range(m):
         for q in range(f):
-            acc[q] = 0
-        for r in range(t * m // nparts, (t + 1) * m // nparts):
-            for q in range(f):
-                acc[q] += a[r, q]
+            v = out[i, q] + b[q]
+            if relu and not (v > zero or v != v):
+                v = zero
+            out[i, q] = v
+
+
+@njit(**JIT)
+def masked_rows_and_sums(dy, y, out, sums):
+    # out = dy where y > 0, else dy * 0 (as _relu_backward), and sums[q] += the
+    # column sums of out: one pass over a chunk of the gradient before a ReLU
+    m, f = dy.shape
+    for i in range(m):
+        for q in range(f):
+            d = dy[i, q]
+            if not y[i, q] > 0:
+                d = d * 0
+            out[i, q] = d
+            sums[q] += d
+
+
+@njit(**JIT)
+def add_column_sums(a, sums):
+    # sums[q] += the column sums of a chunk a (M, F)
+    m, f = a.shape
+    for i in range(m):
+        for q in range(f):
+            sums[q] += a[i, q]
 
 
 add = Sized(_add)
 relu = Sized(_relu)
 relu_backward = Sized(_relu_backward)
-column_sums = Sized(_column_sums)
 softmax_rows = _softmax_rows
 sparse_softmax_xent = _sparse_softmax_xent

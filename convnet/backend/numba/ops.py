@@ -103,29 +103,33 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         """Same as NumpyOps.conv2d_backward: (dx or None, dW2, db) for
         dy = dL/dy (N*OH*OW, F), by the algorithm conv2d_algorithm names ("phases"
         takes dW2 and db from its direct kernel, and dx from phases_input_grad or the
-        chunked col2im path). The ReLU's mask (relu_output) is applied as the direct
-        kernel reads dy when only dW2 and db are needed, else in a pass of its own."""
+        chunked col2im path). The ReLU's mask (relu_output) is applied as each chunk
+        of dy is first read (gemm-chunks), or as the direct kernel reads dy when only
+        dW2 and db are needed (phases), else in a pass of its own."""
         algorithm = self.conv2d_algorithm(x.shape, W2.shape, (dy.dtype, x.dtype, W2.dtype))
         if algorithm == conv.REFERENCE:
             return super().conv2d_backward(dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx, relu_output)
         (pt, pb), (pl, pr) = pads
         oh = output_size(x.shape[1], kh, sh, pt, pb)
         ow = output_size(x.shape[2], kw, sw, pl, pr)
-        small = algorithm == conv.PHASES
-        if relu_output is not None and (need_dx or not small or relu_output.shape != dy.shape
-                                        or relu_output.dtype != dy.dtype):
-            dy, relu_output = self.relu_backward(dy, relu_output), None
         x, dy, W2 = contig(x), contig(dy), contig(W2)
-        direct_dx = small and need_dx and conv.phases_input_grad_applies(x.shape, kh, kw, sh, sw, pt, pl)
-        dx, dW2 = conv.gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, need_dx and not direct_dx,
-                                            not small, self.conv_chunk_bytes, self.conv_jobs_per_core)
-        if direct_dx:
+        if relu_output is not None and (relu_output.shape != dy.shape or relu_output.dtype != dy.dtype):
+            dy, relu_output = self.relu_backward(dy, relu_output), None
+        if algorithm == conv.GEMM_CHUNKS:
+            return conv.gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, need_dx, True,
+                                             self.conv_chunk_bytes, self.conv_jobs_per_core,
+                                             None if relu_output is None else contig(relu_output))
+        if relu_output is not None and need_dx:      # both dx and dW2 read the masked dy
+            dy, relu_output = self.relu_backward(dy, relu_output), None
+        dx = None
+        if need_dx and conv.phases_input_grad_applies(x.shape, kh, kw, sh, sw, pt, pl):
             dx = conv.phases_input_grad(dy, W2, x.shape, kh, kw, pt, pl, oh, ow)
-        if small:
-            dW2, db = conv.phases_weight_grad(dy, x, saved, W2, kh, kw, sh, sw, pt, pl, oh, ow,
-                                              None if relu_output is None else contig(relu_output))
-            return dx, dW2, db
-        return dx, dW2, conv.bias_grad(dy)
+        elif need_dx:
+            dx, _, _ = conv.gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, True, False,
+                                                 self.conv_chunk_bytes, self.conv_jobs_per_core)
+        dW2, db = conv.phases_weight_grad(dy, x, saved, W2, kh, kw, sh, sw, pt, pl, oh, ow,
+                                          None if relu_output is None else contig(relu_output))
+        return dx, dW2, db
 
     # ----------------------------------------------------------------- pooling
     def maxpool(self, x, ph, pw, sh, sw, pads):
