@@ -204,6 +204,17 @@ def _madd_9taps_2filters(acc, f, W2, t, s0, s1, s2, s3, s4, s5, s6, s7, s8, leng
 
 
 @njit(**FAST)
+def _madd_9taps(a0, W2, t, f, s0, s1, s2, s3, s4, s5, s6, s7, s8, length):
+    # a0 += sum_(u < 9) W2[t + u, f] * s_u: the last filter of an odd count
+    u0, u1, u2 = W2[t, f], W2[t + 1, f], W2[t + 2, f]
+    u3, u4, u5 = W2[t + 3, f], W2[t + 4, f], W2[t + 5, f]
+    u6, u7, u8 = W2[t + 6, f], W2[t + 7, f], W2[t + 8, f]
+    for p in range(length):
+        a0[p] += ((u0 * s0[p] + u1 * s1[p] + u2 * s2[p]) + (u3 * s3[p] + u4 * s4[p] + u5 * s5[p])
+                  + (u6 * s6[p] + u7 * s7[p] + u8 * s8[p]))
+
+
+@njit(**FAST)
 def _madd_3taps_4filters(acc, f, W2, t, s0, s1, s2, length):
     # acc[f + q] += W2[t, f + q]*s0 + W2[t + 1, f + q]*s1 + W2[t + 2, f + q]*s2, q = 0..3
     a0 = acc[f]
@@ -302,11 +313,11 @@ def _sum(d0, length, zero):
 @njit(**PJIT, fastmath=FAST_MATH)
 def _forward(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, rows_per_block, relu, y):
     # y[(b, i, j), f] for blocks of `rows_per_block` output rows: acc[f, o - o0]
-    # holds the sums over the block's flat positions. With an even number of
-    # filters, nine taps and two filters per pass over the block, so each load of
-    # acc serves nine multiply-adds; the taps left over (and all of them for an odd
-    # number of filters) three taps and four filters per pass (one filter at a time
-    # for the remainder), then one tap at a time.
+    # holds the sums over the block's flat positions. Nine taps and two filters per
+    # pass over the block (the last of an odd number of filters alone), so each
+    # load of acc serves nine multiply-adds; the taps left over three taps and four
+    # filters per pass (one filter at a time for the remainder), then one tap at a
+    # time.
     # relu: y = max(sums, 0), applied as the block is stored.
     n = xq.shape[0]
     k_count, f_count = W2.shape
@@ -323,7 +334,8 @@ def _forward(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, rows_per_block, re
             bf = bias[f]
             for p in range(length):
                 acc[f, p] = bf
-        k9 = k_count - k_count % 9 if f_count % 2 == 0 else 0
+        k9 = k_count - k_count % 9
+        f2 = f_count - f_count % 2
         for t in range(0, k9, 9):
             s0 = _tap_run(xq, b, tap_plane, tap_offset, o0, length, t)
             s1 = _tap_run(xq, b, tap_plane, tap_offset, o0, length, t + 1)
@@ -334,8 +346,10 @@ def _forward(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, rows_per_block, re
             s6 = _tap_run(xq, b, tap_plane, tap_offset, o0, length, t + 6)
             s7 = _tap_run(xq, b, tap_plane, tap_offset, o0, length, t + 7)
             s8 = _tap_run(xq, b, tap_plane, tap_offset, o0, length, t + 8)
-            for f in range(0, f_count, 2):
+            for f in range(0, f2, 2):
                 _madd_9taps_2filters(acc, f, W2, t, s0, s1, s2, s3, s4, s5, s6, s7, s8, length)
+            if f2 < f_count:
+                _madd_9taps(acc[f2], W2, t, f2, s0, s1, s2, s3, s4, s5, s6, s7, s8, length)
         k3 = k_count - (k_count - k9) % 3
         f4 = f_count - f_count % 4
         for t in range(k9, k3, 3):
