@@ -145,7 +145,9 @@ class BatchNormKernels:
         dt = x.dtype
         inv_std = (1 / np.sqrt(np.asarray(var, dt) + dt.type(epsilon))).astype(dt)
         rows = _as_rows(x)
-        mean = np.ascontiguousarray(mean, dt)
+        # a copy: backward must see this mean even if it is the moving mean, which
+        # a later training step updates in place
+        mean = np.array(mean, dtype=dt)
         y = np.empty_like(rows)
         _kernels(rows.size)["normalize"](rows, mean, inv_std, np.ascontiguousarray(gamma, dt),
                                          np.ascontiguousarray(beta, dt), y)
