@@ -140,6 +140,24 @@ def test_small_convolution_rectangular_windows_and_filter_counts(dtype):
                 np.testing.assert_allclose(a, r, err_msg=f"{name} {msg}", **tol)
 
 
+def test_small_convolution_blocks_share_a_small_batch_among_the_threads(kernel_size_mode):
+    # one image of 32 output rows: the parallel forward cuts it into blocks of fewer
+    # rows than BLOCK_POSITIONS allows, so that every thread gets two; the sums
+    # must not depend on where the blocks end
+    from convnet.backend.numba import phases, threads
+    rng = np.random.default_rng(21)
+    x = _data(rng, (1, 32, 32, 6), np.float64)
+    W2 = _data(rng, (9 * 6, 16), np.float64)
+    b = _data(rng, (16,), np.float64)
+    pads = ((1, 1), (1, 1))
+    wq = 34
+    if kernel_size_mode == "parallel":
+        assert phases.rows_per_block(wq, 1, 32) == min(512 // wq, -(-32 // (2 * threads.num_threads())))
+    y, _ = NB.conv2d_forward(x, W2, b, 3, 3, 1, 1, pads, training=False)
+    ref_y, _ = REF.conv2d_forward(x, W2, b, 3, 3, 1, 1, pads)
+    np.testing.assert_allclose(y, ref_y, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_small_convolution_input_gradient_as_a_convolution(dtype):
     # stride 1 and >= 4 input channels: dx is the correlation of dy with the

@@ -81,9 +81,15 @@ def plane_geometry(c, kh, kw, sh, sw, oh, ow):
     return c * nry * nrx, hq, wq, tap_plane.astype(np.int64), tap_offset.astype(np.int64)
 
 
-def rows_per_block(wq):
-    """Output rows per block of the kernels: BLOCK_POSITIONS flat positions."""
-    return max(1, BLOCK_POSITIONS // wq)
+def rows_per_block(wq, n=None, oh=None):
+    """Output rows per block of the kernels: BLOCK_POSITIONS flat positions, or
+    fewer when n images of oh output rows would not give every thread two blocks
+    (a batch-1 32x32 layer: 3 blocks of 15 rows, one thread doing two, instead of
+    4 of 8)."""
+    rows = max(1, BLOCK_POSITIONS // wq)
+    if n is not None and oh is not None:
+        rows = max(1, min(rows, -(-n * oh // (2 * threads.num_threads()))))
+    return rows
 
 
 @njit(**PJIT)
@@ -513,7 +519,8 @@ def forward(xq, W2, bias, c, kh, kw, sh, sw, oh, ow, y, relu=False):
                                                                 relu, y)
     else:
         (_forward_serial if serial else _forward)(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq,
-                                                  rows_per_block(wq), relu, y)
+                                                  rows_per_block(wq, None if serial else xq.shape[0], oh),
+                                                  relu, y)
 
 
 def weight_grad(xq, dy, c, kh, kw, sh, sw, oh, ow, k, relu_output=None):
