@@ -84,8 +84,8 @@ def plane_geometry(c, kh, kw, sh, sw, oh, ow):
 def rows_per_block(wq, n=None, oh=None):
     """Output rows per block of the kernels: BLOCK_POSITIONS flat positions, or
     fewer when n images of oh output rows would not give every thread two blocks
-    (a batch-1 32x32 layer: 3 blocks of 15 rows, one thread doing two, instead of
-    4 of 8)."""
+    (a batch-1 32x32 layer on 2 threads: 4 blocks of 8 rows, where 3 blocks of 15
+    left one thread doing two while the other waited)."""
     rows = max(1, BLOCK_POSITIONS // wq)
     if n is not None and oh is not None:
         rows = max(1, min(rows, -(-n * oh // (2 * threads.num_threads()))))
