@@ -79,9 +79,7 @@ def gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, chunk_bytes, j
     k, f = W2.shape
     rows = oh * ow
     y = np.empty((n * rows, f), dtype=np.result_type(x, W2))
-    if b is not None:
-        b = contig(b).astype(y.dtype, copy=False)
-    zeros = np.zeros(f, dtype=y.dtype)
+    bias = contig(b).astype(y.dtype, copy=False) if b is not None else np.zeros(f, dtype=y.dtype)
 
     def forward_images(s0, e0, serial):
         # y rows of images [s0, e0): chunk by chunk, unfold and multiply
@@ -95,7 +93,7 @@ def gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, chunk_bytes, j
             out = y[s * rows:e * rows]
             gemm(cols, W2, out)
             if b is not None or relu:       # one pass over the chunk, while it is in cache
-                elementwise.bias_relu_rows(out, zeros if b is None else b, relu)
+                elementwise.bias_relu_rows(out, bias, relu)
 
     workers.over_batch(n, forward_images, jobs_per_core)
     return y
@@ -103,10 +101,11 @@ def gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, chunk_bytes, j
 
 def gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, need_dx, need_dW2,
                          chunk_bytes, jobs_per_core, relu_output=None):
-    """(dx or None, dW2 or None, db): each chunk's im2col rows are recomputed into a
-    cache-sized buffer and used for its share of dW2 = cols^T dy, and its
+    """(dx or None, dW2 or None, db or None): each chunk's im2col rows are recomputed
+    into a cache-sized buffer and used for its share of dW2 = cols^T dy, and its
     dcols = dy @ W2^T is folded back by col2im while still in cache. db, the
-    column sums of dy, is summed chunk by chunk as well. With relu_output (the
+    column sums of dy, is summed chunk by chunk too (with dW2: need_dW2 asks for
+    the parameters' gradients, and a dx-only call skips it). With relu_output (the
     forward's y after its ReLU, (N*OH*OW, F)), dy is the gradient after that ReLU:
     each chunk of dy is masked (NumpyOps.relu_backward) as it is first read."""
     n, h, w, c = x.shape
@@ -131,7 +130,7 @@ def gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, need_dx, nee
                 masked = mbuf[:(e - s) * rows]
                 elementwise.masked_rows_and_sums(d, relu_output[s * rows:e * rows], masked, bias_share)
                 d = masked
-            else:
+            elif need_dW2:
                 elementwise.add_column_sums(d, bias_share)
             if need_dW2:
                 cols = buf[:(e - s) * rows]
@@ -145,11 +144,11 @@ def gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, need_dx, nee
         return share, bias_share
 
     shares = workers.over_batch(n, backward_images, jobs_per_core)
-    dW2 = None
-    if need_dW2:
-        dW2 = shares[0][0] if len(shares) == 1 else np.sum([sh[0] for sh in shares], axis=0)
-    db = shares[0][1] if len(shares) == 1 else np.sum([sh[1] for sh in shares], axis=0)
-    return dx, dW2, db
+    if not need_dW2:
+        return dx, None, None
+    if len(shares) == 1:
+        return (dx, *shares[0])
+    return dx, np.sum([sh[0] for sh in shares], axis=0), np.sum([sh[1] for sh in shares], axis=0)
 
 
 def phases_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, training, relu=False):
