@@ -48,6 +48,18 @@ def _data(rng, shape, dtype, ties=False):
     return x.astype(dtype)
 
 
+def _conv_case(rng, dtype, kernel, strides, padding, shape, f):
+    """(msg, pads, x, W2, b) of one convolution case: random x (shape), kernel
+    matrix W2 (kh*kw*C, f) and bias b (f,), drawn in that order."""
+    (kh, kw), (sh, sw) = kernel, strides
+    msg = f"conv {kh}x{kw} stride {sh}x{sw} {padding} {shape} f={f}"
+    _, pads = window_geometry(shape[1], shape[2], kernel, strides, padding)
+    x = _data(rng, shape, dtype)
+    W2 = _data(rng, (kh * kw * shape[3], f), dtype)
+    b = _data(rng, (f,), dtype)
+    return msg, pads, x, W2, b
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_im2col_col2im_match_reference(dtype):
     rng = np.random.default_rng(0)
@@ -124,11 +136,7 @@ def test_small_convolution_rectangular_windows_and_filter_counts(dtype):
              ((2, 2), (3, 3), "same", (1, 10, 10, 3), 2), ((3, 3), (2, 2), "valid", (2, 17, 15, 4), 8),
              ((1, 7), (1, 1), "same", (2, 5, 9, 2), 4)]
     for (kh, kw), (sh, sw), padding, shape, f in cases:
-        msg = f"conv {kh}x{kw} stride {sh}x{sw} {padding} {shape} f={f}"
-        (oh, ow), pads = window_geometry(shape[1], shape[2], (kh, kw), (sh, sw), padding)
-        x = _data(rng, shape, dtype)
-        W2 = _data(rng, (kh * kw * shape[3], f), dtype)
-        b = _data(rng, (f,), dtype)
+        msg, pads, x, W2, b = _conv_case(rng, dtype, (kh, kw), (sh, sw), padding, shape, f)
         y, saved = NB.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads)
         ref_y, ref_saved = REF.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads)
         np.testing.assert_allclose(y, ref_y, err_msg=msg, **tol)
@@ -208,12 +216,8 @@ def test_fused_relu_and_pixel_major_convolution_match_reference(dtype):
              ((3, 3), (2, 1), "same", (5, 6, 5, 8), 20, "gemm-chunks")]
     assert phases.PIXEL_MAJOR_FILTERS == 32
     for (kh, kw), (sh, sw), padding, shape, f, algorithm in cases:
-        msg = f"conv {kh}x{kw} stride {sh}x{sw} {padding} {shape} f={f}"
-        (oh, ow), pads = window_geometry(shape[1], shape[2], (kh, kw), (sh, sw), padding)
+        msg, pads, x, W2, b = _conv_case(rng, dtype, (kh, kw), (sh, sw), padding, shape, f)
         assert NB.conv2d_algorithm(shape, (kh * kw * shape[3], f), (dtype,)) == algorithm, msg
-        x = _data(rng, shape, dtype)
-        W2 = _data(rng, (kh * kw * shape[3], f), dtype)
-        b = _data(rng, (f,), dtype)
         z_ref, ref_saved = REF.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads)
         z, _ = NB.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads)
         np.testing.assert_allclose(z, z_ref, err_msg=msg, **tol)
