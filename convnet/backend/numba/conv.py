@@ -31,7 +31,7 @@ import functools
 
 import numpy as np
 
-from . import elementwise, im2col, phases, threads, workers
+from . import elementwise, gemm, im2col, phases, threads, workers
 from ._jit import JIT_DTYPES, contig
 
 GEMM_CHUNKS = "gemm-chunks"
@@ -65,11 +65,9 @@ def _chunk_images(n, rows_per_image, k, itemsize, chunk_bytes, serial):
 
 
 def _gemm(serial):
-    # inside a job of its own core (BLAS already at one thread): numpy's product;
-    # else the product that splits itself into jobs (workers.matmul)
-    if serial:
-        return lambda a, b, out: np.matmul(a, b, out=out)
-    return workers.matmul
+    # inside a job of its own core: the one-core product (gemm.matmul); else the
+    # product that splits itself into jobs (workers.matmul)
+    return gemm.matmul if serial else workers.matmul
 
 
 def gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, chunk_bytes, jobs_per_core, relu=False):
@@ -84,14 +82,14 @@ def gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, chunk_bytes, j
     def forward_images(s0, e0, serial):
         # y rows of images [s0, e0): chunk by chunk, unfold and multiply
         step = _chunk_images(e0 - s0, rows, k, x.itemsize, chunk_bytes, serial)
-        gemm = _gemm(serial)
+        product = _gemm(serial)
         buf = np.empty((step * rows, k), dtype=x.dtype)
         for s in range(s0, e0, step):
             e = min(e0, s + step)
             cols = buf[:(e - s) * rows]
             im2col.im2col(x[s:e], kh, kw, sh, sw, pt, pl, oh, ow, cols, serial)
             out = y[s * rows:e * rows]
-            gemm(cols, W2, out)
+            product(cols, W2, out)
             if b is not None or relu:       # one pass over the chunk, while it is in cache
                 elementwise.bias_relu_rows(out, bias, relu)
 
@@ -120,9 +118,10 @@ def gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, need_dx, nee
         dbuf = np.empty((step * rows, k), dtype=dy.dtype) if need_dx else None
         mbuf = np.empty((step * rows, f), dtype=dy.dtype) if relu_output is not None else None
         share = np.zeros((k, f), dtype=dy.dtype) if need_dW2 else None
-        part = np.empty((k, f), dtype=dy.dtype) if need_dW2 else None
+        part = np.empty((k, f), dtype=dy.dtype) if need_dW2 and not serial else None
+        W2T = np.ascontiguousarray(W2.T) if need_dx else None
         bias_share = np.zeros(f, dtype=dy.dtype)
-        gemm = _gemm(serial)
+        product = _gemm(serial)
         for s in range(s0, e0, step):
             e = min(e0, s + step)
             d = dy[s * rows:e * rows]
@@ -135,11 +134,14 @@ def gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, need_dx, nee
             if need_dW2:
                 cols = buf[:(e - s) * rows]
                 im2col.im2col(x[s:e], kh, kw, sh, sw, pt, pl, oh, ow, cols, serial)
-                gemm(cols.T, d, part)
-                share += part
+                if serial:
+                    gemm.matmul_tn_add(cols, d, share)
+                else:
+                    workers.matmul(cols.T, d, part)
+                    share += part
             if need_dx:
                 dcols = dbuf[:(e - s) * rows]
-                gemm(d, W2.T, dcols)
+                product(d, W2T, dcols)
                 im2col.col2im(dcols, e - s, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, dx[s:e], serial)
         return share, bias_share
 

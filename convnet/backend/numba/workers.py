@@ -35,7 +35,7 @@ import threading
 import numpy as np
 
 from .. import blas
-from . import threads
+from . import gemm, threads
 
 #: products of at least this many FLOPs (2*m*k*n) are split into one job per core;
 #: below, the hand-off to the pool (~20-40 us) costs more than the second core saves
@@ -113,23 +113,26 @@ def over_batch(n, work, jobs_per_core=True):
 
 def matmul(a, b, out=None):
     """a @ b for 2-D float arrays (a (M, K), b (K, N) -> (M, N), into `out` when
-    given) with a one-thread BLAS: large products as one job per core on row blocks
-    of a, small ones on the calling thread. Where OpenBLAS's thread count cannot be
+    given) on one thread each (gemm.matmul: its kernels, else a one-thread BLAS):
+    large products as one job per core on row blocks of a, small ones on the
+    calling thread. Where OpenBLAS's thread count cannot be
     set (another BLAS, one thread) this is plain np.matmul."""
     m, k = a.shape
     n = b.shape[1]
     if out is None:
         out = np.empty((m, n), dtype=np.result_type(a, b))
     pool = CoreJobs.get()
-    if pool is None or m * k * n <= BLAS_SINGLE_THREAD_MNK:
+    if pool is None:
         return np.matmul(a, b, out=out)
+    if m * k * n <= BLAS_SINGLE_THREAD_MNK:
+        return gemm.matmul(a, b, out)
     if 2 * m * k * n < SPLIT_FLOPS or m < 8 * pool.size:
         with pool.one_thread_blas():
-            return np.matmul(a, b, out=out)
+            return gemm.matmul(a, b, out)
     bounds = [m * t // pool.size for t in range(pool.size + 1)]
 
     def rows(s0, e0, serial):
-        np.matmul(a[s0:e0], b, out=out[s0:e0])
+        gemm.matmul(a[s0:e0], b, out[s0:e0])
 
     pool.map(rows, list(zip(bounds[:-1], bounds[1:])))
     return out

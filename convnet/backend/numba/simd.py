@@ -1,0 +1,107 @@
+"""Sixteen float32 lanes as one value: the vector type the register-blocked
+matrix products (gemm.py) are written in.
+
+Numba's array code leaves the choice of vectors to LLVM's loop vectorizer, which
+on this project's CPUs picks 256-bit vectors and keeps a product's partial sums
+in memory. A matrix product runs at the machine's peak only when a tile of sums
+(say 6 rows x 32 columns) stays in registers while the inner dimension streams
+past, and each loaded value serves several multiply-adds. This module gives Numba
+code a value that *is* a register: `F32x16` lowers to LLVM's <16 x float>, so
+a kernel's local variables of this type are SSA values that LLVM keeps in
+(512-bit, with AVX-512) vector registers. Five operations are all a product needs:
+
+    vzero()             (0, ..., 0)
+    vsplat(s)           (s, ..., s)                    one float32 in every lane
+    vload(a, i)         (a[i], ..., a[i + 15])         a: 1-D float32 array
+    vstore(a, i, v)     a[i:i + 16] = v
+    vfma(a, b, c)       a * b + c, lane by lane, one rounding (llvm.fma)
+
+They do no bounds checks: a caller keeps i + 16 <= len(a). Where the CPU has no
+512-bit vectors LLVM splits each value into narrower ones, which stays correct
+but runs out of registers; gemm.py uses these kernels only where
+`has_512bit_vectors()`.
+"""
+
+import functools
+
+from llvmlite import binding, ir
+from numba import types
+from numba.core import cgutils
+from numba.core.datamodel import models
+from numba.extending import intrinsic, register_model
+
+LANES = 16
+
+_VECTOR = ir.VectorType(ir.FloatType(), LANES)
+
+
+class F32x16(types.Type):
+    """Numba's type of a <16 x float> value."""
+
+    def __init__(self):
+        super().__init__(name="F32x16")
+
+
+f32x16 = F32x16()
+
+
+@register_model(F32x16)
+class _F32x16Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _VECTOR)
+
+
+@functools.lru_cache(maxsize=1)
+def has_512bit_vectors():
+    """Does this CPU have AVX-512 (32 registers of 16 float32 lanes)?"""
+    return "+avx512f" in binding.get_host_cpu_features().flatten().split(",")
+
+
+def _lane_pointer(context, builder, array_type, array, index):
+    # &a[index], seen as a pointer to 16 floats (alignment 4: any element will do)
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.bitcast(builder.gep(data, [index]), _VECTOR.as_pointer())
+
+
+@intrinsic
+def vload(typingctx, array, index):
+    def codegen(context, builder, sig, args):
+        value = builder.load(_lane_pointer(context, builder, sig.args[0], *args))
+        value.align = 4
+        return value
+    return f32x16(array, index), codegen
+
+
+@intrinsic
+def vstore(typingctx, array, index, value):
+    def codegen(context, builder, sig, args):
+        store = builder.store(args[2], _lane_pointer(context, builder, sig.args[0], args[0], args[1]))
+        store.align = 4
+        return context.get_dummy_value()
+    return types.none(array, index, value), codegen
+
+
+@intrinsic
+def vsplat(typingctx, scalar):
+    def codegen(context, builder, sig, args):
+        one_lane = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), args[0],
+                                          ir.Constant(ir.IntType(32), 0))
+        every_lane = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+        return builder.shuffle_vector(one_lane, ir.Constant(_VECTOR, ir.Undefined), every_lane)
+    return f32x16(types.float32), codegen
+
+
+@intrinsic
+def vzero(typingctx):
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_VECTOR, [0.0] * LANES)
+    return f32x16(), codegen
+
+
+@intrinsic
+def vfma(typingctx, a, b, c):
+    def codegen(context, builder, sig, args):
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * 3),
+                                             "llvm.fma.v16f32")
+        return builder.call(fma, args)
+    return f32x16(f32x16, f32x16, f32x16), codegen
