@@ -17,9 +17,10 @@ simd = pytest.importorskip("convnet.backend.numba.simd")
 
 REF = get_ops("numpy")
 
-# (M, K, N): M and K below, at and past the tile's 6 rows; N one 16-column panel,
+# (M, K, N): M and K below, at and past the tiles' 6 and 12 rows; N one 16-column panel,
 # one 32-column panel, 32 + 16, and several panels; K = 1 (a single step)
-SHAPES = [(1, 1, 16), (5, 7, 32), (6, 9, 48), (7, 13, 64), (13, 6, 80), (300, 144, 32), (257, 300, 48)]
+SHAPES = [(1, 1, 16), (5, 7, 32), (6, 9, 48), (7, 13, 64), (13, 6, 80), (300, 144, 32), (257, 300, 48),
+          (25, 30, 16), (12, 12, 16)]
 
 
 def _tolerance(k):
@@ -46,21 +47,20 @@ def test_kernels_match_the_float64_product(m, k, n):
     np.testing.assert_allclose(c, expected, rtol=0, atol=_tolerance(m))
 
 
-def test_dispatch_takes_transposes_and_strided_weights_and_falls_back_to_numpy():
+def test_dispatch_takes_a_transposed_a_and_falls_back_to_numpy():
     rng = np.random.default_rng(3)
     a = rng.standard_normal((40, 27), dtype=np.float32)
     w = rng.standard_normal((32, 27), dtype=np.float32)
     dy = rng.standard_normal((40, 32), dtype=np.float32)
-    # a @ W^T with W^T a strided view (a convolution's dcols = dy @ W2^T)
     out = np.empty((40, 32), np.float32)
-    assert gemm.matmul(a, w.T, out) is out
+    assert gemm.matmul(a, np.ascontiguousarray(w.T), out) is out
     np.testing.assert_allclose(out, a.astype(np.float64) @ w.T, atol=_tolerance(27))
     # a^T @ dy with a^T a transposed view (a Dense layer's dW)
     out = np.empty((27, 32), np.float32)
     gemm.matmul(a.T, dy, out)
     np.testing.assert_allclose(out, a.T.astype(np.float64) @ dy, atol=_tolerance(40))
-    # where no kernel applies (float64, N not a multiple of 16, a strided a) the
-    # answer is numpy's own, bit for bit
+    # where no kernel applies (float64, N not a multiple of 16, a strided a or b)
+    # the answer is numpy's own, bit for bit
     a64, w64 = a.astype(np.float64), w.astype(np.float64)
     np.testing.assert_array_equal(gemm.matmul(a64, w64.T, np.empty((40, 32))), np.matmul(a64, w64.T))
     odd = np.empty((40, 24), np.float32)
@@ -68,6 +68,8 @@ def test_dispatch_takes_transposes_and_strided_weights_and_falls_back_to_numpy()
     strided = a[::2]
     out = np.empty((20, 32), np.float32)
     np.testing.assert_array_equal(gemm.matmul(strided, w.T, out), np.matmul(strided, w.T))
+    out = np.empty((40, 32), np.float32)
+    np.testing.assert_array_equal(gemm.matmul(a, w.T, out), np.matmul(a, w.T))
     # the accumulating form falls back the same way
     c = np.ones((27, 24), np.float32)
     gemm.matmul_tn_add(a, dy[:, :24], c)

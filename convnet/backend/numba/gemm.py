@@ -86,13 +86,47 @@ def _matmul(a, b, c):
                 c00, c01 = _fma_row(af[i * k + p], vload(bf, p * n + j), vload(bf, p * n + j + 16), c00, c01)
             vstore(cf, i * n + j, c00); vstore(cf, i * n + j + 16, c01)  # noqa: E702
             i += 1
-    if n % 32:                              # a last panel of 16 columns, a row at a time
-        j = n - 16
-        for i in range(m):
-            c00 = vzero()
-            for p in range(k):
-                c00 = vfma(vsplat(af[i * k + p]), vload(bf, p * n + j), c00)
-            vstore(cf, i * n + j, c00)
+    if n % 32:                              # a last panel of 16 columns
+        _panel16(af, bf, cf, m, k, n, n - 16)
+
+
+@njit(**JIT)
+def _panel16(af, bf, cf, m, k, n, j):
+    """The 16 columns j:j+16 of c = a @ b (flat arrays; a (m, k), b (k, n), c (m, n)).
+
+    One vector per row, so a tile of 12 rows keeps 12 sums in flight (the FMA's
+    latency times its two units); each step loads one vector of b and 12 numbers of a."""
+    i = 0
+    while i + 12 <= m:
+        s0 = vzero(); s1 = vzero(); s2 = vzero(); s3 = vzero(); s4 = vzero(); s5 = vzero()  # noqa: E702
+        s6 = vzero(); s7 = vzero(); s8 = vzero(); s9 = vzero(); s10 = vzero(); s11 = vzero()  # noqa: E702
+        r = i * k
+        for p in range(k):
+            v = vload(bf, p * n + j)
+            s0 = vfma(vsplat(af[r + p]), v, s0)
+            s1 = vfma(vsplat(af[r + k + p]), v, s1)
+            s2 = vfma(vsplat(af[r + 2 * k + p]), v, s2)
+            s3 = vfma(vsplat(af[r + 3 * k + p]), v, s3)
+            s4 = vfma(vsplat(af[r + 4 * k + p]), v, s4)
+            s5 = vfma(vsplat(af[r + 5 * k + p]), v, s5)
+            s6 = vfma(vsplat(af[r + 6 * k + p]), v, s6)
+            s7 = vfma(vsplat(af[r + 7 * k + p]), v, s7)
+            s8 = vfma(vsplat(af[r + 8 * k + p]), v, s8)
+            s9 = vfma(vsplat(af[r + 9 * k + p]), v, s9)
+            s10 = vfma(vsplat(af[r + 10 * k + p]), v, s10)
+            s11 = vfma(vsplat(af[r + 11 * k + p]), v, s11)
+        o = i * n + j
+        vstore(cf, o, s0); vstore(cf, o + n, s1); vstore(cf, o + 2 * n, s2); vstore(cf, o + 3 * n, s3)  # noqa: E702
+        vstore(cf, o + 4 * n, s4); vstore(cf, o + 5 * n, s5); vstore(cf, o + 6 * n, s6)  # noqa: E702
+        vstore(cf, o + 7 * n, s7); vstore(cf, o + 8 * n, s8); vstore(cf, o + 9 * n, s9)  # noqa: E702
+        vstore(cf, o + 10 * n, s10); vstore(cf, o + 11 * n, s11)  # noqa: E702
+        i += 12
+    while i < m:                            # the last m % 12 rows, one at a time
+        s0 = vzero()
+        for p in range(k):
+            s0 = vfma(vsplat(af[i * k + p]), vload(bf, p * n + j), s0)
+        vstore(cf, i * n + j, s0)
+        i += 1
 
 
 @njit(**JIT)
@@ -145,12 +179,46 @@ def _matmul_tn_add(a, b, c):
                 vstore(cf, o, c00); vstore(cf, o + 16, c01)  # noqa: E702
                 i += 1
         if n % 32:                          # a last panel of 16 columns
-            j = n - 16
-            for i in range(k):
-                c00 = vload(cf, i * n + j)
-                for p in range(p0, p1):
-                    c00 = vfma(vsplat(af[p * k + i]), vload(bf, p * n + j), c00)
-                vstore(cf, i * n + j, c00)
+            _panel16_tn_add(af, bf, cf, k, n, n - 16, p0, p1)
+
+
+@njit(**JIT)
+def _panel16_tn_add(af, bf, cf, k, n, j, p0, p1):
+    """The 16 columns j:j+16 of c += a[p0:p1]^T @ b[p0:p1] (flat arrays; a (m, k),
+    b (m, n), c (k, n)): tiles of 12 rows of c, as in _panel16."""
+    i = 0
+    while i + 12 <= k:
+        o = i * n + j
+        s0 = vload(cf, o); s1 = vload(cf, o + n); s2 = vload(cf, o + 2 * n); s3 = vload(cf, o + 3 * n)  # noqa: E702
+        s4 = vload(cf, o + 4 * n); s5 = vload(cf, o + 5 * n); s6 = vload(cf, o + 6 * n)  # noqa: E702
+        s7 = vload(cf, o + 7 * n); s8 = vload(cf, o + 8 * n); s9 = vload(cf, o + 9 * n)  # noqa: E702
+        s10 = vload(cf, o + 10 * n); s11 = vload(cf, o + 11 * n)  # noqa: E702
+        for p in range(p0, p1):
+            v = vload(bf, p * n + j)
+            r = p * k + i
+            s0 = vfma(vsplat(af[r]), v, s0)
+            s1 = vfma(vsplat(af[r + 1]), v, s1)
+            s2 = vfma(vsplat(af[r + 2]), v, s2)
+            s3 = vfma(vsplat(af[r + 3]), v, s3)
+            s4 = vfma(vsplat(af[r + 4]), v, s4)
+            s5 = vfma(vsplat(af[r + 5]), v, s5)
+            s6 = vfma(vsplat(af[r + 6]), v, s6)
+            s7 = vfma(vsplat(af[r + 7]), v, s7)
+            s8 = vfma(vsplat(af[r + 8]), v, s8)
+            s9 = vfma(vsplat(af[r + 9]), v, s9)
+            s10 = vfma(vsplat(af[r + 10]), v, s10)
+            s11 = vfma(vsplat(af[r + 11]), v, s11)
+        vstore(cf, o, s0); vstore(cf, o + n, s1); vstore(cf, o + 2 * n, s2); vstore(cf, o + 3 * n, s3)  # noqa: E702
+        vstore(cf, o + 4 * n, s4); vstore(cf, o + 5 * n, s5); vstore(cf, o + 6 * n, s6)  # noqa: E702
+        vstore(cf, o + 7 * n, s7); vstore(cf, o + 8 * n, s8); vstore(cf, o + 9 * n, s9)  # noqa: E702
+        vstore(cf, o + 10 * n, s10); vstore(cf, o + 11 * n, s11)  # noqa: E702
+        i += 12
+    while i < k:                            # the last k % 12 rows of c, one at a time
+        s0 = vload(cf, i * n + j)
+        for p in range(p0, p1):
+            s0 = vfma(vsplat(af[p * k + i]), vload(bf, p * n + j), s0)
+        vstore(cf, i * n + j, s0)
+        i += 1
 
 
 def _applies(*arrays, n):
@@ -160,12 +228,11 @@ def _applies(*arrays, n):
 
 def matmul(a, b, out):
     """out (M, N) = a (M, K) @ b (K, N) on this thread, and return out. a may be
-    C-contiguous or the transpose of a C-contiguous array; b is made contiguous
-    when it is not (a kernel matrix: small next to a)."""
-    n = b.shape[1]
-    if not _applies(a, b, out, n=n) or not out.flags.c_contiguous:
+    C-contiguous or the transpose of a C-contiguous array; b and out are
+    C-contiguous (else numpy's BLAS, which reads a transposed b in place: a
+    Dense layer's dx = dy @ W^T would otherwise copy all of W)."""
+    if not (_applies(a, b, out, n=b.shape[1]) and b.flags.c_contiguous and out.flags.c_contiguous):
         return np.matmul(a, b, out=out)
-    b = b if b.flags.c_contiguous else np.ascontiguousarray(b)
     if a.flags.c_contiguous:
         _matmul(a, b, out)
     elif a.T.flags.c_contiguous:
