@@ -35,7 +35,7 @@ def test_kernels_match_the_float64_product(m, k, n):
     b = rng.standard_normal((k, n), dtype=np.float32)
     ref = a.astype(np.float64) @ b.astype(np.float64)
     out = np.full((m, n), np.nan, dtype=np.float32)
-    gemm._matmul(a, b, out)             # the kernel itself, on any CPU
+    gemm.kernel_matmul(a, b, out)       # the kernels themselves, on any CPU
     np.testing.assert_allclose(out, ref, rtol=0, atol=_tolerance(k))
 
     # c += a^T dy, with a c that already holds numbers (the accumulation is kept),
@@ -43,7 +43,7 @@ def test_kernels_match_the_float64_product(m, k, n):
     dy = rng.standard_normal((m, n), dtype=np.float32)
     c = rng.standard_normal((k, n), dtype=np.float32)
     expected = c.astype(np.float64) + a.T.astype(np.float64) @ dy.astype(np.float64)
-    gemm._matmul_tn_add(a, dy, c)
+    gemm.kernel_matmul_tn_add(a, dy, c)
     np.testing.assert_allclose(c, expected, rtol=0, atol=_tolerance(m))
 
 
@@ -87,7 +87,7 @@ def test_special_values_spread_as_in_a_product():
     a[7, 3] = np.inf
     a[11, :] = 0.0                       # 0 * finite = 0: the row is exactly zero
     out = np.empty((13, 48), np.float32)
-    gemm._matmul(a, b, out)
+    gemm.kernel_matmul(a, b, out)
     assert np.isnan(out[2]).all()
     assert np.isposinf(out[7]).all()
     assert (out[11] == 0).all()

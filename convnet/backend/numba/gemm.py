@@ -23,8 +23,9 @@ GFLOP/s (OpenBLAS 89), (4096 x 288) @ (288 x 64) at 129 (77).
     matmul_tn_add(a, b, out)   out += a.T @ b   (a convolution's dW2 = cols^T dy)
 
 Each falls back to numpy (with whatever BLAS threads the caller has set) where
-the kernels do not apply: not float32, a column count not a multiple of 16, or a
-CPU without 512-bit vectors (simd.has_512bit_vectors).
+the kernels do not apply: not float32, a column count not a multiple of 16, a
+strided operand, or a CPU without 512-bit vectors (simd.has_512bit_vectors).
+kernel_matmul and kernel_matmul_tn_add are the kernels alone, without checks.
 """
 
 import numpy as np
@@ -42,7 +43,7 @@ TILE_ROWS = 6
 TN_BLOCK = 256
 
 
-@njit(inline="always")
+@njit(**JIT)
 def _fma_row(s, b0, b1, c0, c1):
     # one row of a tile: (c0, c1) += s * (b0, b1)
     v = vsplat(s)
@@ -51,7 +52,8 @@ def _fma_row(s, b0, b1, c0, c1):
 
 @njit(**JIT)
 def _matmul(a, b, c):
-    """c (M, N) = a (M, K) @ b (K, N); C-contiguous float32, N a multiple of 16."""
+    """c[:, :N - N % 32] of c (M, N) = a (M, K) @ b (K, N): the panels of 32 columns
+    (C-contiguous float32). A last panel of 16 columns is _panel16's."""
     m, k = a.shape
     n = b.shape[1]
     af = a.ravel()
@@ -86,8 +88,6 @@ def _matmul(a, b, c):
                 c00, c01 = _fma_row(af[i * k + p], vload(bf, p * n + j), vload(bf, p * n + j + 16), c00, c01)
             vstore(cf, i * n + j, c00); vstore(cf, i * n + j + 16, c01)  # noqa: E702
             i += 1
-    if n % 32:                              # a last panel of 16 columns
-        _panel16(af, bf, cf, m, k, n, n - 16)
 
 
 @njit(**JIT)
@@ -131,7 +131,8 @@ def _panel16(af, bf, cf, m, k, n, j):
 
 @njit(**JIT)
 def _matmul_tn_add(a, b, c):
-    """c (K, N) += a (M, K)^T @ b (M, N); C-contiguous float32, N a multiple of 16.
+    """c[:, :N - N % 32] of c (K, N) += a (M, K)^T @ b (M, N): the panels of 32
+    columns (C-contiguous float32; a last panel of 16 is _panel16_tn_add's).
 
     The tile is now 6 rows of c (6 columns of a, adjacent in each row of a) x 32
     columns, and the inner dimension is M: step p broadcasts a[p, i:i+6] and loads
@@ -178,14 +179,12 @@ def _matmul_tn_add(a, b, c):
                     c00, c01 = _fma_row(af[p * k + i], vload(bf, p * n + j), vload(bf, p * n + j + 16), c00, c01)
                 vstore(cf, o, c00); vstore(cf, o + 16, c01)  # noqa: E702
                 i += 1
-        if n % 32:                          # a last panel of 16 columns
-            _panel16_tn_add(af, bf, cf, k, n, n - 16, p0, p1)
 
 
 @njit(**JIT)
-def _panel16_tn_add(af, bf, cf, k, n, j, p0, p1):
-    """The 16 columns j:j+16 of c += a[p0:p1]^T @ b[p0:p1] (flat arrays; a (m, k),
-    b (m, n), c (k, n)): tiles of 12 rows of c, as in _panel16."""
+def _panel16_tn_add(af, bf, cf, m, k, n, j):
+    """The 16 columns j:j+16 of c += a^T @ b (flat arrays; a (m, k), b (m, n),
+    c (k, n)): tiles of 12 rows of c, as in _panel16."""
     i = 0
     while i + 12 <= k:
         o = i * n + j
@@ -193,7 +192,7 @@ def _panel16_tn_add(af, bf, cf, k, n, j, p0, p1):
         s4 = vload(cf, o + 4 * n); s5 = vload(cf, o + 5 * n); s6 = vload(cf, o + 6 * n)  # noqa: E702
         s7 = vload(cf, o + 7 * n); s8 = vload(cf, o + 8 * n); s9 = vload(cf, o + 9 * n)  # noqa: E702
         s10 = vload(cf, o + 10 * n); s11 = vload(cf, o + 11 * n)  # noqa: E702
-        for p in range(p0, p1):
+        for p in range(m):
             v = vload(bf, p * n + j)
             r = p * k + i
             s0 = vfma(vsplat(af[r]), v, s0)
@@ -215,10 +214,33 @@ def _panel16_tn_add(af, bf, cf, k, n, j, p0, p1):
         i += 12
     while i < k:                            # the last k % 12 rows of c, one at a time
         s0 = vload(cf, i * n + j)
-        for p in range(p0, p1):
+        for p in range(m):
             s0 = vfma(vsplat(af[p * k + i]), vload(bf, p * n + j), s0)
         vstore(cf, i * n + j, s0)
         i += 1
+
+
+def kernel_matmul(a, b, out):
+    """out (M, N) = a (M, K) @ b (K, N) by the kernels alone (a, b, out C-contiguous
+    float32, N a multiple of 16; no checks): the panels of 32 columns, then a last
+    one of 16. The 16-column kernels compile only where a model needs them (each
+    kernel adds to a clean install's first-run compile)."""
+    _matmul(a, b, out)
+    m, k = a.shape
+    n = b.shape[1]
+    if n % 32:
+        _panel16(a.ravel(), b.ravel(), out.ravel(), m, k, n, n - 16)
+    return out
+
+
+def kernel_matmul_tn_add(a, b, out):
+    """out (K, N) += a (M, K)^T @ b (M, N) by the kernels alone (as kernel_matmul)."""
+    _matmul_tn_add(a, b, out)
+    m, k = a.shape
+    n = b.shape[1]
+    if n % 32:
+        _panel16_tn_add(a.ravel(), b.ravel(), out.ravel(), m, k, n, n - 16)
+    return out
 
 
 def _applies(*arrays, n):
@@ -234,20 +256,17 @@ def matmul(a, b, out):
     if not (_applies(a, b, out, n=b.shape[1]) and b.flags.c_contiguous and out.flags.c_contiguous):
         return np.matmul(a, b, out=out)
     if a.flags.c_contiguous:
-        _matmul(a, b, out)
-    elif a.T.flags.c_contiguous:
+        return kernel_matmul(a, b, out)
+    if a.T.flags.c_contiguous:
         out[...] = 0
-        _matmul_tn_add(a.T, b, out)
-    else:
-        return np.matmul(a, b, out=out)
-    return out
+        return kernel_matmul_tn_add(a.T, b, out)
+    return np.matmul(a, b, out=out)
 
 
 def matmul_tn_add(a, b, out):
     """out (K, N) += a (M, K)^T @ b (M, N) on this thread (a, b C-contiguous)."""
     if _applies(a, b, out, n=b.shape[1]) and a.flags.c_contiguous and b.flags.c_contiguous \
             and out.flags.c_contiguous:
-        _matmul_tn_add(a, b, out)
-    else:
-        out += np.matmul(a.T, b)
+        return kernel_matmul_tn_add(a, b, out)
+    out += np.matmul(a.T, b)
     return out
