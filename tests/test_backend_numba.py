@@ -148,6 +148,30 @@ def test_small_convolution_rectangular_windows_and_filter_counts(dtype):
                 np.testing.assert_allclose(a, r, err_msg=f"{name} {msg}", **tol)
 
 
+def test_sixteen_filter_register_tiles_match_reference(kernel_size_mode):
+    # float32 with 16 filters: phases_tiles.py's 12-position register tiles, on
+    # images whose flat position count is and is not a multiple of 12 (the
+    # one-at-a-time tail), strides 1 and 2, 16 input channels (W5's first stage,
+    # whose dx is the same kernel on dy), bias and fused ReLU
+    rng = np.random.default_rng(22)
+    cases = [((3, 3), (1, 1), "same", (3, 8, 8, 16)), ((3, 3), (2, 2), "valid", (2, 11, 9, 3)),
+             ((1, 1), (1, 1), "valid", (1, 3, 4, 5)), ((5, 3), (1, 2), "same", (2, 7, 13, 2)),
+             ((3, 3), (1, 1), "same", (1, 32, 32, 16))]
+    for (kh, kw), (sh, sw), padding, shape in cases:
+        msg, pads, x, W2, b = _conv_case(rng, np.float32, (kh, kw), (sh, sw), padding, shape, 16)
+        for relu in (False, True):
+            y, saved = NB.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads, relu=relu)
+            ref_y, ref_saved = REF.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads)
+            if relu:
+                ref_y = REF.relu(ref_y)
+            np.testing.assert_allclose(y, ref_y, rtol=1e-4, atol=1e-4, err_msg=msg)
+        dy = _data(rng, y.shape, np.float32)
+        got = NB.conv2d_backward(dy, x, saved, W2, kh, kw, sh, sw, pads)
+        ref = REF.conv2d_backward(dy, x, ref_saved, W2, kh, kw, sh, sw, pads)
+        for name, a, r in zip(("dx", "dW2", "db"), got, ref):
+            np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4, err_msg=f"{name} {msg}")
+
+
 def test_small_convolution_blocks_share_a_small_batch_among_the_threads(kernel_size_mode):
     # one image of 32 output rows: the parallel forward cuts it into blocks of fewer
     # rows than BLOCK_POSITIONS allows, so that every thread gets two; the sums
@@ -246,7 +270,7 @@ def test_fused_relu_keeps_nan_visible():
     # y <= 0 the masked gradient is 0, as in PyTorch (the reference's dy * (y > 0)
     # would give NaN there)
     pads = ((1, 1), (1, 1))
-    for f in (32, 8):                   # pixel-major and filter-major
+    for f in (32, 16, 8):               # pixel-major, register tiles, filter-major
         x = np.ones((1, 5, 5, 1), np.float32)
         x[0, 2, 2, 0] = np.nan
         W2 = np.full((9, f), -1.0, np.float32)

@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit
 
 from ._jit import JIT
-from .simd import has_512bit_vectors, vfma, vload, vsplat, vstore, vzero
+from .simd import has_512bit_vectors, vfma, vload, vsplat_at, vstore, vzero
 
 #: rows of A per register tile (6 rows x 32 columns = 12 of AVX-512's 32 vector
 #: registers, plus two for B and one for A's broadcast number)
@@ -44,9 +44,9 @@ TN_BLOCK = 256
 
 
 @njit(**JIT)
-def _fma_row(s, b0, b1, c0, c1):
-    # one row of a tile: (c0, c1) += s * (b0, b1)
-    v = vsplat(s)
+def _fma_row(af, i, b0, b1, c0, c1):
+    # one row of a tile: (c0, c1) += af[i] * (b0, b1)
+    v = vsplat_at(af, i)
     return vfma(v, b0, c0), vfma(v, b1, c1)
 
 
@@ -68,12 +68,12 @@ def _matmul(a, b, c):
             for p in range(k):
                 b0 = vload(bf, p * n + j)
                 b1 = vload(bf, p * n + j + 16)
-                c00, c01 = _fma_row(af[r + p], b0, b1, c00, c01)
-                c10, c11 = _fma_row(af[r + k + p], b0, b1, c10, c11)
-                c20, c21 = _fma_row(af[r + 2 * k + p], b0, b1, c20, c21)
-                c30, c31 = _fma_row(af[r + 3 * k + p], b0, b1, c30, c31)
-                c40, c41 = _fma_row(af[r + 4 * k + p], b0, b1, c40, c41)
-                c50, c51 = _fma_row(af[r + 5 * k + p], b0, b1, c50, c51)
+                c00, c01 = _fma_row(af, r + p, b0, b1, c00, c01)
+                c10, c11 = _fma_row(af, r + k + p, b0, b1, c10, c11)
+                c20, c21 = _fma_row(af, r + 2 * k + p, b0, b1, c20, c21)
+                c30, c31 = _fma_row(af, r + 3 * k + p, b0, b1, c30, c31)
+                c40, c41 = _fma_row(af, r + 4 * k + p, b0, b1, c40, c41)
+                c50, c51 = _fma_row(af, r + 5 * k + p, b0, b1, c50, c51)
             o = i * n + j
             vstore(cf, o, c00); vstore(cf, o + 16, c01); o += n  # noqa: E702
             vstore(cf, o, c10); vstore(cf, o + 16, c11); o += n  # noqa: E702
@@ -85,7 +85,7 @@ def _matmul(a, b, c):
         while i < m:                        # the last M % 6 rows, one at a time
             c00 = vzero(); c01 = vzero()  # noqa: E702
             for p in range(k):
-                c00, c01 = _fma_row(af[i * k + p], vload(bf, p * n + j), vload(bf, p * n + j + 16), c00, c01)
+                c00, c01 = _fma_row(af, i * k + p, vload(bf, p * n + j), vload(bf, p * n + j + 16), c00, c01)
             vstore(cf, i * n + j, c00); vstore(cf, i * n + j + 16, c01)  # noqa: E702
             i += 1
 
@@ -103,18 +103,18 @@ def _panel16(af, bf, cf, m, k, n, j):
         r = i * k
         for p in range(k):
             v = vload(bf, p * n + j)
-            s0 = vfma(vsplat(af[r + p]), v, s0)
-            s1 = vfma(vsplat(af[r + k + p]), v, s1)
-            s2 = vfma(vsplat(af[r + 2 * k + p]), v, s2)
-            s3 = vfma(vsplat(af[r + 3 * k + p]), v, s3)
-            s4 = vfma(vsplat(af[r + 4 * k + p]), v, s4)
-            s5 = vfma(vsplat(af[r + 5 * k + p]), v, s5)
-            s6 = vfma(vsplat(af[r + 6 * k + p]), v, s6)
-            s7 = vfma(vsplat(af[r + 7 * k + p]), v, s7)
-            s8 = vfma(vsplat(af[r + 8 * k + p]), v, s8)
-            s9 = vfma(vsplat(af[r + 9 * k + p]), v, s9)
-            s10 = vfma(vsplat(af[r + 10 * k + p]), v, s10)
-            s11 = vfma(vsplat(af[r + 11 * k + p]), v, s11)
+            s0 = vfma(vsplat_at(af, r + p), v, s0)
+            s1 = vfma(vsplat_at(af, r + k + p), v, s1)
+            s2 = vfma(vsplat_at(af, r + 2 * k + p), v, s2)
+            s3 = vfma(vsplat_at(af, r + 3 * k + p), v, s3)
+            s4 = vfma(vsplat_at(af, r + 4 * k + p), v, s4)
+            s5 = vfma(vsplat_at(af, r + 5 * k + p), v, s5)
+            s6 = vfma(vsplat_at(af, r + 6 * k + p), v, s6)
+            s7 = vfma(vsplat_at(af, r + 7 * k + p), v, s7)
+            s8 = vfma(vsplat_at(af, r + 8 * k + p), v, s8)
+            s9 = vfma(vsplat_at(af, r + 9 * k + p), v, s9)
+            s10 = vfma(vsplat_at(af, r + 10 * k + p), v, s10)
+            s11 = vfma(vsplat_at(af, r + 11 * k + p), v, s11)
         o = i * n + j
         vstore(cf, o, s0); vstore(cf, o + n, s1); vstore(cf, o + 2 * n, s2); vstore(cf, o + 3 * n, s3)  # noqa: E702
         vstore(cf, o + 4 * n, s4); vstore(cf, o + 5 * n, s5); vstore(cf, o + 6 * n, s6)  # noqa: E702
@@ -124,7 +124,7 @@ def _panel16(af, bf, cf, m, k, n, j):
     while i < m:                            # the last m % 12 rows, one at a time
         s0 = vzero()
         for p in range(k):
-            s0 = vfma(vsplat(af[i * k + p]), vload(bf, p * n + j), s0)
+            s0 = vfma(vsplat_at(af, i * k + p), vload(bf, p * n + j), s0)
         vstore(cf, i * n + j, s0)
         i += 1
 
@@ -159,12 +159,12 @@ def _matmul_tn_add(a, b, c):
                     b0 = vload(bf, p * n + j)
                     b1 = vload(bf, p * n + j + 16)
                     r = p * k + i
-                    c00, c01 = _fma_row(af[r], b0, b1, c00, c01)
-                    c10, c11 = _fma_row(af[r + 1], b0, b1, c10, c11)
-                    c20, c21 = _fma_row(af[r + 2], b0, b1, c20, c21)
-                    c30, c31 = _fma_row(af[r + 3], b0, b1, c30, c31)
-                    c40, c41 = _fma_row(af[r + 4], b0, b1, c40, c41)
-                    c50, c51 = _fma_row(af[r + 5], b0, b1, c50, c51)
+                    c00, c01 = _fma_row(af, r, b0, b1, c00, c01)
+                    c10, c11 = _fma_row(af, r + 1, b0, b1, c10, c11)
+                    c20, c21 = _fma_row(af, r + 2, b0, b1, c20, c21)
+                    c30, c31 = _fma_row(af, r + 3, b0, b1, c30, c31)
+                    c40, c41 = _fma_row(af, r + 4, b0, b1, c40, c41)
+                    c50, c51 = _fma_row(af, r + 5, b0, b1, c50, c51)
                 vstore(cf, o, c00); vstore(cf, o + 16, c01); o += n  # noqa: E702
                 vstore(cf, o, c10); vstore(cf, o + 16, c11); o += n  # noqa: E702
                 vstore(cf, o, c20); vstore(cf, o + 16, c21); o += n  # noqa: E702
@@ -176,7 +176,7 @@ def _matmul_tn_add(a, b, c):
                 o = i * n + j
                 c00 = vload(cf, o); c01 = vload(cf, o + 16)  # noqa: E702
                 for p in range(p0, p1):
-                    c00, c01 = _fma_row(af[p * k + i], vload(bf, p * n + j), vload(bf, p * n + j + 16), c00, c01)
+                    c00, c01 = _fma_row(af, p * k + i, vload(bf, p * n + j), vload(bf, p * n + j + 16), c00, c01)
                 vstore(cf, o, c00); vstore(cf, o + 16, c01)  # noqa: E702
                 i += 1
 
@@ -195,18 +195,18 @@ def _panel16_tn_add(af, bf, cf, m, k, n, j):
         for p in range(m):
             v = vload(bf, p * n + j)
             r = p * k + i
-            s0 = vfma(vsplat(af[r]), v, s0)
-            s1 = vfma(vsplat(af[r + 1]), v, s1)
-            s2 = vfma(vsplat(af[r + 2]), v, s2)
-            s3 = vfma(vsplat(af[r + 3]), v, s3)
-            s4 = vfma(vsplat(af[r + 4]), v, s4)
-            s5 = vfma(vsplat(af[r + 5]), v, s5)
-            s6 = vfma(vsplat(af[r + 6]), v, s6)
-            s7 = vfma(vsplat(af[r + 7]), v, s7)
-            s8 = vfma(vsplat(af[r + 8]), v, s8)
-            s9 = vfma(vsplat(af[r + 9]), v, s9)
-            s10 = vfma(vsplat(af[r + 10]), v, s10)
-            s11 = vfma(vsplat(af[r + 11]), v, s11)
+            s0 = vfma(vsplat_at(af, r), v, s0)
+            s1 = vfma(vsplat_at(af, r + 1), v, s1)
+            s2 = vfma(vsplat_at(af, r + 2), v, s2)
+            s3 = vfma(vsplat_at(af, r + 3), v, s3)
+            s4 = vfma(vsplat_at(af, r + 4), v, s4)
+            s5 = vfma(vsplat_at(af, r + 5), v, s5)
+            s6 = vfma(vsplat_at(af, r + 6), v, s6)
+            s7 = vfma(vsplat_at(af, r + 7), v, s7)
+            s8 = vfma(vsplat_at(af, r + 8), v, s8)
+            s9 = vfma(vsplat_at(af, r + 9), v, s9)
+            s10 = vfma(vsplat_at(af, r + 10), v, s10)
+            s11 = vfma(vsplat_at(af, r + 11), v, s11)
         vstore(cf, o, s0); vstore(cf, o + n, s1); vstore(cf, o + 2 * n, s2); vstore(cf, o + 3 * n, s3)  # noqa: E702
         vstore(cf, o + 4 * n, s4); vstore(cf, o + 5 * n, s5); vstore(cf, o + 6 * n, s6)  # noqa: E702
         vstore(cf, o + 7 * n, s7); vstore(cf, o + 8 * n, s8); vstore(cf, o + 9 * n, s9)  # noqa: E702
@@ -215,7 +215,7 @@ def _panel16_tn_add(af, bf, cf, m, k, n, j):
     while i < k:                            # the last k % 12 rows of c, one at a time
         s0 = vload(cf, i * n + j)
         for p in range(m):
-            s0 = vfma(vsplat(af[p * k + i]), vload(bf, p * n + j), s0)
+            s0 = vfma(vsplat_at(af, p * k + i), vload(bf, p * n + j), s0)
         vstore(cf, i * n + j, s0)
         i += 1
 
