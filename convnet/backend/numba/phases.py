@@ -540,8 +540,13 @@ def weight_grad(xq, dy, c, kh, kw, sh, sw, oh, ow, k, relu_output=None):
     parts = np.empty((nparts, k, dy.shape[1]), dtype=dy.dtype)
     bias_parts = np.empty((nparts, dy.shape[1]), dtype=dy.dtype)
     masked = relu_output is not None
-    (_weight_grad_serial if serial else _weight_grad)(xq, dy, relu_output if masked else dy, masked, tap_plane,
-                                                      tap_offset, oh, ow, wq, per_block, parts, bias_parts)
+    mask = relu_output if masked else dy
+    if phases_tiles.applies(xq, mask, dy):
+        phases_tiles.weight_grad16(xq, dy, mask, masked, tap_plane, tap_offset, oh, ow, wq, per_block, parts,
+                                   bias_parts, serial)
+    else:
+        (_weight_grad_serial if serial else _weight_grad)(xq, dy, mask, masked, tap_plane, tap_offset, oh, ow, wq,
+                                                          per_block, parts, bias_parts)
     if nparts == 1:
         return parts[0], bias_parts[0]
     return parts.sum(axis=0), bias_parts.sum(axis=0)

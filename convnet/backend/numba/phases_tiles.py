@@ -18,6 +18,7 @@ has 512-bit vectors; its answer is phases._forward's (the tests hold them to the
 NumpyOps reference).
 """
 
+import numpy as np
 from numba import njit, prange
 
 from ._jit import JIT, PJIT, serial_twin
@@ -104,17 +105,119 @@ def _forward16(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y):
             _store(yf, s, o, b * oh, ow, wq, relu)
 
 
+@njit(**JIT)
+def _gather16(dy, relu_output, dq, src0, rows, ow, wq, masked, bsum):
+    # dq[r*wq + j, :] = dy[src0 + r*ow + j, :] for the block's rows r (pixel-major,
+    # as the tiles read it), zero at the dropped positions j >= ow; when masked, the
+    # gradient before the ReLU whose output was relu_output (0 where it is <= 0, as
+    # phases._gather_block). bsum += the block's rows (db).
+    zero = dq.dtype.type(0)
+    for r in range(rows):
+        dst = r * wq
+        src = src0 + r * ow
+        for j in range(ow):
+            for f in range(FILTERS):
+                d = dy[src + j, f]
+                if masked and not relu_output[src + j, f] > zero:
+                    d = zero
+                dq[dst + j, f] = d
+                bsum[f] += d
+        for j in range(ow, wq):
+            for f in range(FILTERS):
+                dq[dst + j, f] = zero
+
+
+@njit(**PJIT)
+def _weight_grad16(xq, dy, relu_output, masked, tap_plane, tap_offset, oh, ow, wq, rows_per_block, parts,
+                   bias_parts):
+    # phases._weight_grad's sums for 16 filters: parts[t] = thread t's share of
+    # dW2[tap, :] = sum over positions o of xq[b, plane(tap), o + offset(tap)] * dy[o, :],
+    # in tiles of 12 taps whose 12 vectors of sums stay in registers while the
+    # block's positions stream past (one vector of dy and 12 numbers of xq each).
+    n, planes, plane_size = xq.shape
+    nparts, k_count, _ = parts.shape
+    nblocks = (oh + rows_per_block - 1) // rows_per_block
+    jobs = n * nblocks
+    xf = xq.ravel()
+    k12 = k_count - k_count % TILE
+    for part in prange(nparts):
+        dq = np.empty((rows_per_block * wq, FILTERS), dtype=parts.dtype)
+        dqf = dq.ravel()
+        acc = parts[part]
+        acc[:, :] = 0
+        af = acc.ravel()
+        bsum = bias_parts[part]
+        bsum[:] = 0
+        for g in range(part * jobs // nparts, (part + 1) * jobs // nparts):
+            b = g // nblocks
+            i0 = (g - b * nblocks) * rows_per_block
+            i1 = min(oh, i0 + rows_per_block)
+            length = (i1 - i0) * wq
+            _gather16(dy, relu_output, dq, (b * oh + i0) * ow, i1 - i0, ow, wq, masked, bsum)
+            start = b * planes * plane_size + i0 * wq
+            for t in range(0, k12, TILE):
+                r0 = start + tap_plane[t] * plane_size + tap_offset[t]
+                r1 = start + tap_plane[t + 1] * plane_size + tap_offset[t + 1]
+                r2 = start + tap_plane[t + 2] * plane_size + tap_offset[t + 2]
+                r3 = start + tap_plane[t + 3] * plane_size + tap_offset[t + 3]
+                r4 = start + tap_plane[t + 4] * plane_size + tap_offset[t + 4]
+                r5 = start + tap_plane[t + 5] * plane_size + tap_offset[t + 5]
+                r6 = start + tap_plane[t + 6] * plane_size + tap_offset[t + 6]
+                r7 = start + tap_plane[t + 7] * plane_size + tap_offset[t + 7]
+                r8 = start + tap_plane[t + 8] * plane_size + tap_offset[t + 8]
+                r9 = start + tap_plane[t + 9] * plane_size + tap_offset[t + 9]
+                r10 = start + tap_plane[t + 10] * plane_size + tap_offset[t + 10]
+                r11 = start + tap_plane[t + 11] * plane_size + tap_offset[t + 11]
+                o = t * FILTERS
+                s0 = vload(af, o); s1 = vload(af, o + 16); s2 = vload(af, o + 32); s3 = vload(af, o + 48)  # noqa: E702
+                s4 = vload(af, o + 64); s5 = vload(af, o + 80); s6 = vload(af, o + 96)  # noqa: E702
+                s7 = vload(af, o + 112); s8 = vload(af, o + 128); s9 = vload(af, o + 144)  # noqa: E702
+                s10 = vload(af, o + 160); s11 = vload(af, o + 176)  # noqa: E702
+                for p in range(length):
+                    v = vload(dqf, p * FILTERS)
+                    s0 = vfma(vsplat_at(xf, r0 + p), v, s0)
+                    s1 = vfma(vsplat_at(xf, r1 + p), v, s1)
+                    s2 = vfma(vsplat_at(xf, r2 + p), v, s2)
+                    s3 = vfma(vsplat_at(xf, r3 + p), v, s3)
+                    s4 = vfma(vsplat_at(xf, r4 + p), v, s4)
+                    s5 = vfma(vsplat_at(xf, r5 + p), v, s5)
+                    s6 = vfma(vsplat_at(xf, r6 + p), v, s6)
+                    s7 = vfma(vsplat_at(xf, r7 + p), v, s7)
+                    s8 = vfma(vsplat_at(xf, r8 + p), v, s8)
+                    s9 = vfma(vsplat_at(xf, r9 + p), v, s9)
+                    s10 = vfma(vsplat_at(xf, r10 + p), v, s10)
+                    s11 = vfma(vsplat_at(xf, r11 + p), v, s11)
+                vstore(af, o, s0); vstore(af, o + 16, s1); vstore(af, o + 32, s2); vstore(af, o + 48, s3)  # noqa: E702
+                vstore(af, o + 64, s4); vstore(af, o + 80, s5); vstore(af, o + 96, s6)  # noqa: E702
+                vstore(af, o + 112, s7); vstore(af, o + 128, s8); vstore(af, o + 144, s9)  # noqa: E702
+                vstore(af, o + 160, s10); vstore(af, o + 176, s11)  # noqa: E702
+            for t in range(k12, k_count):           # the taps left over, one at a time
+                r0 = start + tap_plane[t] * plane_size + tap_offset[t]
+                s0 = vload(af, t * FILTERS)
+                for p in range(length):
+                    s0 = vfma(vsplat_at(xf, r0 + p), vload(dqf, p * FILTERS), s0)
+                vstore(af, t * FILTERS, s0)
+
+
 _forward16_serial = serial_twin(_forward16)
+_weight_grad16_serial = serial_twin(_weight_grad16)
 
 
-def applies(xq, W2, bias, y):
-    """Does forward16 compute this call of phases.forward? float32 throughout, 16
-    filters, contiguous arrays, and a CPU with 512-bit vectors."""
-    arrays = (xq, W2, bias, y)
-    return (W2.shape[1] == FILTERS and all(a.dtype.char == "f" and a.flags.c_contiguous for a in arrays)
-            and has_512bit_vectors())
+def applies(*arrays):
+    """Do the register tiles compute this call of phases.forward (xq, W2, bias, y) or
+    phases.weight_grad (xq, dy, relu_output)? float32 throughout, 16 filters (the
+    last axis of the last array), contiguous arrays, and a CPU with 512-bit vectors."""
+    return (arrays[-1].shape[-1] == FILTERS and has_512bit_vectors()
+            and all(a.dtype.char == "f" and a.flags.c_contiguous for a in arrays))
 
 
 def forward16(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y, serial):
     """y (N*OH*OW, 16) = phases.forward's convolution for W2 (K, 16), written into y."""
     (_forward16_serial if serial else _forward16)(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y)
+
+
+def weight_grad16(xq, dy, relu_output, masked, tap_plane, tap_offset, oh, ow, wq, rows_per_block, parts,
+                  bias_parts, serial):
+    """phases.weight_grad's parts (P, K, 16) and bias_parts (P, 16), filled in."""
+    (_weight_grad16_serial if serial else _weight_grad16)(xq, dy, relu_output, masked, tap_plane, tap_offset,
+                                                          oh, ow, wq, rows_per_block, parts, bias_parts)
