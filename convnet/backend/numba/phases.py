@@ -511,12 +511,13 @@ PIXEL_MAJOR_FILTERS = 32
 def forward(xq, W2, bias, c, kh, kw, sh, sw, oh, ow, y, relu=False):
     """y (N*OH*OW, F) = the convolution of the split input xq with the kernel matrix
     W2 (K, F) plus bias (F,), written into y, through max(., 0) when relu:
-    pixel-major from PIXEL_MAJOR_FILTERS filters on, 16 float32 filters in register
-    tiles (phases_tiles.py) where the CPU has 512-bit vectors, else filter-major."""
+    in register tiles (phases_tiles.py) for 16 or a multiple of 32 float32 filters
+    where the CPU has 512-bit vectors, else pixel-major from PIXEL_MAJOR_FILTERS
+    filters on and filter-major below."""
     _, _, wq, tap_plane, tap_offset = plane_geometry(c, kh, kw, sh, sw, oh, ow)
     serial = y.size * W2.shape[0] < threads.serial_below()
-    if phases_tiles.applies(xq, W2, bias, y):
-        phases_tiles.forward16(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y, serial)
+    if phases_tiles.applies(xq, W2, bias, y, filters=(16, 32)):
+        phases_tiles.forward(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y, serial)
     elif W2.shape[1] >= PIXEL_MAJOR_FILTERS:
         (_forward_pixels_serial if serial else _forward_pixels)(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq,
                                                                 relu, y)

@@ -30,6 +30,9 @@ FILTERS = 16
 #: two units, with registers left for the broadcast and the vector of W2)
 TILE = 12
 
+#: positions per tile of 32 filters (two vectors each: 12 sums again)
+TILE32 = 6
+
 #: tiles per parallel job (96 positions: enough work per job, enough jobs per image)
 TILES_PER_JOB = 8
 
@@ -199,21 +202,98 @@ def _weight_grad16(xq, dy, relu_output, masked, tap_plane, tap_offset, oh, ow, w
                 vstore(af, t * FILTERS, s0)
 
 
+@njit(**JIT)
+def _store2(yf, s0, s1, o, row0, ow, wq, f_count, g, relu):
+    # as _store, for filters g..g+31 of an output pixel with f_count filters
+    i = o // wq
+    j = o - i * wq
+    if j < ow:
+        at = ((row0 + i) * ow + j) * f_count + g
+        vstore(yf, at, vrelu(s0) if relu else s0)
+        vstore(yf, at + 16, vrelu(s1) if relu else s1)
+
+
+@njit(**JIT)
+def _row2(xf, r, v0, v1, s0, s1):
+    # one position of a 6 x 32 tile: (s0, s1) += xf[r] * (v0, v1)
+    a = vsplat_at(xf, r)
+    return vfma(a, v0, s0), vfma(a, v1, s1)
+
+
+@njit(**PJIT)
+def _forward32(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y):
+    # as _forward16 for a multiple of 32 filters: tiles of 6 positions x 32 filters
+    # (two vectors per position, 12 sums), one group of 32 filters after the other;
+    # each tap loads two vectors of W2 and 6 numbers of xq for 12 multiply-adds
+    n, planes, plane_size = xq.shape
+    k_count, f_count = W2.shape
+    positions = oh * wq
+    full = positions // TILE32
+    jobs = (full + TILES_PER_JOB - 1) // TILES_PER_JOB
+    xf = xq.ravel()
+    wf = W2.ravel()
+    yf = y.ravel()
+    for job in prange(n * jobs):
+        b = job // jobs
+        first = (job - b * jobs) * TILES_PER_JOB
+        image = b * planes * plane_size
+        row0 = b * oh
+        for tile in range(first, min(full, first + TILES_PER_JOB)):
+            o0 = tile * TILE32
+            for g in range(0, f_count, 32):
+                s00 = vload(bias, g); s01 = vload(bias, g + 16)  # noqa: E702
+                s10 = s00; s11 = s01; s20 = s00; s21 = s01; s30 = s00; s31 = s01  # noqa: E702
+                s40 = s00; s41 = s01; s50 = s00; s51 = s01  # noqa: E702
+                for t in range(k_count):
+                    r = image + tap_plane[t] * plane_size + tap_offset[t] + o0
+                    v0 = vload(wf, t * f_count + g)
+                    v1 = vload(wf, t * f_count + g + 16)
+                    s00, s01 = _row2(xf, r, v0, v1, s00, s01)
+                    s10, s11 = _row2(xf, r + 1, v0, v1, s10, s11)
+                    s20, s21 = _row2(xf, r + 2, v0, v1, s20, s21)
+                    s30, s31 = _row2(xf, r + 3, v0, v1, s30, s31)
+                    s40, s41 = _row2(xf, r + 4, v0, v1, s40, s41)
+                    s50, s51 = _row2(xf, r + 5, v0, v1, s50, s51)
+                _store2(yf, s00, s01, o0, row0, ow, wq, f_count, g, relu)
+                _store2(yf, s10, s11, o0 + 1, row0, ow, wq, f_count, g, relu)
+                _store2(yf, s20, s21, o0 + 2, row0, ow, wq, f_count, g, relu)
+                _store2(yf, s30, s31, o0 + 3, row0, ow, wq, f_count, g, relu)
+                _store2(yf, s40, s41, o0 + 4, row0, ow, wq, f_count, g, relu)
+                _store2(yf, s50, s51, o0 + 5, row0, ow, wq, f_count, g, relu)
+    for b in prange(n):                          # the last positions % 6, one at a time
+        image = b * planes * plane_size
+        for o in range(full * TILE32, positions):
+            for g in range(0, f_count, 32):
+                s00 = vload(bias, g); s01 = vload(bias, g + 16)  # noqa: E702
+                for t in range(k_count):
+                    s00, s01 = _row2(xf, image + tap_plane[t] * plane_size + tap_offset[t] + o,
+                                     vload(wf, t * f_count + g), vload(wf, t * f_count + g + 16), s00, s01)
+                _store2(yf, s00, s01, o, b * oh, ow, wq, f_count, g, relu)
+
+
 _forward16_serial = serial_twin(_forward16)
+_forward32_serial = serial_twin(_forward32)
 _weight_grad16_serial = serial_twin(_weight_grad16)
 
 
-def applies(*arrays):
+def applies(*arrays, filters=(FILTERS,)):
     """Do the register tiles compute this call of phases.forward (xq, W2, bias, y) or
-    phases.weight_grad (xq, dy, relu_output)? float32 throughout, 16 filters (the
-    last axis of the last array), contiguous arrays, and a CPU with 512-bit vectors."""
-    return (arrays[-1].shape[-1] == FILTERS and has_512bit_vectors()
+    phases.weight_grad (xq, dy, relu_output)? float32 throughout, a filter count
+    (the last axis of the last array) the kernels take, contiguous arrays, and a
+    CPU with 512-bit vectors."""
+    f = arrays[-1].shape[-1]
+    return ((f in filters or (f % 32 == 0 and 32 in filters)) and has_512bit_vectors()
             and all(a.dtype.char == "f" and a.flags.c_contiguous for a in arrays))
 
 
-def forward16(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y, serial):
-    """y (N*OH*OW, 16) = phases.forward's convolution for W2 (K, 16), written into y."""
-    (_forward16_serial if serial else _forward16)(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y)
+def forward(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y, serial):
+    """y (N*OH*OW, F) = phases.forward's convolution for W2 (K, F), F 16 or a
+    multiple of 32, written into y."""
+    if W2.shape[1] == FILTERS:
+        kernel = _forward16_serial if serial else _forward16
+    else:
+        kernel = _forward32_serial if serial else _forward32
+    kernel(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y)
 
 
 def weight_grad16(xq, dy, relu_output, masked, tap_plane, tap_offset, oh, ow, wq, rows_per_block, parts,
