@@ -97,8 +97,9 @@ def _forward16(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y):
             _store(yf, s10, o0 + 10, row0, ow, wq, relu)
             _store(yf, s11, o0 + 11, row0, ow, wq, relu)
     # the last positions % 12 of each image, one position at a time (a full tile
-    # there could read past the last plane)
-    for b in prange(n):
+    # there could read past the last plane); a plain loop: a second parallel loop
+    # costs about a second more to compile, for a few positions per image
+    for b in range(n):
         image = b * planes * plane_size
         for o in range(full * TILE, positions):
             s = vload(bias, 0)
@@ -260,7 +261,7 @@ def _forward32(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y):
                 _store2(yf, s30, s31, o0 + 3, row0, ow, wq, f_count, g, relu)
                 _store2(yf, s40, s41, o0 + 4, row0, ow, wq, f_count, g, relu)
                 _store2(yf, s50, s51, o0 + 5, row0, ow, wq, f_count, g, relu)
-    for b in prange(n):                          # the last positions % 6, one at a time
+    for b in range(n):                           # the last positions % 6, one at a time (as in _forward16)
         image = b * planes * plane_size
         for o in range(full * TILE32, positions):
             for g in range(0, f_count, 32):
