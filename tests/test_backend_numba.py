@@ -148,17 +148,22 @@ def test_small_convolution_rectangular_windows_and_filter_counts(dtype):
                 np.testing.assert_allclose(a, r, err_msg=f"{name} {msg}", **tol)
 
 
-def test_sixteen_filter_register_tiles_match_reference(kernel_size_mode):
-    # float32 with 16 filters: phases_tiles.py's 12-position register tiles, on
-    # images whose flat position count is and is not a multiple of 12 (the
-    # one-at-a-time tail), strides 1 and 2, 16 input channels (W5's first stage,
-    # whose dx is the same kernel on dy), bias and fused ReLU
+@pytest.mark.parametrize("filters", [16, 32, 64])
+def test_register_tiles_match_reference(filters, kernel_size_mode):
+    # float32 phases convolutions in phases_tiles.py's register tiles (16 filters:
+    # tiles of 12 positions; a multiple of 32: 6 positions x 32 filters), on images
+    # whose flat position count is below one tile, and is and is not a multiple of
+    # the tile (the one-at-a-time tail), strides 1 and 2, 16 input channels (W5's
+    # first stage, whose dx is the same kernel on dy), bias and fused ReLU
     rng = np.random.default_rng(22)
     cases = [((3, 3), (1, 1), "same", (3, 8, 8, 16)), ((3, 3), (2, 2), "valid", (2, 11, 9, 3)),
              ((1, 1), (1, 1), "valid", (1, 3, 4, 5)), ((5, 3), (1, 2), "same", (2, 7, 13, 2)),
+             ((1, 1), (1, 1), "valid", (2, 1, 5, 3)), ((3, 3), (1, 1), "valid", (2, 3, 4, 2)),
              ((3, 3), (1, 1), "same", (1, 32, 32, 16))]
     for (kh, kw), (sh, sw), padding, shape in cases:
-        msg, pads, x, W2, b = _conv_case(rng, np.float32, (kh, kw), (sh, sw), padding, shape, 16)
+        msg, pads, x, W2, b = _conv_case(rng, np.float32, (kh, kw), (sh, sw), padding, shape, filters)
+        if NB.conv2d_algorithm(x.shape, W2.shape) != "phases":
+            continue                    # a wide convolution (gemm-chunks)
         for relu in (False, True):
             y, saved = NB.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads, relu=relu)
             ref_y, ref_saved = REF.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads)

@@ -55,7 +55,7 @@ def _forward16(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y):
     k_count = W2.shape[0]
     positions = oh * wq
     full = positions // TILE                     # full tiles per image
-    jobs = (full + TILES_PER_JOB - 1) // TILES_PER_JOB
+    jobs = max(1, (full + TILES_PER_JOB - 1) // TILES_PER_JOB)
     xf = xq.ravel()
     wf = W2.ravel()
     yf = y.ravel()
@@ -96,17 +96,16 @@ def _forward16(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y):
             _store(yf, s9, o0 + 9, row0, ow, wq, relu)
             _store(yf, s10, o0 + 10, row0, ow, wq, relu)
             _store(yf, s11, o0 + 11, row0, ow, wq, relu)
-    # the last positions % 12 of each image, one position at a time (a full tile
-    # there could read past the last plane); a plain loop: a second parallel loop
-    # costs about a second more to compile, for a few positions per image
-    for b in range(n):
-        image = b * planes * plane_size
-        for o in range(full * TILE, positions):
-            s = vload(bias, 0)
-            for t in range(k_count):
-                s = vfma(vsplat_at(xf, image + tap_plane[t] * plane_size + tap_offset[t] + o),
-                         vload(wf, t * FILTERS), s)
-            _store(yf, s, o, b * oh, ow, wq, relu)
+        # the image's last job: its last positions % 12, one position at a time (a
+        # full tile there could read past the last plane). Inside this loop, not in
+        # a parallel loop of their own: each costs about a second of a cold compile.
+        if g - b * jobs == jobs - 1:
+            for o in range(full * TILE, positions):
+                s = vload(bias, 0)
+                for t in range(k_count):
+                    s = vfma(vsplat_at(xf, image + tap_plane[t] * plane_size + tap_offset[t] + o),
+                             vload(wf, t * FILTERS), s)
+                _store(yf, s, o, b * oh, ow, wq, relu)
 
 
 @njit(**JIT)
@@ -230,7 +229,7 @@ def _forward32(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y):
     k_count, f_count = W2.shape
     positions = oh * wq
     full = positions // TILE32
-    jobs = (full + TILES_PER_JOB - 1) // TILES_PER_JOB
+    jobs = max(1, (full + TILES_PER_JOB - 1) // TILES_PER_JOB)
     xf = xq.ravel()
     wf = W2.ravel()
     yf = y.ravel()
@@ -261,15 +260,14 @@ def _forward32(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y):
                 _store2(yf, s30, s31, o0 + 3, row0, ow, wq, f_count, g, relu)
                 _store2(yf, s40, s41, o0 + 4, row0, ow, wq, f_count, g, relu)
                 _store2(yf, s50, s51, o0 + 5, row0, ow, wq, f_count, g, relu)
-    for b in range(n):                           # the last positions % 6, one at a time (as in _forward16)
-        image = b * planes * plane_size
-        for o in range(full * TILE32, positions):
-            for g in range(0, f_count, 32):
-                s00 = vload(bias, g); s01 = vload(bias, g + 16)  # noqa: E702
-                for t in range(k_count):
-                    s00, s01 = _row2(xf, image + tap_plane[t] * plane_size + tap_offset[t] + o,
-                                     vload(wf, t * f_count + g), vload(wf, t * f_count + g + 16), s00, s01)
-                _store2(yf, s00, s01, o, b * oh, ow, wq, f_count, g, relu)
+        if job - b * jobs == jobs - 1:           # the last positions % 6 (as in _forward16)
+            for o in range(full * TILE32, positions):
+                for g in range(0, f_count, 32):
+                    s00 = vload(bias, g); s01 = vload(bias, g + 16)  # noqa: E702
+                    for t in range(k_count):
+                        s00, s01 = _row2(xf, image + tap_plane[t] * plane_size + tap_offset[t] + o,
+                                         vload(wf, t * f_count + g), vload(wf, t * f_count + g + 16), s00, s01)
+                    _store2(yf, s00, s01, o, row0, ow, wq, f_count, g, relu)
 
 
 _forward16_serial = serial_twin(_forward16)
