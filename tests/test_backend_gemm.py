@@ -59,21 +59,45 @@ def test_dispatch_takes_a_transposed_a_and_falls_back_to_numpy():
     out = np.empty((27, 32), np.float32)
     gemm.matmul(a.T, dy, out)
     np.testing.assert_allclose(out, a.T.astype(np.float64) @ dy, atol=_tolerance(40))
-    # where no kernel applies (float64, N not a multiple of 16, a strided a or b)
-    # the answer is numpy's own, bit for bit
+    # where no kernel applies (float64, fewer than 12 rows, a strided a or b) the
+    # answer is numpy's own, bit for bit
     a64, w64 = a.astype(np.float64), w.astype(np.float64)
     np.testing.assert_array_equal(gemm.matmul(a64, w64.T, np.empty((40, 32))), np.matmul(a64, w64.T))
-    odd = np.empty((40, 24), np.float32)
-    np.testing.assert_array_equal(gemm.matmul(a, w.T[:, :24], odd), np.matmul(a, w.T[:, :24]))
+    few = a[:11]
+    np.testing.assert_array_equal(gemm.matmul(few, w.T.copy(), np.empty((11, 32), np.float32)),
+                                  np.matmul(few, w.T.copy()))
     strided = a[::2]
     out = np.empty((20, 32), np.float32)
     np.testing.assert_array_equal(gemm.matmul(strided, w.T, out), np.matmul(strided, w.T))
     out = np.empty((40, 32), np.float32)
     np.testing.assert_array_equal(gemm.matmul(a, w.T, out), np.matmul(a, w.T))
-    # the accumulating form falls back the same way
+    # a column count that is not a multiple of 16 runs on padded copies
+    odd = np.empty((40, 24), np.float32)
+    np.testing.assert_allclose(gemm.matmul(a, w.T[:, :24].copy(), odd), a.astype(np.float64) @ w.T[:, :24],
+                               atol=_tolerance(27))
+    odd_t = np.empty((27, 10), np.float32)
+    np.testing.assert_allclose(gemm.matmul(a.T, dy[:, :10].copy(), odd_t), a.T.astype(np.float64) @ dy[:, :10],
+                               atol=_tolerance(40))
+    # the accumulating form falls back to numpy there
     c = np.ones((27, 24), np.float32)
-    gemm.matmul_tn_add(a, dy[:, :24], c)
+    gemm.matmul_tn_add(a, dy[:, :24].copy(), c)
     np.testing.assert_array_equal(c, np.ones((27, 24), np.float32) + np.matmul(a.T, dy[:, :24]))
+
+
+def test_equal_columns_of_b_give_bit_equal_columns():
+    # every column is summed in the same order, tails and padding included: a
+    # 1x1 convolution whose 1000 filters are equal (ONNX's light SqueezeNet) gives
+    # 1000 equal logits, even at 1e9, where a softmax turns any rounding
+    # difference into a one-hot answer
+    if not simd.has_512bit_vectors():
+        pytest.skip("this CPU has no 512-bit vectors: numpy's BLAS decides the rounding")
+    rng = np.random.default_rng(6)
+    a = (rng.random((169, 512), dtype=np.float32) * 1e8).astype(np.float32)
+    b = np.full((512, 1000), 0.02, np.float32)
+    out = np.empty((169, 1000), np.float32)
+    gemm.matmul(a, b, out)
+    assert (out == out[:, :1]).all()
+    np.testing.assert_allclose(out[:, 0], a.astype(np.float64).sum(1) * 0.02, rtol=1e-5)
 
 
 def test_special_values_spread_as_in_a_product():

@@ -23,9 +23,10 @@ GFLOP/s (OpenBLAS 89), (4096 x 288) @ (288 x 64) at 129 (77).
     matmul_tn_add(a, b, out)   out += a.T @ b   (a convolution's dW2 = cols^T dy)
 
 Each falls back to numpy (with whatever BLAS threads the caller has set) where
-the kernels do not apply: not float32, a column count not a multiple of 16, a
-strided operand, or a CPU without 512-bit vectors (simd.has_512bit_vectors).
-kernel_matmul and kernel_matmul_tn_add are the kernels alone, without checks.
+the kernels do not apply: not float32, fewer than 12 rows (matmul), a column
+count not a multiple of 16 (matmul_tn_add), a strided operand, or a CPU without
+512-bit vectors (simd.has_512bit_vectors). kernel_matmul and
+kernel_matmul_tn_add are the kernels alone, without checks.
 """
 
 import numpy as np
@@ -212,23 +213,33 @@ def _panel16_tn_add(af, bf, cf, m, k, n, j):
 
 def kernel_matmul(a, b, out):
     """out (M, N) = a (M, K) @ b (K, N) by the kernels (a, b, out C-contiguous
-    float32, N a multiple of 16; no checks): the panels of 32 columns, then a last
-    one of 16, on the rows that fill whole tiles (a multiple of 12). The last
-    M % 12 rows go to numpy's product: a row alone would keep only one or two sums
-    in flight (a fifth of the tiles' speed, measured on a Dense layer's 32 x 4096
-    @ 4096 x 256, whose two jobs of 16 rows each had 4 such rows). The 16-column
-    kernel compiles only where a model needs it (each kernel adds to a clean
-    install's first-run compile)."""
+    float32, N a multiple of 16; no checks): the panels of 32
+    columns, then a last one of 16, on the rows that fill whole tiles (a multiple
+    of 12); the last M % 12 rows are copied into one more tile of zero-padded rows
+    (a row alone would keep only one or two sums in flight). The 16-column kernel
+    compiles only where a model needs it (each kernel adds to a clean install's
+    first-run compile)."""
     m, k = a.shape
     n = b.shape[1]
     tiled = m - m % 12
-    if tiled:
-        _matmul(a[:tiled], b, out[:tiled])
-        if n % 32:
-            _panel16(a.ravel(), b.ravel(), out.ravel(), tiled, k, n, n - 16)
+    _matmul(a[:tiled], b, out[:tiled])
+    if n % 32:
+        _panel16(a.ravel(), b.ravel(), out.ravel(), tiled, k, n, n - 16)
     if tiled < m:
-        np.matmul(a[tiled:], b, out=out[tiled:])
+        rows = np.zeros((12, k), dtype=a.dtype)
+        rows[:m - tiled] = a[tiled:]
+        last = np.empty((12, n), dtype=out.dtype)
+        kernel_matmul(rows, b, last)
+        out[tiled:] = last[:m - tiled]
     return out
+
+
+def _pad_columns(b):
+    # b (R, N) with zero columns appended up to a multiple of 16
+    n = b.shape[1]
+    padded = np.zeros((b.shape[0], -(-n // 16) * 16), dtype=b.dtype)
+    padded[:, :n] = b
+    return padded
 
 
 def kernel_matmul_tn_add(a, b, out):
@@ -241,30 +252,41 @@ def kernel_matmul_tn_add(a, b, out):
     return out
 
 
-def _applies(*arrays, n):
-    return (n % 16 == 0 and n > 0 and all(x.dtype == np.float32 for x in arrays)
-            and has_512bit_vectors())
+def _applies(*arrays):
+    return all(x.dtype == np.float32 and x.flags.c_contiguous for x in arrays) and has_512bit_vectors()
 
 
 def matmul(a, b, out):
     """out (M, N) = a (M, K) @ b (K, N) on this thread, and return out. a may be
     C-contiguous or the transpose of a C-contiguous array; b and out are
     C-contiguous (else numpy's BLAS, which reads a transposed b in place: a
-    Dense layer's dx = dy @ W^T would otherwise copy all of W)."""
-    if not (_applies(a, b, out, n=b.shape[1]) and b.flags.c_contiguous and out.flags.c_contiguous):
+    Dense layer's dx = dy @ W^T would otherwise copy all of W). A column count
+    that is not a multiple of 16 runs on zero-padded copies of b and out.
+
+    Every column of out is summed in the same order, so equal columns of b give
+    bit-equal columns of out (as in ONNX Runtime; OpenBLAS's edge kernels round
+    its last columns differently, which a softmax over logits of 1e9 turns from a
+    uniform distribution into a one-hot one: ONNX's light SqueezeNet test)."""
+    m, k = a.shape
+    n = b.shape[1]
+    transposed = not a.flags.c_contiguous and a.T.flags.c_contiguous
+    if m < 12 or not _applies(a.T if transposed else a, b, out):
         return np.matmul(a, b, out=out)
-    if a.flags.c_contiguous:
-        return kernel_matmul(a, b, out)
-    if a.T.flags.c_contiguous:
+    if n % 16:
+        wide = np.empty((m, -(-n // 16) * 16), dtype=out.dtype)
+        matmul(a, _pad_columns(b), wide)
+        out[...] = wide[:, :n]
+    elif transposed:
         out[...] = 0
-        return kernel_matmul_tn_add(a.T, b, out)
-    return np.matmul(a, b, out=out)
+        kernel_matmul_tn_add(a.T, b, out)
+    else:
+        kernel_matmul(a, b, out)
+    return out
 
 
 def matmul_tn_add(a, b, out):
     """out (K, N) += a (M, K)^T @ b (M, N) on this thread (a, b C-contiguous)."""
-    if _applies(a, b, out, n=b.shape[1]) and a.flags.c_contiguous and b.flags.c_contiguous \
-            and out.flags.c_contiguous:
+    if _applies(a, b, out) and b.shape[1] % 16 == 0:
         return kernel_matmul_tn_add(a, b, out)
     out += np.matmul(a.T, b)
     return out
