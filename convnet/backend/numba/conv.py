@@ -8,7 +8,8 @@ the gradient dL/dy as the (N*OH*OW, F) matrix:
     dx = col2im(dy @ W2^T)
 
 - "gemm-chunks": im2col + GEMM a chunk of images at a time. Each chunk's im2col
-  rows go to a cache-sized buffer and are multiplied at once (numpy's BLAS), so the
+  rows go to a cache-sized buffer and are multiplied at once (gemm.py's register
+  tiles for float32 on AVX-512, else numpy's BLAS), so the
   full im2col matrix never exists and nothing is kept for backward (backward
   recomputes the chunks from x). With workers (workers.CoreJobs) the batch is
   split into one job per core, each with a one-thread BLAS; a batch too small to
