@@ -22,10 +22,12 @@ class NumbaOps(BatchNormKernels, NumpyOps):
     name = "numba"
 
     #: bytes of im2col matrix per chunk of "gemm-chunks" (split among the jobs when
-    #: there is one job per core): small enough to stay in the 32 MiB L3 with the
-    #: GEMM's output, large enough for an efficient GEMM (measured here: 1 to 8 MiB
-    #: within 3% of each other with one job per core; 16 MiB and up 10-50% slower)
-    conv_chunk_bytes = 8 << 20
+    #: there is one job per core): small enough that a job's chunk, its dcols and
+    #: its GEMM output stay near the core, large enough to amortize the calls. With
+    #: the register-tiled products (gemm.py), measured on 2 cores (AMD EPYC, 1 MiB L2
+    #: each): 4 MiB against 8, forward the same, backward 0.75-0.90 of the time
+    #: (W2's 32 -> 32 at batch 128: 6.1 ms against 7.1-10.1); 2 MiB no better
+    conv_chunk_bytes = 4 << 20
     #: whether "gemm-chunks" may run as one job per core (see workers.CoreJobs)
     conv_jobs_per_core = True
 
