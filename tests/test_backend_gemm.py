@@ -1,8 +1,8 @@
 """The numba backend's register-blocked float32 products (convnet/backend/numba/gemm.py)
-against numpy's product in float64: every tail of the 6 x 32 register tile (rows
-M % 6, the last 16-column panel, K % 6 rows of a transposed product), the
-dispatch that falls back to numpy, special values, and a float32 convolution
-whose three products all run on the kernels."""
+against numpy's product in float64: every tail of the register tiles (the last
+M % 12 rows in a padded tile, the last 16-column panel, K % 6 rows of a transposed
+product), the dispatch that falls back to numpy, special values, and a float32
+convolution whose three products all run on the kernels."""
 
 import numpy as np
 import pytest

@@ -16,8 +16,10 @@ multiply-adds into 12 vector sums that stay in registers (simd.py) until the
 tile is done. The six rows share each loaded vector of B, the two vectors share
 each number of A; 12 independent sums keep both FMA units busy through their
 4-cycle latency. One B panel (K x 32) stays in L1 while every row tile of A
-streams past. Measured here on one core: (4096 x 288) @ (288 x 32) at 200
-GFLOP/s (OpenBLAS 89), (4096 x 288) @ (288 x 64) at 129 (77).
+streams past. Measured on one core of an AMD EPYC (Zen 5): (4096 x 288) @
+(288 x 32) at 200-228 GFLOP/s (OpenBLAS 89), (4096 x 288) @ (288 x 64) at 129-216
+(77). Every column is summed in the same order, so equal columns of b give
+bit-equal columns of out.
 
     matmul(a, b, out)          out = a @ b      (also for a = x.T of a C-contiguous x)
     matmul_tn_add(a, b, out)   out += a.T @ b   (a convolution's dW2 = cols^T dy)
