@@ -1,5 +1,5 @@
-"""The phases forward for 16 filters in register tiles: phases.py's sums, with the
-16 filters of an output position as one 512-bit vector (simd.py).
+"""The phases kernels in register tiles: phases.py's sums, with the filters of an
+output position as 512-bit vectors (simd.py).
 
 phases._forward vectorizes over positions and keeps its sums in a block array in
 L1, so every multiply-add also loads and stores a sum. With 16 filters, one
@@ -11,11 +11,14 @@ taps:
                                       (one number, broadcast)      (one vector)
 
 Each tap loads one vector of W2 and 12 numbers of xq (a contiguous run of the
-tap's plane) for 12 vector multiply-adds. The flat positions run over the phase
-planes' rows of wq columns, as in phases.py: positions with j >= ow are computed
-and not stored. Used by phases.forward for float32 with 16 filters where the CPU
-has 512-bit vectors; its answer is phases._forward's (the tests hold them to the
-NumpyOps reference).
+tap's plane) for 12 vector multiply-adds. With a multiple of 32 filters a tile is
+6 positions x 32 filters (two vectors each, 12 sums again). The 16-filter weight
+gradient turns the tile around: 12 taps x 16 filters of sums while the block's
+positions stream past. The flat positions run over the phase planes' rows of wq
+columns, as in phases.py: positions with j >= ow are computed and not stored.
+Used by phases.forward and phases.weight_grad for float32 where the CPU has
+512-bit vectors (`applies`); the answers are phases._forward's and
+phases._weight_grad's (the tests hold them to the NumpyOps reference).
 """
 
 import numpy as np
