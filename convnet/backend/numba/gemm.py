@@ -27,7 +27,7 @@ bit-equal columns of out.
 Each falls back to numpy (with whatever BLAS threads the caller has set) where
 the kernels do not apply: not float32, fewer than 12 rows (matmul), a column
 count not a multiple of 16 (matmul_tn_add), a strided operand, or a CPU without
-512-bit vectors (simd.has_512bit_vectors). kernel_matmul and
+512-bit vectors (simd.fits). kernel_matmul and
 kernel_matmul_tn_add are the kernels alone, without checks.
 """
 
@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit
 
 from ._jit import JIT
-from .simd import has_512bit_vectors, vfma, vload, vsplat_at, vstore, vzero
+from .simd import fits, vfma, vload, vsplat_at, vstore, vzero
 
 #: rows of A per register tile (6 rows x 32 columns = 12 of AVX-512's 32 vector
 #: registers, plus two for B and one for A's broadcast number)
@@ -236,14 +236,6 @@ def kernel_matmul(a, b, out):
     return out
 
 
-def _pad_columns(b):
-    # b (R, N) with zero columns appended up to a multiple of 16
-    n = b.shape[1]
-    padded = np.zeros((b.shape[0], -(-n // 16) * 16), dtype=b.dtype)
-    padded[:, :n] = b
-    return padded
-
-
 def kernel_matmul_tn_add(a, b, out):
     """out (K, N) += a (M, K)^T @ b (M, N) by the kernels alone (as kernel_matmul)."""
     _matmul_tn_add(a, b, out)
@@ -252,10 +244,6 @@ def kernel_matmul_tn_add(a, b, out):
     if n % 32:
         _panel16_tn_add(a.ravel(), b.ravel(), out.ravel(), m, k, n, n - 16)
     return out
-
-
-def _applies(*arrays):
-    return all(x.dtype == np.float32 and x.flags.c_contiguous for x in arrays) and has_512bit_vectors()
 
 
 def matmul(a, b, out):
@@ -272,12 +260,16 @@ def matmul(a, b, out):
     m, k = a.shape
     n = b.shape[1]
     transposed = not a.flags.c_contiguous and a.T.flags.c_contiguous
-    if m < 12 or not _applies(a.T if transposed else a, b, out):
+    if m < 12 or not fits(a.T if transposed else a, b, out):
         return np.matmul(a, b, out=out)
     if n % 16:
-        wide = np.empty((m, -(-n // 16) * 16), dtype=out.dtype)
-        matmul(a, _pad_columns(b), wide)
-        out[...] = wide[:, :n]
+        # b with zero columns up to a multiple of 16, into an out as wide
+        wide = -(-n // 16) * 16
+        padded = np.zeros((k, wide), dtype=b.dtype)
+        padded[:, :n] = b
+        wide_out = np.empty((m, wide), dtype=out.dtype)
+        matmul(a, padded, wide_out)
+        out[...] = wide_out[:, :n]
     elif transposed:
         out[...] = 0
         kernel_matmul_tn_add(a.T, b, out)
@@ -288,7 +280,7 @@ def matmul(a, b, out):
 
 def matmul_tn_add(a, b, out):
     """out (K, N) += a (M, K)^T @ b (M, N) on this thread (a, b C-contiguous)."""
-    if _applies(a, b, out) and b.shape[1] % 16 == 0:
+    if fits(a, b, out) and b.shape[1] % 16 == 0:
         return kernel_matmul_tn_add(a, b, out)
     out += np.matmul(a.T, b)
     return out

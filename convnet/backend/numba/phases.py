@@ -516,7 +516,7 @@ def forward(xq, W2, bias, c, kh, kw, sh, sw, oh, ow, y, relu=False):
     filters on and filter-major below."""
     _, _, wq, tap_plane, tap_offset = plane_geometry(c, kh, kw, sh, sw, oh, ow)
     serial = y.size * W2.shape[0] < threads.serial_below()
-    if phases_tiles.applies(xq, W2, bias, y, filters=(16, 32)):
+    if phases_tiles.forward_applies(xq, W2, bias, y):
         phases_tiles.forward(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y, serial)
     elif W2.shape[1] >= PIXEL_MAJOR_FILTERS:
         (_forward_pixels_serial if serial else _forward_pixels)(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq,
@@ -542,7 +542,7 @@ def weight_grad(xq, dy, c, kh, kw, sh, sw, oh, ow, k, relu_output=None):
     bias_parts = np.empty((nparts, dy.shape[1]), dtype=dy.dtype)
     masked = relu_output is not None
     mask = relu_output if masked else dy
-    if phases_tiles.applies(xq, mask, dy):
+    if phases_tiles.weight_grad_applies(xq, dy, mask):
         phases_tiles.weight_grad16(xq, dy, mask, masked, tap_plane, tap_offset, oh, ow, wq, per_block, parts,
                                    bias_parts, serial)
     else:

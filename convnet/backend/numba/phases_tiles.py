@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._jit import JIT, PJIT, serial_twin
-from .simd import has_512bit_vectors, vfma, vload, vrelu, vsplat_at, vstore
+from .simd import fits, vfma, vload, vrelu, vsplat_at, vstore
 
 FILTERS = 16
 
@@ -278,14 +278,17 @@ _forward32_serial = serial_twin(_forward32)
 _weight_grad16_serial = serial_twin(_weight_grad16)
 
 
-def applies(*arrays, filters=(FILTERS,)):
-    """Do the register tiles compute this call of phases.forward (xq, W2, bias, y) or
-    phases.weight_grad (xq, dy, relu_output)? float32 throughout, a filter count
-    (the last axis of the last array) the kernels take, contiguous arrays, and a
-    CPU with 512-bit vectors."""
-    f = arrays[-1].shape[-1]
-    return ((f in filters or (f % 32 == 0 and 32 in filters)) and has_512bit_vectors()
-            and all(a.dtype.char == "f" and a.flags.c_contiguous for a in arrays))
+def forward_applies(xq, W2, bias, y):
+    """Does `forward` compute this call of phases.forward? 16 filters or a multiple
+    of 32, and arrays the vector kernels take (simd.fits)."""
+    f = W2.shape[1]
+    return (f == FILTERS or f % 32 == 0) and fits(xq, W2, bias, y)
+
+
+def weight_grad_applies(xq, dy, relu_output):
+    """Does `weight_grad16` compute this call of phases.weight_grad? 16 filters, and
+    arrays the vector kernels take (simd.fits)."""
+    return dy.shape[1] == FILTERS and fits(xq, dy, relu_output)
 
 
 def forward(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y, serial):

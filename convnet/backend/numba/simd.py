@@ -24,12 +24,13 @@ that test costs a compare and a conditional move per element read, three
 instructions beside each multiply-add (measured: the 16-filter phases tile ran at
 half speed with vsplat(a[i])). Where the CPU has no
 512-bit vectors LLVM splits each value into narrower ones, which stays correct
-but runs out of registers; gemm.py uses these kernels only where
-`has_512bit_vectors()`.
+but runs out of registers; gemm.py and phases_tiles.py use their kernels only
+where `fits(...)`.
 """
 
 import functools
 
+import numpy as np
 from llvmlite import binding, ir
 from numba import types
 from numba.core import cgutils
@@ -61,6 +62,12 @@ class _F32x16Model(models.PrimitiveModel):
 def has_512bit_vectors():
     """Does this CPU have AVX-512 (32 registers of 16 float32 lanes)?"""
     return "+avx512f" in binding.get_host_cpu_features().flatten().split(",")
+
+
+def fits(*arrays):
+    """Can the kernels written in this type take these arrays? float32 and
+    C-contiguous, on a CPU with 512-bit vectors."""
+    return has_512bit_vectors() and all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays)
 
 
 def _lane_pointer(context, builder, array_type, array, index):
