@@ -154,27 +154,54 @@ def test_register_tiles_match_reference(filters, kernel_size_mode):
     # tiles of 12 positions; a multiple of 32: 6 positions x 32 filters), on images
     # whose flat position count is below one tile, and is and is not a multiple of
     # the tile (the one-at-a-time tail), strides 1 and 2, 16 input channels (W5's
-    # first stage, whose dx is the same kernel on dy), bias and fused ReLU
+    # first stage, whose dx is the same kernel on dy; 32 channels, whose dx is the
+    # 32-filter tile), bias and fused ReLU. At stride 1 the tiles read the padded
+    # pixels (phases.pixel_layout), kept for dW2 with 16 filters; a kept split that
+    # was not (None) is split again.
+    from convnet.backend.numba import phases, simd
     rng = np.random.default_rng(22)
     cases = [((3, 3), (1, 1), "same", (3, 8, 8, 16)), ((3, 3), (2, 2), "valid", (2, 11, 9, 3)),
              ((1, 1), (1, 1), "valid", (1, 3, 4, 5)), ((5, 3), (1, 2), "same", (2, 7, 13, 2)),
              ((1, 1), (1, 1), "valid", (2, 1, 5, 3)), ((3, 3), (1, 1), "valid", (2, 3, 4, 2)),
-             ((3, 3), (1, 1), "same", (1, 32, 32, 16))]
+             ((3, 3), (1, 1), "same", (1, 32, 32, 16)), ((2, 3), (1, 1), "same", (2, 5, 6, 32))]
     for (kh, kw), (sh, sw), padding, shape in cases:
         msg, pads, x, W2, b = _conv_case(rng, np.float32, (kh, kw), (sh, sw), padding, shape, filters)
         if NB.conv2d_algorithm(x.shape, W2.shape) != "phases":
             continue                    # a wide convolution (gemm-chunks)
+        pixels = phases.pixel_layout(np.float32, filters, sh, sw, kept=True)
+        assert pixels == (sh == sw == 1 and filters == 16 and simd.has_512bit_vectors()), msg
         for relu in (False, True):
             y, saved = NB.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads, relu=relu)
+            assert saved.ndim == (4 if pixels else 3), msg
             ref_y, ref_saved = REF.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads)
             if relu:
                 ref_y = REF.relu(ref_y)
             np.testing.assert_allclose(y, ref_y, rtol=1e-4, atol=1e-4, err_msg=msg)
         dy = _data(rng, y.shape, np.float32)
-        got = NB.conv2d_backward(dy, x, saved, W2, kh, kw, sh, sw, pads)
         ref = REF.conv2d_backward(dy, x, ref_saved, W2, kh, kw, sh, sw, pads)
-        for name, a, r in zip(("dx", "dW2", "db"), got, ref):
-            np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4, err_msg=f"{name} {msg}")
+        for kept in (saved, None):
+            got = NB.conv2d_backward(dy, x, kept, W2, kh, kw, sh, sw, pads)
+            for name, a, r in zip(("dx", "dW2", "db"), got, ref):
+                np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4, err_msg=f"{name} {msg}")
+
+
+def test_padded_pixels_hold_the_phase_planes_numbers():
+    # stride 1: the two layouts of the split hold the same numbers, pixels-major
+    # (N, hq, wq, C) against planes-major (N, C, hq*wq), borders and spare row included
+    from convnet.backend.numba import phases
+    rng = np.random.default_rng(23)
+    for (kh, kw), (pt, pb), (pl, pr), shape in [((3, 3), (1, 1), (1, 1), (2, 5, 7, 3)),
+                                                ((2, 3), (0, 1), (1, 1), (1, 4, 3, 2)),
+                                                ((3, 1), (0, 0), (0, 0), (3, 6, 2, 5))]:
+        x = _data(rng, shape, np.float32)
+        oh, ow = shape[1] + pt + pb - kh + 1, shape[2] + pl + pr - kw + 1
+        xp = phases.pad_pixels(x, kh, kw, pt, pl, oh, ow)
+        xq = phases.phase_split(x, kh, kw, 1, 1, pt, pl, oh, ow)
+        assert xp.shape == phases.split_shape(shape[0], shape[3], kh, kw, 1, 1, oh, ow, True)
+        np.testing.assert_array_equal(xp.transpose(0, 3, 1, 2).reshape(xq.shape), xq)
+        inside = xp[:, pt:pt + shape[1], pl:pl + shape[2]]
+        np.testing.assert_array_equal(inside, x)
+        assert np.count_nonzero(xp) == np.count_nonzero(x)
 
 
 def test_small_convolution_blocks_share_a_small_batch_among_the_threads(kernel_size_mode):

@@ -160,7 +160,7 @@ def phases_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, training, relu=Fals
     n, _, _, c = x.shape
     f = W2.shape[1]
     bias = contig(b).astype(x.dtype, copy=False) if b is not None else np.zeros(f, dtype=x.dtype)
-    xq = phases.phase_split(x, kh, kw, sh, sw, pt, pl, oh, ow)
+    xq = phases.split(x, kh, kw, sh, sw, pt, pl, oh, ow, phases.pixel_layout(x.dtype, f, sh, sw, kept=training))
     y = np.empty((n * oh * ow, f), dtype=x.dtype)
     phases.forward(xq, W2, bias, c, kh, kw, sh, sw, oh, ow, y, relu)
     return y, (xq if training else None)
@@ -199,8 +199,8 @@ def phases_weight_grad(dy, x, saved, W2, kh, kw, sh, sw, pt, pl, oh, ow, relu_ou
     again): the direct kernel sums db in the same pass over dy, which it masks by
     relu_output when given (dy is then the gradient after the forward's ReLU)."""
     n, _, _, c = x.shape
-    n_planes, hq, wq, _, _ = phases.plane_geometry(c, kh, kw, sh, sw, oh, ow)
-    xq = saved if saved is not None and saved.shape == (n, n_planes, hq * wq) \
-        else phases.phase_split(x, kh, kw, sh, sw, pt, pl, oh, ow)
+    pixels = phases.pixel_layout(dy.dtype, W2.shape[1], sh, sw, kept=True)
+    xq = saved if saved is not None and saved.shape == phases.split_shape(n, c, kh, kw, sh, sw, oh, ow, pixels) \
+        else phases.split(x.astype(dy.dtype, copy=False), kh, kw, sh, sw, pt, pl, oh, ow, pixels)
     return phases.weight_grad(xq.astype(dy.dtype, copy=False), dy, c, kh, kw, sh, sw, oh, ow, W2.shape[0],
                               relu_output)

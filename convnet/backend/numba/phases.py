@@ -28,6 +28,16 @@ The forward pass has two loop orders over the same sums:
 The weight gradient is filter-major only. The split costs one pass over the
 input, and training keeps xq for the weight gradient.
 
+At stride 1 the register tiles (phases_tiles.py) read a second layout of the same
+numbers: x's own pixels, zero-padded to the planes' grid (pad_pixels),
+
+    xp[b, m, q, ch] = x[b, m - pt, q - pl, ch] = xq[b, ch, m*wq + q]
+
+A tile broadcasts one number of x at a time, so it needs no contiguous runs, and
+padding copies whole rows of pixels where the planes' transpose reads x with a
+stride of C numbers (W5's 16 -> 16 layer at batch 32: 0.18 ms instead of 0.40).
+pixel_layout decides where every kernel that reads the split is a tile.
+
 W2 is the kernel matrix (kh*kw*C, F) of NumpyOps.conv2d_forward, rows in
 (ty, tx, ch) order; dy is dL/dy as the (N*OH*OW, F) matrix.
 """
@@ -37,8 +47,8 @@ import functools
 import numpy as np
 from numba import njit, prange
 
-from . import phases_tiles, threads
-from ._jit import JIT, PJIT, serial_twin
+from . import phases_tiles, simd, threads
+from ._jit import JIT, PJIT, contig, serial_twin
 
 # The inner loops below are small functions of their own: compiled alone, LLVM
 # vectorizes them (measured: the forward kernel took 8.4 ms for W3's first layer
@@ -81,6 +91,31 @@ def plane_geometry(c, kh, kw, sh, sw, oh, ow):
     return c * nry * nrx, hq, wq, tap_plane.astype(np.int64), tap_offset.astype(np.int64)
 
 
+@functools.lru_cache(maxsize=256)
+def tap_starts(c, kh, kw, sh, sw, oh, ow, pixels):
+    """(tap_start (K,), step) for the register tiles (phases_tiles.py): tap t of flat
+    position o lies at tap_start[t] + o*step among an image's numbers in the split.
+    Phase planes: plane(t)*hq*wq + offset(t), step 1. Padded pixels (stride 1, see
+    pixel_layout): the plane is the channel and each flat position a pixel of C
+    numbers: offset(t)*C + ch(t), step C. Cached and shared, as plane_geometry."""
+    _, hq, wq, tap_plane, tap_offset = plane_geometry(c, kh, kw, sh, sw, oh, ow)
+    if pixels:
+        return tap_offset * c + tap_plane, c
+    return tap_plane * (hq * wq) + tap_offset, 1
+
+
+def pixel_layout(dtype, f, sh, sw, kept):
+    """Is the split of this convolution (f filters, strides sh, sw) x's own pixels,
+    zero-padded (pad_pixels), rather than its phase planes (phase_split)? At stride
+    1, where every kernel that reads the split is a register tile: the forward for
+    16 or a multiple of 32 float32 filters and, when the split is kept for the
+    weight gradient, the weight gradient for 16. A tile broadcasts one number at a
+    time, so it needs no contiguous runs; padding copies whole rows of pixels,
+    where the phase planes' transpose reads x with a stride of C numbers."""
+    tiles = f == phases_tiles.FILTERS if kept else (f == phases_tiles.FILTERS or f % 32 == 0)
+    return sh == sw == 1 and np.dtype(dtype) == np.float32 and simd.has_512bit_vectors() and tiles
+
+
 def rows_per_block(wq, n=None, oh=None):
     """Output rows per block of the kernels: BLOCK_POSITIONS flat positions, or
     fewer when n images of oh output rows would not give every thread two blocks
@@ -117,6 +152,33 @@ def _space_to_depth(x, sh, sw, pt, pl, nry, nrx, hq, wq, xq):
                         row[q] = x[b, yy, q * sw + rx - pl, ch]
                     for q in range(hi, wq):
                         row[q] = 0
+
+
+@njit(**PJIT)
+def _pad_pixels(x, pt, pl, xp):
+    # xp (N, hq, wq, C): x (N, H, W, C) with pt rows of zeros above it and pl columns
+    # on its left, and zeros for the rest of each row and the rows below; one (b, m)
+    # row per task, each a run of wq*C numbers of which x fills one stretch
+    n, h, w, c = x.shape
+    _, hq, wq, _ = xp.shape
+    lo = min(wq, pl) * c
+    hi = min(wq, pl + w) * c
+    rows = xp.reshape(n * hq, wq * c)
+    for t in prange(n * hq):
+        b = t // hq
+        yy = t - b * hq - pt
+        row = rows[t]
+        if 0 <= yy < h:
+            src = x[b, yy].reshape(w * c)
+            for q in range(lo):
+                row[q] = 0
+            for q in range(lo, hi):
+                row[q] = src[q - lo]
+            for q in range(hi, wq * c):
+                row[q] = 0
+        else:
+            for q in range(wq * c):
+                row[q] = 0
 
 
 @njit(**JIT)
@@ -483,9 +545,35 @@ def _weight_grad(xq, dy, relu_output, masked, tap_plane, tap_offset, oh, ow, wq,
 
 
 _space_to_depth_serial = serial_twin(_space_to_depth)
+_pad_pixels_serial = serial_twin(_pad_pixels)
 _forward_serial = serial_twin(_forward)
 _forward_pixels_serial = serial_twin(_forward_pixels)
 _weight_grad_serial = serial_twin(_weight_grad)
+
+
+def split(x, kh, kw, sh, sw, pt, pl, oh, ow, pixels):
+    """The input as the kernels read it: padded pixels (pad_pixels) when pixels
+    (pixel_layout's answer), else phase planes (phase_split)."""
+    if pixels:
+        return pad_pixels(x, kh, kw, pt, pl, oh, ow)
+    return phase_split(x, kh, kw, sh, sw, pt, pl, oh, ow)
+
+
+def split_shape(n, c, kh, kw, sh, sw, oh, ow, pixels):
+    """The shape `split` gives: (N, hq, wq, C) or (N, planes, hq*wq)."""
+    n_planes, hq, wq, _, _ = plane_geometry(c, kh, kw, sh, sw, oh, ow)
+    return (n, hq, wq, c) if pixels else (n, n_planes, hq * wq)
+
+
+def pad_pixels(x, kh, kw, pt, pl, oh, ow):
+    """xp (N, hq, wq, C): contiguous x (N, H, W, C) of a stride-1 convolution,
+    zero-padded to the grid of the phase planes (plane_geometry's hq, wq), pixels
+    and channels in x's order."""
+    n, _, _, c = x.shape
+    _, hq, wq, _, _ = plane_geometry(c, kh, kw, 1, 1, oh, ow)
+    xp = np.empty((n, hq, wq, c), dtype=x.dtype)
+    (_pad_pixels_serial if xp.size < threads.serial_below() else _pad_pixels)(x, pt, pl, xp)
+    return xp
 
 
 def phase_split(x, kh, kw, sh, sw, pt, pl, oh, ow):
@@ -509,42 +597,56 @@ PIXEL_MAJOR_FILTERS = 32
 
 
 def forward(xq, W2, bias, c, kh, kw, sh, sw, oh, ow, y, relu=False):
-    """y (N*OH*OW, F) = the convolution of the split input xq with the kernel matrix
-    W2 (K, F) plus bias (F,), written into y, through max(., 0) when relu:
-    in register tiles (phases_tiles.py) for 16 or a multiple of 32 float32 filters
-    where the CPU has 512-bit vectors, else pixel-major from PIXEL_MAJOR_FILTERS
-    filters on and filter-major below."""
-    _, _, wq, tap_plane, tap_offset = plane_geometry(c, kh, kw, sh, sw, oh, ow)
+    """y (N*OH*OW, F) = the convolution of the split input xq (`split`'s, either
+    layout) with the kernel matrix W2 (K, F) plus bias (F,), written into y, through
+    max(., 0) when relu: in register tiles (phases_tiles.py) for 16 or a multiple of
+    32 float32 filters where the CPU has 512-bit vectors (the only kernels that read
+    padded pixels), else pixel-major from PIXEL_MAJOR_FILTERS filters on and
+    filter-major below."""
     serial = y.size * W2.shape[0] < threads.serial_below()
-    if phases_tiles.forward_applies(xq, W2, bias, y):
-        phases_tiles.forward(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y, serial)
-    elif W2.shape[1] >= PIXEL_MAJOR_FILTERS:
+    n = xq.shape[0]
+    pixels = xq.ndim == 4
+    if pixels:
+        W2, bias = contig(W2), contig(bias)
+    if pixels or phases_tiles.forward_applies(xq, W2, bias, y):
+        tap_start, step = tap_starts(c, kh, kw, sh, sw, oh, ow, pixels)
+        wq = plane_geometry(c, kh, kw, sh, sw, oh, ow)[2]
+        phases_tiles.forward(xq.reshape(n, -1), W2, bias, tap_start, step, oh, ow, wq, relu, y, serial)
+        return
+    _, _, wq, tap_plane, tap_offset = plane_geometry(c, kh, kw, sh, sw, oh, ow)
+    if W2.shape[1] >= PIXEL_MAJOR_FILTERS:
         (_forward_pixels_serial if serial else _forward_pixels)(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq,
                                                                 relu, y)
     else:
         (_forward_serial if serial else _forward)(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq,
-                                                  rows_per_block(wq, None if serial else xq.shape[0], oh),
+                                                  rows_per_block(wq, None if serial else n, oh),
                                                   relu, y)
 
 
 def weight_grad(xq, dy, c, kh, kw, sh, sw, oh, ow, k, relu_output=None):
     """(dW2 (K, F), db (F,)): dW2 = sum over positions of tap runs times dy
     (N*OH*OW, F), db = the column sums of dy, from one pass over dy; one partial
-    sum per thread, added at the end. With relu_output (the forward's y after its
+    sum per thread, added at the end. xq is `split`'s (padded pixels only for 16
+    float32 filters: pixel_layout). With relu_output (the forward's y after its
     ReLU, (N*OH*OW, F)), dy is the gradient after that ReLU and is masked as it is
     read (NumpyOps.relu_backward)."""
     _, _, wq, tap_plane, tap_offset = plane_geometry(c, kh, kw, sh, sw, oh, ow)
     per_block = rows_per_block(wq)
-    jobs = xq.shape[0] * -(-oh // per_block)
+    n = xq.shape[0]
+    jobs = n * -(-oh // per_block)
     serial = dy.size * k < threads.serial_below()
     nparts = 1 if serial else max(1, min(jobs, threads.num_threads()))
     parts = np.empty((nparts, k, dy.shape[1]), dtype=dy.dtype)
     bias_parts = np.empty((nparts, dy.shape[1]), dtype=dy.dtype)
     masked = relu_output is not None
-    mask = relu_output if masked else dy
-    if phases_tiles.weight_grad_applies(xq, dy, mask):
-        phases_tiles.weight_grad16(xq, dy, mask, masked, tap_plane, tap_offset, oh, ow, wq, per_block, parts,
-                                   bias_parts, serial)
+    pixels = xq.ndim == 4
+    if pixels:
+        dy = contig(dy)
+    mask = contig(relu_output) if masked and pixels else (relu_output if masked else dy)
+    if pixels or phases_tiles.weight_grad_applies(xq, dy, mask):
+        tap_start, step = tap_starts(c, kh, kw, sh, sw, oh, ow, pixels)
+        phases_tiles.weight_grad16(xq.reshape(n, -1), dy, mask, masked, tap_start, step, oh, ow, wq, per_block,
+                                   parts, bias_parts, serial)
     else:
         (_weight_grad_serial if serial else _weight_grad)(xq, dy, mask, masked, tap_plane, tap_offset, oh, ow, wq,
                                                           per_block, parts, bias_parts)

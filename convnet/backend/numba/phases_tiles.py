@@ -7,11 +7,14 @@ position's sums fill exactly one vector register, and a tile of 12 consecutive
 flat positions o0..o0+11 keeps 12 of them in registers through all K = kh*kw*C
 taps:
 
-    s[q] = bias + sum over taps t of  xq[b, plane(t), o0 + q + offset(t)] * W2[t, 0:16]
-                                      (one number, broadcast)      (one vector)
+    s[q] = bias + sum over taps t of  xs[b, tap_start[t] + (o0 + q)*step] * W2[t, 0:16]
+                                      (one number, broadcast)            (one vector)
 
-Each tap loads one vector of W2 and 12 numbers of xq (a contiguous run of the
-tap's plane) for 12 vector multiply-adds. With a multiple of 32 filters a tile is
+where xs is an image of the split flattened and (tap_start, step) say where a
+tap's numbers lie in it (phases.tap_starts): in the phase planes at
+plane(t)*hq*wq + offset(t) with step 1 (a contiguous run of the tap's plane), in
+the padded pixels (stride 1) at offset(t)*C + ch(t) with step C. Each tap loads
+one vector of W2 and 12 numbers of xs for 12 vector multiply-adds. With a multiple of 32 filters a tile is
 6 positions x 32 filters (two vectors each, 12 sums again). The 16-filter weight
 gradient turns the tile around: 12 taps x 16 filters of sums while the block's
 positions stream past. The flat positions run over the phase planes' rows of wq
@@ -51,41 +54,41 @@ def _store(yf, s, o, row0, ow, wq, relu):
 
 
 @njit(**PJIT)
-def _forward16(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y):
-    # xq (N, planes, plane_size), W2 (K, 16), bias (16,), y (N*OH*OW, 16); all
-    # C-contiguous float32
-    n, planes, plane_size = xq.shape
+def _forward16(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y):
+    # xs (N, image_size) the split input, W2 (K, 16), bias (16,), y (N*OH*OW, 16);
+    # all C-contiguous float32. Tap t of flat position o is xs[b, tap_start[t] + o*step].
+    n, image_size = xs.shape
     k_count = W2.shape[0]
     positions = oh * wq
     full = positions // TILE                     # full tiles per image
     jobs = max(1, (full + TILES_PER_JOB - 1) // TILES_PER_JOB)
-    xf = xq.ravel()
+    xf = xs.ravel()
     wf = W2.ravel()
     yf = y.ravel()
     for g in prange(n * jobs):
         b = g // jobs
         first = (g - b * jobs) * TILES_PER_JOB
-        image = b * planes * plane_size
+        image = b * image_size
         for tile in range(first, min(full, first + TILES_PER_JOB)):
             o0 = tile * TILE
             s0 = vload(bias, 0)
             s1 = s0; s2 = s0; s3 = s0; s4 = s0; s5 = s0  # noqa: E702
             s6 = s0; s7 = s0; s8 = s0; s9 = s0; s10 = s0; s11 = s0  # noqa: E702
             for t in range(k_count):
-                r = image + tap_plane[t] * plane_size + tap_offset[t] + o0
+                r = image + tap_start[t] + o0 * step
                 v = vload(wf, t * FILTERS)
                 s0 = vfma(vsplat_at(xf, r), v, s0)
-                s1 = vfma(vsplat_at(xf, r + 1), v, s1)
-                s2 = vfma(vsplat_at(xf, r + 2), v, s2)
-                s3 = vfma(vsplat_at(xf, r + 3), v, s3)
-                s4 = vfma(vsplat_at(xf, r + 4), v, s4)
-                s5 = vfma(vsplat_at(xf, r + 5), v, s5)
-                s6 = vfma(vsplat_at(xf, r + 6), v, s6)
-                s7 = vfma(vsplat_at(xf, r + 7), v, s7)
-                s8 = vfma(vsplat_at(xf, r + 8), v, s8)
-                s9 = vfma(vsplat_at(xf, r + 9), v, s9)
-                s10 = vfma(vsplat_at(xf, r + 10), v, s10)
-                s11 = vfma(vsplat_at(xf, r + 11), v, s11)
+                s1 = vfma(vsplat_at(xf, r + step), v, s1)
+                s2 = vfma(vsplat_at(xf, r + 2 * step), v, s2)
+                s3 = vfma(vsplat_at(xf, r + 3 * step), v, s3)
+                s4 = vfma(vsplat_at(xf, r + 4 * step), v, s4)
+                s5 = vfma(vsplat_at(xf, r + 5 * step), v, s5)
+                s6 = vfma(vsplat_at(xf, r + 6 * step), v, s6)
+                s7 = vfma(vsplat_at(xf, r + 7 * step), v, s7)
+                s8 = vfma(vsplat_at(xf, r + 8 * step), v, s8)
+                s9 = vfma(vsplat_at(xf, r + 9 * step), v, s9)
+                s10 = vfma(vsplat_at(xf, r + 10 * step), v, s10)
+                s11 = vfma(vsplat_at(xf, r + 11 * step), v, s11)
             row0 = b * oh
             _store(yf, s0, o0, row0, ow, wq, relu)
             _store(yf, s1, o0 + 1, row0, ow, wq, relu)
@@ -100,14 +103,13 @@ def _forward16(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y):
             _store(yf, s10, o0 + 10, row0, ow, wq, relu)
             _store(yf, s11, o0 + 11, row0, ow, wq, relu)
         # the image's last job: its last positions % 12, one position at a time (a
-        # full tile there could read past the last plane). Inside this loop, not in
-        # a parallel loop of their own: each costs about a second of a cold compile.
+        # full tile there could read past the end of the image). Inside this loop, not
+        # in a parallel loop of their own: each costs about a second of a cold compile.
         if g - b * jobs == jobs - 1:
             for o in range(full * TILE, positions):
                 s = vload(bias, 0)
                 for t in range(k_count):
-                    s = vfma(vsplat_at(xf, image + tap_plane[t] * plane_size + tap_offset[t] + o),
-                             vload(wf, t * FILTERS), s)
+                    s = vfma(vsplat_at(xf, image + tap_start[t] + o * step), vload(wf, t * FILTERS), s)
                 _store(yf, s, o, b * oh, ow, wq, relu)
 
 
@@ -134,17 +136,17 @@ def _gather16(dy, relu_output, dq, src0, rows, ow, wq, masked, bsum):
 
 
 @njit(**PJIT)
-def _weight_grad16(xq, dy, relu_output, masked, tap_plane, tap_offset, oh, ow, wq, rows_per_block, parts,
+def _weight_grad16(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_per_block, parts,
                    bias_parts):
     # phases._weight_grad's sums for 16 filters: parts[t] = thread t's share of
-    # dW2[tap, :] = sum over positions o of xq[b, plane(tap), o + offset(tap)] * dy[o, :],
+    # dW2[tap, :] = sum over positions o of xs[b, tap_start[tap] + o*step] * dy[o, :],
     # in tiles of 12 taps whose 12 vectors of sums stay in registers while the
-    # block's positions stream past (one vector of dy and 12 numbers of xq each).
-    n, planes, plane_size = xq.shape
+    # block's positions stream past (one vector of dy and 12 numbers of xs each).
+    n, image_size = xs.shape
     nparts, k_count, _ = parts.shape
     nblocks = (oh + rows_per_block - 1) // rows_per_block
     jobs = n * nblocks
-    xf = xq.ravel()
+    xf = xs.ravel()
     k12 = k_count - k_count % TILE
     for part in prange(nparts):
         dq = np.empty((rows_per_block * wq, FILTERS), dtype=parts.dtype)
@@ -160,20 +162,20 @@ def _weight_grad16(xq, dy, relu_output, masked, tap_plane, tap_offset, oh, ow, w
             i1 = min(oh, i0 + rows_per_block)
             length = (i1 - i0) * wq
             _gather16(dy, relu_output, dq, (b * oh + i0) * ow, i1 - i0, ow, wq, masked, bsum)
-            start = b * planes * plane_size + i0 * wq
+            start = b * image_size + i0 * wq * step
             for t in range(0, k12, TILE):
-                r0 = start + tap_plane[t] * plane_size + tap_offset[t]
-                r1 = start + tap_plane[t + 1] * plane_size + tap_offset[t + 1]
-                r2 = start + tap_plane[t + 2] * plane_size + tap_offset[t + 2]
-                r3 = start + tap_plane[t + 3] * plane_size + tap_offset[t + 3]
-                r4 = start + tap_plane[t + 4] * plane_size + tap_offset[t + 4]
-                r5 = start + tap_plane[t + 5] * plane_size + tap_offset[t + 5]
-                r6 = start + tap_plane[t + 6] * plane_size + tap_offset[t + 6]
-                r7 = start + tap_plane[t + 7] * plane_size + tap_offset[t + 7]
-                r8 = start + tap_plane[t + 8] * plane_size + tap_offset[t + 8]
-                r9 = start + tap_plane[t + 9] * plane_size + tap_offset[t + 9]
-                r10 = start + tap_plane[t + 10] * plane_size + tap_offset[t + 10]
-                r11 = start + tap_plane[t + 11] * plane_size + tap_offset[t + 11]
+                r0 = start + tap_start[t]
+                r1 = start + tap_start[t + 1]
+                r2 = start + tap_start[t + 2]
+                r3 = start + tap_start[t + 3]
+                r4 = start + tap_start[t + 4]
+                r5 = start + tap_start[t + 5]
+                r6 = start + tap_start[t + 6]
+                r7 = start + tap_start[t + 7]
+                r8 = start + tap_start[t + 8]
+                r9 = start + tap_start[t + 9]
+                r10 = start + tap_start[t + 10]
+                r11 = start + tap_start[t + 11]
                 o = t * FILTERS
                 s0 = vload(af, o); s1 = vload(af, o + 16); s2 = vload(af, o + 32); s3 = vload(af, o + 48)  # noqa: E702
                 s4 = vload(af, o + 64); s5 = vload(af, o + 80); s6 = vload(af, o + 96)  # noqa: E702
@@ -181,27 +183,28 @@ def _weight_grad16(xq, dy, relu_output, masked, tap_plane, tap_offset, oh, ow, w
                 s10 = vload(af, o + 160); s11 = vload(af, o + 176)  # noqa: E702
                 for p in range(length):
                     v = vload(dqf, p * FILTERS)
-                    s0 = vfma(vsplat_at(xf, r0 + p), v, s0)
-                    s1 = vfma(vsplat_at(xf, r1 + p), v, s1)
-                    s2 = vfma(vsplat_at(xf, r2 + p), v, s2)
-                    s3 = vfma(vsplat_at(xf, r3 + p), v, s3)
-                    s4 = vfma(vsplat_at(xf, r4 + p), v, s4)
-                    s5 = vfma(vsplat_at(xf, r5 + p), v, s5)
-                    s6 = vfma(vsplat_at(xf, r6 + p), v, s6)
-                    s7 = vfma(vsplat_at(xf, r7 + p), v, s7)
-                    s8 = vfma(vsplat_at(xf, r8 + p), v, s8)
-                    s9 = vfma(vsplat_at(xf, r9 + p), v, s9)
-                    s10 = vfma(vsplat_at(xf, r10 + p), v, s10)
-                    s11 = vfma(vsplat_at(xf, r11 + p), v, s11)
+                    a = p * step
+                    s0 = vfma(vsplat_at(xf, r0 + a), v, s0)
+                    s1 = vfma(vsplat_at(xf, r1 + a), v, s1)
+                    s2 = vfma(vsplat_at(xf, r2 + a), v, s2)
+                    s3 = vfma(vsplat_at(xf, r3 + a), v, s3)
+                    s4 = vfma(vsplat_at(xf, r4 + a), v, s4)
+                    s5 = vfma(vsplat_at(xf, r5 + a), v, s5)
+                    s6 = vfma(vsplat_at(xf, r6 + a), v, s6)
+                    s7 = vfma(vsplat_at(xf, r7 + a), v, s7)
+                    s8 = vfma(vsplat_at(xf, r8 + a), v, s8)
+                    s9 = vfma(vsplat_at(xf, r9 + a), v, s9)
+                    s10 = vfma(vsplat_at(xf, r10 + a), v, s10)
+                    s11 = vfma(vsplat_at(xf, r11 + a), v, s11)
                 vstore(af, o, s0); vstore(af, o + 16, s1); vstore(af, o + 32, s2); vstore(af, o + 48, s3)  # noqa: E702
                 vstore(af, o + 64, s4); vstore(af, o + 80, s5); vstore(af, o + 96, s6)  # noqa: E702
                 vstore(af, o + 112, s7); vstore(af, o + 128, s8); vstore(af, o + 144, s9)  # noqa: E702
                 vstore(af, o + 160, s10); vstore(af, o + 176, s11)  # noqa: E702
             for t in range(k12, k_count):           # the taps left over, one at a time
-                r0 = start + tap_plane[t] * plane_size + tap_offset[t]
+                r0 = start + tap_start[t]
                 s0 = vload(af, t * FILTERS)
                 for p in range(length):
-                    s0 = vfma(vsplat_at(xf, r0 + p), vload(dqf, p * FILTERS), s0)
+                    s0 = vfma(vsplat_at(xf, r0 + p * step), vload(dqf, p * FILTERS), s0)
                 vstore(af, t * FILTERS, s0)
 
 
@@ -224,22 +227,22 @@ def _row2(xf, r, v0, v1, s0, s1):
 
 
 @njit(**PJIT)
-def _forward32(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y):
+def _forward32(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y):
     # as _forward16 for a multiple of 32 filters: tiles of 6 positions x 32 filters
     # (two vectors per position, 12 sums), one group of 32 filters after the other;
     # each tap loads two vectors of W2 and 6 numbers of xq for 12 multiply-adds
-    n, planes, plane_size = xq.shape
+    n, image_size = xs.shape
     k_count, f_count = W2.shape
     positions = oh * wq
     full = positions // TILE32
     jobs = max(1, (full + TILES_PER_JOB - 1) // TILES_PER_JOB)
-    xf = xq.ravel()
+    xf = xs.ravel()
     wf = W2.ravel()
     yf = y.ravel()
     for job in prange(n * jobs):
         b = job // jobs
         first = (job - b * jobs) * TILES_PER_JOB
-        image = b * planes * plane_size
+        image = b * image_size
         row0 = b * oh
         for tile in range(first, min(full, first + TILES_PER_JOB)):
             o0 = tile * TILE32
@@ -248,15 +251,15 @@ def _forward32(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y):
                 s10 = s00; s11 = s01; s20 = s00; s21 = s01; s30 = s00; s31 = s01  # noqa: E702
                 s40 = s00; s41 = s01; s50 = s00; s51 = s01  # noqa: E702
                 for t in range(k_count):
-                    r = image + tap_plane[t] * plane_size + tap_offset[t] + o0
+                    r = image + tap_start[t] + o0 * step
                     v0 = vload(wf, t * f_count + g)
                     v1 = vload(wf, t * f_count + g + 16)
                     s00, s01 = _row2(xf, r, v0, v1, s00, s01)
-                    s10, s11 = _row2(xf, r + 1, v0, v1, s10, s11)
-                    s20, s21 = _row2(xf, r + 2, v0, v1, s20, s21)
-                    s30, s31 = _row2(xf, r + 3, v0, v1, s30, s31)
-                    s40, s41 = _row2(xf, r + 4, v0, v1, s40, s41)
-                    s50, s51 = _row2(xf, r + 5, v0, v1, s50, s51)
+                    s10, s11 = _row2(xf, r + step, v0, v1, s10, s11)
+                    s20, s21 = _row2(xf, r + 2 * step, v0, v1, s20, s21)
+                    s30, s31 = _row2(xf, r + 3 * step, v0, v1, s30, s31)
+                    s40, s41 = _row2(xf, r + 4 * step, v0, v1, s40, s41)
+                    s50, s51 = _row2(xf, r + 5 * step, v0, v1, s50, s51)
                 _store2(yf, s00, s01, o0, row0, ow, wq, f_count, g, relu)
                 _store2(yf, s10, s11, o0 + 1, row0, ow, wq, f_count, g, relu)
                 _store2(yf, s20, s21, o0 + 2, row0, ow, wq, f_count, g, relu)
@@ -268,7 +271,7 @@ def _forward32(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y):
                 for g in range(0, f_count, 32):
                     s00 = vload(bias, g); s01 = vload(bias, g + 16)  # noqa: E702
                     for t in range(k_count):
-                        s00, s01 = _row2(xf, image + tap_plane[t] * plane_size + tap_offset[t] + o,
+                        s00, s01 = _row2(xf, image + tap_start[t] + o * step,
                                          vload(wf, t * f_count + g), vload(wf, t * f_count + g + 16), s00, s01)
                     _store2(yf, s00, s01, o, row0, ow, wq, f_count, g, relu)
 
@@ -278,31 +281,33 @@ _forward32_serial = serial_twin(_forward32)
 _weight_grad16_serial = serial_twin(_weight_grad16)
 
 
-def forward_applies(xq, W2, bias, y):
+def forward_applies(xs, W2, bias, y):
     """Does `forward` compute this call of phases.forward? 16 filters or a multiple
     of 32, and arrays the vector kernels take (simd.fits)."""
     f = W2.shape[1]
-    return (f == FILTERS or f % 32 == 0) and fits(xq, W2, bias, y)
+    return (f == FILTERS or f % 32 == 0) and fits(xs, W2, bias, y)
 
 
-def weight_grad_applies(xq, dy, relu_output):
+def weight_grad_applies(xs, dy, relu_output):
     """Does `weight_grad16` compute this call of phases.weight_grad? 16 filters, and
     arrays the vector kernels take (simd.fits)."""
-    return dy.shape[1] == FILTERS and fits(xq, dy, relu_output)
+    return dy.shape[1] == FILTERS and fits(xs, dy, relu_output)
 
 
-def forward(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y, serial):
+def forward(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y, serial):
     """y (N*OH*OW, F) = phases.forward's convolution for W2 (K, F), F 16 or a
-    multiple of 32, written into y."""
+    multiple of 32, written into y. xs (N, image_size) is the split input in either
+    of phases.py's layouts, tap t of flat position o at xs[b, tap_start[t] + o*step]."""
     if W2.shape[1] == FILTERS:
         kernel = _forward16_serial if serial else _forward16
     else:
         kernel = _forward32_serial if serial else _forward32
-    kernel(xq, W2, bias, tap_plane, tap_offset, oh, ow, wq, relu, y)
+    kernel(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y)
 
 
-def weight_grad16(xq, dy, relu_output, masked, tap_plane, tap_offset, oh, ow, wq, rows_per_block, parts,
+def weight_grad16(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_per_block, parts,
                   bias_parts, serial):
-    """phases.weight_grad's parts (P, K, 16) and bias_parts (P, 16), filled in."""
-    (_weight_grad16_serial if serial else _weight_grad16)(xq, dy, relu_output, masked, tap_plane, tap_offset,
+    """phases.weight_grad's parts (P, K, 16) and bias_parts (P, 16), filled in; xs,
+    tap_start and step as in `forward`."""
+    (_weight_grad16_serial if serial else _weight_grad16)(xs, dy, relu_output, masked, tap_start, step,
                                                           oh, ow, wq, rows_per_block, parts, bias_parts)
