@@ -56,6 +56,22 @@ def test_batchnorm_statistics_keep_their_digits_far_from_zero(backend):
     np.testing.assert_allclose(backend.to_numpy(var), ref_var, rtol=1e-8)
 
 
+def test_numba_float32_statistics_keep_their_digits_far_from_zero():
+    # float32, 16 channels (the numba backend's vector sums, float32 within a block
+    # of rows, on 63-row chunks that end in an odd row): a mean ten thousand times
+    # the spread still gives the variance of the float32 numbers to float32
+    # accuracy (the reference's own float32 sums lose more: 3e-5 here)
+    pytest.importorskip("numba")
+    from convnet.backend import get_ops
+    rng = np.random.default_rng(4)
+    x = (1000 + 0.1 * rng.standard_normal((40, 5, 5, 16))).astype(np.float32)
+    backend = get_ops("numba")
+    mean, var = backend.batchnorm_statistics(backend.asarray(x))
+    ref_mean, ref_var = REF.batchnorm_statistics(x.astype(np.float64))
+    np.testing.assert_allclose(backend.to_numpy(mean), ref_mean, rtol=1e-6)
+    np.testing.assert_allclose(backend.to_numpy(var), ref_var, rtol=1e-5)
+
+
 def test_batchnorm_layer_gradcheck_and_inference(backend, rng):
     layer = cn.layers.BatchNormalization(dtype="float64")
     x = rng.standard_normal((6, 3, 3, 4))

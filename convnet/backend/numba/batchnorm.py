@@ -19,6 +19,14 @@ column per channel (channels-last makes that a free reshape).
   as it reads them, with the same operations, so xhat is bit for bit the one the
   forward pass used: one array less written per forward pass, and no more read
   back. Backward takes one pass for the two sums and one for dx.
+- For float32 with a multiple of 16 channels on a CPU with 512-bit vectors
+  (simd.fits), the two kernels of sums hold a row's channels as vectors (simd.py)
+  whose sums stay in registers, two rows per step; each block of VECTOR_BLOCK rows
+  is summed in float32 and then added into the float64 sums (the scalar kernels
+  load and store their float64 sums in memory for every element: measured on W5's
+  first stage at batch 32, (32768, 16) rows, the statistics' sums take 0.046 ms
+  instead of 0.114 and the gradient's 0.049 instead of 0.174). A block's float32
+  sum adds no more rounding than numpy's own float32 sums.
 - Arrays below threads.serial_below() elements run the serial twins: a parallel
   launch costs more than it saves there.
 """
@@ -30,8 +38,12 @@ from numba import njit, prange
 
 from . import threads
 from ._jit import JIT, PJIT, serial_twin
+from .simd import LANES, fits, vadd, vfma, vload, vmul, vstore, vsub, vzero
 
 _CHUNKS = 16        # row chunks for the partial sums (a multiple of any small core count)
+
+#: rows whose sums the vector kernels add in float32 before the float64 sums take them
+VECTOR_BLOCK = 128
 
 
 @njit(inline="always", **JIT)
@@ -96,17 +108,95 @@ def _input_grad(dy, x, mean, inv_std, scale, mean_dy, mean_dy_xhat, dx):
             dx[i, j] = scale[j] * (dy[i, j] - mean_dy[j] - h * mean_dy_xhat[j])
 
 
+@njit(**JIT)
+def _into_float64(acc, g, block, a0, a1, q0, q1):
+    # acc[0, g:g + 16] += a0 + a1 and acc[1, g:g + 16] += q0 + q1, in float64
+    vstore(block, 0, vadd(a0, a1))
+    vstore(block, LANES, vadd(q0, q1))
+    for j in range(LANES):
+        acc[0, g + j] += block[j]
+        acc[1, g + j] += block[LANES + j]
+
+
+@njit(**PJIT)
+def _shifted_sums16(x, shift, chunks):
+    # _shifted_sums for float32 x (M, C), C a multiple of 16, shift float32: 16
+    # channels at a time, two rows per step (d0, d1), four vector sums in registers
+    m, c = x.shape
+    xf = x.ravel()
+    parts = np.zeros((chunks, 2, c))
+    for k in prange(chunks):
+        lo, hi = _bounds(m, chunks, k)
+        acc = parts[k]
+        block = np.empty(2 * LANES, dtype=np.float32)
+        for g in range(0, c, LANES):
+            s = vload(shift, g)
+            for b0 in range(lo, hi, VECTOR_BLOCK):
+                b1 = min(hi, b0 + VECTOR_BLOCK)
+                a0 = vzero(); a1 = vzero(); q0 = vzero(); q1 = vzero()  # noqa: E702
+                for i in range(b0, b1 - 1, 2):
+                    d0 = vsub(vload(xf, i * c + g), s)
+                    d1 = vsub(vload(xf, (i + 1) * c + g), s)
+                    a0 = vadd(a0, d0); q0 = vfma(d0, d0, q0)  # noqa: E702
+                    a1 = vadd(a1, d1); q1 = vfma(d1, d1, q1)  # noqa: E702
+                if (b1 - b0) % 2:
+                    d0 = vsub(vload(xf, (b1 - 1) * c + g), s)
+                    a0 = vadd(a0, d0); q0 = vfma(d0, d0, q0)  # noqa: E702
+                _into_float64(acc, g, block, a0, a1, q0, q1)
+    return parts.sum(axis=0)
+
+
+@njit(**PJIT)
+def _grad_sums16(dy, x, mean, inv_std, chunks):
+    # _grad_sums for float32, C a multiple of 16, as _shifted_sums16; xhat is
+    # (x - mean) * inv_std rounded as _normalize rounds it
+    m, c = dy.shape
+    dyf = dy.ravel()
+    xf = x.ravel()
+    parts = np.zeros((chunks, 2, c))
+    for k in prange(chunks):
+        lo, hi = _bounds(m, chunks, k)
+        acc = parts[k]
+        block = np.empty(2 * LANES, dtype=np.float32)
+        for g in range(0, c, LANES):
+            mu = vload(mean, g)
+            r = vload(inv_std, g)
+            for b0 in range(lo, hi, VECTOR_BLOCK):
+                b1 = min(hi, b0 + VECTOR_BLOCK)
+                a0 = vzero(); a1 = vzero(); q0 = vzero(); q1 = vzero()  # noqa: E702
+                for i in range(b0, b1 - 1, 2):
+                    e0 = vload(dyf, i * c + g)
+                    e1 = vload(dyf, (i + 1) * c + g)
+                    h0 = vmul(vsub(vload(xf, i * c + g), mu), r)
+                    h1 = vmul(vsub(vload(xf, (i + 1) * c + g), mu), r)
+                    a0 = vadd(a0, e0); q0 = vfma(e0, h0, q0)  # noqa: E702
+                    a1 = vadd(a1, e1); q1 = vfma(e1, h1, q1)  # noqa: E702
+                if (b1 - b0) % 2:
+                    e0 = vload(dyf, (b1 - 1) * c + g)
+                    h0 = vmul(vsub(vload(xf, (b1 - 1) * c + g), mu), r)
+                    a0 = vadd(a0, e0); q0 = vfma(e0, h0, q0)  # noqa: E702
+                _into_float64(acc, g, block, a0, a1, q0, q1)
+    return parts.sum(axis=0)
+
+
 # Module-level kernels, each with its serial twin under a name of its own: Numba's
 # disk cache keys a compilation by the function's qualified name and line, so the
 # two must not share them (closures made twice from one factory did: a parallel
 # call could load the serial build, and each process compiled them again).
 _PARALLEL = {name: kernel for name, kernel in (("shifted_sums", _shifted_sums), ("normalize", _normalize),
-                                               ("grad_sums", _grad_sums), ("input_grad", _input_grad))}
+                                               ("grad_sums", _grad_sums), ("input_grad", _input_grad),
+                                               ("shifted_sums16", _shifted_sums16), ("grad_sums16", _grad_sums16))}
 _SERIAL = {name: serial_twin(kernel) for name, kernel in _PARALLEL.items()}
 
 
 def _kernels(size):
     return _SERIAL if size < threads.serial_below() else _PARALLEL
+
+
+def _vectors_fit(*rows):
+    """Do the vector kernels of sums take these (M, C) arrays? float32, C a
+    multiple of 16, and simd.fits."""
+    return rows[0].shape[1] % LANES == 0 and fits(*rows)
 
 
 def _as_rows(a):
@@ -132,7 +222,10 @@ class BatchNormKernels:
         rows = _as_rows(x)
         m = rows.shape[0]
         shift = rows[0].astype(np.float64)
-        sums = _kernels(rows.size)["shifted_sums"](rows, shift, _CHUNKS)
+        if _vectors_fit(rows):      # the shift in float32: the same number
+            sums = _kernels(rows.size)["shifted_sums16"](rows, np.array(rows[0]), _CHUNKS)
+        else:
+            sums = _kernels(rows.size)["shifted_sums"](rows, shift, _CHUNKS)
         mean_d = sums[0] / m
         var = np.maximum(sums[1] / m - mean_d * mean_d, 0.0)
         return (shift + mean_d).astype(x.dtype), var.astype(x.dtype)
@@ -166,7 +259,8 @@ class BatchNormKernels:
         rows = _as_rows(dy)
         inv_std = np.ascontiguousarray(inv_std, dt)
         k = _kernels(rows.size)
-        sums = k["grad_sums"](rows, x, mean, inv_std, _CHUNKS)
+        sums = k["grad_sums16" if _vectors_fit(rows, x, mean, inv_std) else "grad_sums"](rows, x, mean, inv_std,
+                                                                                        _CHUNKS)
         dbeta, dgamma = sums[0].astype(dt), sums[1].astype(dt)
         if not need_dx:
             return None, dgamma, dbeta

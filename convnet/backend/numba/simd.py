@@ -8,7 +8,8 @@ in memory. A matrix product runs at the machine's peak only when a tile of sums
 past, and each loaded value serves several multiply-adds. This module gives Numba
 code a value that *is* a register: `F32x16` lowers to LLVM's <16 x float>, so
 a kernel's local variables of this type are SSA values that LLVM keeps in
-(512-bit, with AVX-512) vector registers. Five operations are all a product needs, and a sixth applies a ReLU:
+(512-bit, with AVX-512) vector registers. Five operations are all a product needs, a
+sixth applies a ReLU, and three more do batch normalization's per-channel sums:
 
     vzero()             (0, ..., 0)
     vsplat(s)           (s, ..., s)                    one float32 in every lane
@@ -16,6 +17,8 @@ a kernel's local variables of this type are SSA values that LLVM keeps in
     vload(a, i)         (a[i], ..., a[i + 15])         a: 1-D float32 array
     vstore(a, i, v)     a[i:i + 16] = v
     vfma(a, b, c)       a * b + c, lane by lane, one rounding (llvm.fma)
+    vadd, vsub, vmul    a + b, a - b, a * b, lane by lane (each rounded as the
+                        float32 scalar operation is)
     vrelu(v)            max(v, 0) lane by lane; a NaN stays NaN (as np.maximum)
 
 They do no bounds checks: a caller keeps i + 16 <= len(a) (i < len(a) for
@@ -130,6 +133,27 @@ def vfma(typingctx, a, b, c):
                                              "llvm.fma.v16f32")
         return builder.call(fma, args)
     return f32x16(f32x16, f32x16, f32x16), codegen
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    def codegen(context, builder, sig, args):
+        return builder.fadd(*args)
+    return f32x16(f32x16, f32x16), codegen
+
+
+@intrinsic
+def vsub(typingctx, a, b):
+    def codegen(context, builder, sig, args):
+        return builder.fsub(*args)
+    return f32x16(f32x16, f32x16), codegen
+
+
+@intrinsic
+def vmul(typingctx, a, b):
+    def codegen(context, builder, sig, args):
+        return builder.fmul(*args)
+    return f32x16(f32x16, f32x16), codegen
 
 
 @intrinsic
