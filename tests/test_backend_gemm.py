@@ -121,9 +121,12 @@ def test_special_values_spread_as_in_a_product():
 
 @pytest.mark.parametrize("jobs_per_core", [True, False])
 @pytest.mark.parametrize("channels, filters", [(16, 32), (16, 48), (5, 64)])
-def test_float32_wide_convolution_runs_on_the_kernels(channels, filters, jobs_per_core):
+def test_float32_wide_convolution_runs_on_the_kernels(channels, filters, jobs_per_core, monkeypatch):
     # A float32 3x3 convolution wide enough for "gemm-chunks": y = cols @ W2 (N = F),
     # dcols = dy @ W2^T (N = 9C: 144 is 4.5 panels of 32, 45 falls back), dW2 = cols^T dy
+    # (small enough that only a split threshold of 0 sends it to the jobs)
+    from convnet.backend.numba import workers
+    monkeypatch.setattr(workers, "SPLIT_FLOPS", 0)
     ops = type(get_ops("numba"))()
     ops.conv_jobs_per_core = jobs_per_core
     ops.conv_chunk_bytes = 20_000            # several chunks per job

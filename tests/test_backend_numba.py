@@ -323,11 +323,14 @@ def test_fused_relu_keeps_nan_visible():
 
 
 @pytest.mark.parametrize("jobs_per_core", [True, False])
-def test_wide_convolution_one_job_per_core_matches_reference(jobs_per_core):
+def test_wide_convolution_one_job_per_core_matches_reference(jobs_per_core, monkeypatch):
     # wide convolutions (F > 16, K > 32) as one job per worker thread (serial
     # kernels, one-core BLAS) or as one job: the same results, for wide and narrow
-    # channel counts, an odd batch (uneven shares) and a tiny chunk size
+    # channel counts, an odd batch (uneven shares) and a tiny chunk size (these
+    # small convolutions go to the jobs only with the split threshold at 0)
+    from convnet.backend.numba import workers
     from convnet.backend.numba.workers import CoreJobs
+    monkeypatch.setattr(workers, "SPLIT_FLOPS", 0)
     ops = type(NB)()
     ops.conv_jobs_per_core = jobs_per_core
     ops.conv_chunk_bytes = 2000
@@ -351,6 +354,31 @@ def test_wide_convolution_one_job_per_core_matches_reference(jobs_per_core):
                     assert a is None
                 else:
                     np.testing.assert_allclose(a, r, rtol=1e-10, atol=1e-12)
+
+
+def test_only_convolutions_worth_the_hand_off_run_as_jobs(monkeypatch):
+    # one job per core costs a hand-off to the pool's threads: a convolution with
+    # fewer than workers.SPLIT_FLOPS of work runs as one job on the calling thread
+    from convnet.backend.numba import workers
+    from convnet.backend.numba.workers import CoreJobs
+    pool = CoreJobs.get()
+    if pool is None:
+        pytest.skip("BLAS cannot be confined per thread here, or one thread only")
+    maps = []
+    real_map = CoreJobs.map
+    monkeypatch.setattr(CoreJobs, "map", lambda self, work, ranges: maps.append(len(ranges)) or
+                        real_map(self, work, ranges))
+    rng = np.random.default_rng(16)
+    pads = ((1, 1), (1, 1))
+    for n, expect_jobs in ((2, False), (16, True)):
+        x = _data(rng, (n, 16, 16, 32), np.float32)
+        W2 = _data(rng, (288, 32), np.float32)
+        flops = 2 * n * 256 * 288 * 32
+        assert (flops >= workers.SPLIT_FLOPS) == expect_jobs
+        maps.clear()
+        y, saved = NB.conv2d_forward(x, W2, None, 3, 3, 1, 1, pads)
+        NB.conv2d_backward(_data(rng, y.shape, np.float32), x, saved, W2, 3, 3, 1, 1, pads)
+        assert maps == ([pool.size, pool.size] if expect_jobs else []), (n, maps)
 
 
 def test_one_job_per_core_restores_the_blas_thread_count():

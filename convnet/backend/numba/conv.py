@@ -65,6 +65,18 @@ def _chunk_images(n, rows_per_image, k, itemsize, chunk_bytes, serial):
     return max(1, min(n, budget // per_image))
 
 
+def _worth_jobs(jobs_per_core, n, rows, k, f):
+    """Split a convolution of n images (rows output pixels each, K x F kernel
+    matrix) into one job per core? When asked to (jobs_per_core) and it has at
+    least workers.SPLIT_FLOPS multiply-adds' worth of work: below, the hand-off to
+    the pool's threads costs more than the second core saves, and one job on the
+    calling thread with the parallel kernels is faster (measured on W5's 1x1
+    stride-2 shortcuts at batch 32, 8.4 MFLOP: forward 0.26 -> 0.13 ms and 0.26 ->
+    0.08, backward 0.51 -> 0.31 and 0.35 -> 0.18; a 3x3 32 -> 32 layer of 38 MFLOP
+    is even forward and faster as jobs backward)."""
+    return jobs_per_core and 2 * n * rows * k * f >= workers.SPLIT_FLOPS
+
+
 def _gemm(serial):
     # inside a job of its own core: the one-core product (gemm.matmul); else the
     # product that splits itself into jobs (workers.matmul)
@@ -94,7 +106,7 @@ def gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, chunk_bytes, j
             if b is not None or relu:       # one pass over the chunk, while it is in cache
                 elementwise.bias_relu_rows(out, bias, relu)
 
-    workers.over_batch(n, forward_images, jobs_per_core)
+    workers.over_batch(n, forward_images, _worth_jobs(jobs_per_core, n, rows, k, f))
     return y
 
 
@@ -146,7 +158,7 @@ def gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, need_dx, nee
                 im2col.col2im(dcols, e - s, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, dx[s:e], serial)
         return share, bias_share
 
-    shares = workers.over_batch(n, backward_images, jobs_per_core)
+    shares = workers.over_batch(n, backward_images, _worth_jobs(jobs_per_core, n, rows, k, f))
     if not need_dW2:
         return dx, None, None
     if len(shares) == 1:
