@@ -120,7 +120,7 @@ def test_special_values_spread_as_in_a_product():
 
 
 @pytest.mark.parametrize("jobs_per_core", [True, False])
-@pytest.mark.parametrize("channels, filters", [(16, 32), (16, 48), (5, 64)])
+@pytest.mark.parametrize("channels, filters", [(16, 96), (16, 48), (5, 64)])
 def test_float32_wide_convolution_runs_on_the_kernels(channels, filters, jobs_per_core, monkeypatch):
     # A float32 3x3 convolution wide enough for "gemm-chunks": y = cols @ W2 (N = F),
     # dcols = dy @ W2^T (N = 9C: 144 is 4.5 panels of 32, 45 falls back), dW2 = cols^T dy

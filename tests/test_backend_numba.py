@@ -372,8 +372,8 @@ def test_only_convolutions_worth_the_hand_off_run_as_jobs(monkeypatch):
     pads = ((1, 1), (1, 1))
     for n, expect_jobs in ((2, False), (16, True)):
         x = _data(rng, (n, 16, 16, 32), np.float32)
-        W2 = _data(rng, (288, 32), np.float32)
-        flops = 2 * n * 256 * 288 * 32
+        W2 = _data(rng, (288, 48), np.float32)
+        flops = 2 * n * 256 * 288 * 48
         assert (flops >= workers.SPLIT_FLOPS) == expect_jobs
         maps.clear()
         y, saved = NB.conv2d_forward(x, W2, None, 3, 3, 1, 1, pads)
@@ -695,15 +695,54 @@ def test_conv_algorithm_is_named_and_chosen_in_one_place():
     assert NB.conv2d_algorithm((32, 32, 32, 16), (16, 16), (np.float32,)) == "phases"
     assert NB.conv2d_algorithm((32, 32, 32, 1), (9, 32), (np.float32,)) == "phases"
     assert REF.conv2d_algorithm((128, 28, 28, 1), (9, 32)) == "im2col-gemm"
+    # 32 float32 filters at stride 1: direct register tiles where the CPU has them
+    from convnet.backend.numba import simd
+    tiles = "tiles" if simd.has_512bit_vectors() else "gemm-chunks"
+    assert NB.conv2d_algorithm((32, 16, 16, 32), (288, 32), (np.float32,)) == tiles
+    assert NB.conv2d_algorithm((32, 16, 16, 32), (288, 32), (np.float32,), (2, 2)) == "gemm-chunks"
+    assert NB.conv2d_algorithm((32, 16, 16, 32), (288, 32), (np.float64,)) == "gemm-chunks"
+    assert NB.conv2d_algorithm((32, 16, 16, 32), (288, 64), (np.float32,)) == "gemm-chunks"
     layer = L.Conv2D(32, 3, padding="same")
     layer.build((10, 10, 16))
+    strided = L.Conv2D(32, 3, strides=2, padding="same")
+    strided.build((10, 10, 16))
     with cn.use_backend("numba"):
-        assert layer.algorithm() == "gemm-chunks"
+        assert layer.algorithm() == tiles
         layer.forward(np.zeros((2, 10, 10, 16), np.float32))
-        assert layer.algorithm() == "gemm-chunks"
-        assert layer.algorithm((2, 10, 10, 16)) == "gemm-chunks"
+        assert layer.algorithm() == tiles
+        assert layer.algorithm((2, 10, 10, 16)) == tiles
+        assert strided.algorithm() == "gemm-chunks"
     with cn.use_backend("numpy"):
         assert layer.algorithm() == "im2col-gemm"
+
+
+def test_tiles_convolution_matches_reference():
+    # "tiles" (32 float32 filters, stride 1): y and dx in register tiles on the
+    # padded pixels, dW2 and db from gemm-chunks; with and without the fused ReLU,
+    # without dx, and with padding wider than the window (dx then by col2im)
+    from convnet.backend.numba import simd
+    if not simd.has_512bit_vectors():
+        pytest.skip("the tiles need 512-bit vectors")
+    rng = np.random.default_rng(24)
+    for (kh, kw), padding, shape in [((3, 3), "same", (3, 7, 9, 16)), ((2, 3), "valid", (2, 6, 5, 32)),
+                                     ((3, 3), 3, (1, 4, 5, 8))]:
+        msg, pads, x, W2, b = _conv_case(rng, np.float32, (kh, kw), (1, 1), padding, shape, 32)
+        assert NB.conv2d_algorithm(x.shape, W2.shape, (np.float32,)) == "tiles", msg
+        ref_y, ref_saved = REF.conv2d_forward(x, W2, b, kh, kw, 1, 1, pads)
+        for relu in (False, True):
+            y, saved = NB.conv2d_forward(x, W2, b, kh, kw, 1, 1, pads, relu=relu)
+            np.testing.assert_allclose(y, REF.relu(ref_y) if relu else ref_y, rtol=1e-4, atol=1e-4, err_msg=msg)
+            dy = _data(rng, y.shape, np.float32)
+            masked = REF.relu_backward(dy, y) if relu else dy
+            for need_dx in (True, False):
+                got = NB.conv2d_backward(dy, x, saved, W2, kh, kw, 1, 1, pads, need_dx=need_dx,
+                                         relu_output=y if relu else None)
+                ref = REF.conv2d_backward(masked, x, ref_saved, W2, kh, kw, 1, 1, pads, need_dx=need_dx)
+                for name, a, r in zip(("dx", "dW2", "db"), got, ref):
+                    if r is None:
+                        assert a is None, msg
+                    else:
+                        np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4, err_msg=f"{name} {msg} relu={relu}")
 
 
 # ------------------------------------------------ thread settings, per process

@@ -207,7 +207,8 @@ class Conv2D(KernelLayer):
         if self._general():
             return "grouped-dilated-reference"
         kh, kw = self.kernel_size
-        return get_ops().conv2d_algorithm(tuple(x_shape), (kh * kw * x_shape[3], self.filters), (self.dtype,))
+        return get_ops().conv2d_algorithm(tuple(x_shape), (kh * kw * x_shape[3], self.filters), (self.dtype,),
+                                          tuple(self.strides))
 
     def flops_per_image(self):
         """Multiply-adds counted as 2 FLOPs, forward pass, one image."""

@@ -3,7 +3,7 @@
 One module per kernel family, and a thin class:
 
     ops.py          NumbaOps: checks inputs, picks a kernel, allocates outputs
-    conv.py         the convolution algorithms ("gemm-chunks", "phases") and the
+    conv.py         the convolution algorithms ("gemm-chunks", "phases", "tiles") and the
                     one place that chooses between them
     im2col.py       im2col / col2im (unfold and fold back), parallel and serial
     phases.py       direct small convolutions on the input split into stride phases

@@ -77,18 +77,18 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         return out
 
     # ------------------------------------------------------- whole convolution
-    def conv2d_algorithm(self, x_shape, W2_shape, dtypes=(np.float32,)):
+    def conv2d_algorithm(self, x_shape, W2_shape, dtypes=(np.float32,), strides=(1, 1)):
         """The name of the algorithm conv2d_forward/backward run for an input of
-        shape x_shape (N, H, W, C) and a kernel matrix of shape (kh*kw*C, F) on
-        arrays of these dtypes: "phases", "gemm-chunks" or "im2col-gemm" (see
-        convnet/backend/numba/conv.py, the one place that chooses)."""
-        return conv.choose(tuple(W2_shape), tuple(dtypes), W2_shape[0] // x_shape[-1])
+        shape x_shape (N, H, W, C), a kernel matrix of shape (kh*kw*C, F) and these
+        strides on arrays of these dtypes: "phases", "tiles", "gemm-chunks" or
+        "im2col-gemm" (see convnet/backend/numba/conv.py, the one place that chooses)."""
+        return conv.choose(tuple(W2_shape), tuple(dtypes), W2_shape[0] // x_shape[-1], tuple(strides))
 
     def conv2d_forward(self, x, W2, b, kh, kw, sh, sw, pads, training=True, relu=False):
         """Same as NumpyOps.conv2d_forward: (y = im2col(x) @ W2 + b, (N*OH*OW, F),
         saved), by the algorithm conv2d_algorithm names; the ReLU, when asked for,
         is applied as y is written (phases) or to each chunk while it is in cache."""
-        algorithm = self.conv2d_algorithm(x.shape, W2.shape, (x.dtype, W2.dtype))
+        algorithm = self.conv2d_algorithm(x.shape, W2.shape, (x.dtype, W2.dtype), (sh, sw))
         if algorithm == conv.REFERENCE:
             return super().conv2d_forward(x, W2, b, kh, kw, sh, sw, pads, training, relu)
         (pt, pb), (pl, pr) = pads
@@ -97,6 +97,8 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         x, W2 = contig(x), contig(W2)
         if algorithm == conv.PHASES:
             return conv.phases_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, training, relu)
+        if algorithm == conv.TILES:     # nothing kept: dW2's gemm chunks unfold x again
+            return conv.phases_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, False, relu)[0], None
         y = conv.gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow,
                                      self.conv_chunk_bytes, self.conv_jobs_per_core, relu)
         return y, None          # backward recomputes the chunks from x
@@ -105,10 +107,11 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         """Same as NumpyOps.conv2d_backward: (dx or None, dW2, db) for
         dy = dL/dy (N*OH*OW, F), by the algorithm conv2d_algorithm names ("phases"
         takes dW2 and db from its direct kernel, and dx from phases_input_grad or the
-        chunked col2im path). The ReLU's mask (relu_output) is applied as each chunk
+        chunked col2im path; "tiles" its dx from phases_input_grad and dW2 and db
+        from the gemm chunks). The ReLU's mask (relu_output) is applied as each chunk
         of dy is first read (gemm-chunks), or as the direct kernel reads dy when only
         dW2 and db are needed (phases), else in a pass of its own."""
-        algorithm = self.conv2d_algorithm(x.shape, W2.shape, (dy.dtype, x.dtype, W2.dtype))
+        algorithm = self.conv2d_algorithm(x.shape, W2.shape, (dy.dtype, x.dtype, W2.dtype), (sh, sw))
         if algorithm == conv.REFERENCE:
             return super().conv2d_backward(dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx, relu_output)
         (pt, pb), (pl, pr) = pads
@@ -117,12 +120,21 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         x, dy, W2 = contig(x), contig(dy), contig(W2)
         if relu_output is not None and (relu_output.shape != dy.shape or relu_output.dtype != dy.dtype):
             dy, relu_output = self.relu_backward(dy, relu_output), None
+        if algorithm == conv.TILES and need_dx and not conv.phases_input_grad_applies(x.shape, kh, kw, sh, sw,
+                                                                                         pt, pl):
+            algorithm = conv.GEMM_CHUNKS        # padding wider than the window: dx by col2im
         if algorithm == conv.GEMM_CHUNKS:
             return conv.gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, need_dx, True,
                                              self.conv_chunk_bytes, self.conv_jobs_per_core,
                                              None if relu_output is None else contig(relu_output))
         if relu_output is not None and need_dx:      # both dx and dW2 read the masked dy
             dy, relu_output = self.relu_backward(dy, relu_output), None
+        if algorithm == conv.TILES:
+            dx = conv.phases_input_grad(dy, W2, x.shape, kh, kw, pt, pl, oh, ow) if need_dx else None
+            _, dW2, db = conv.gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, False, True,
+                                                   self.conv_chunk_bytes, self.conv_jobs_per_core,
+                                                   None if relu_output is None else contig(relu_output))
+            return dx, dW2, db
         dx = None
         if need_dx and conv.phases_input_grad_applies(x.shape, kh, kw, sh, sw, pt, pl):
             dx = conv.phases_input_grad(dy, W2, x.shape, kh, kw, pt, pl, oh, ow)
