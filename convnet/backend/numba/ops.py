@@ -174,7 +174,7 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         dy, argmax = contig(dy), contig(argmax)
         out = np.empty((n, h, w, c), dtype=dy.dtype)
         oh, ow = dy.shape[1], dy.shape[2]
-        if (ph, pw, sh, sw) == (2, 2, 2, 2) and pt == pl == 0 and 2 * oh <= h and 2 * ow <= w:
+        if (ph, pw, sh, sw) == (2, 2, 2, 2) and pt == pl == 0 and 0 < 2 * oh <= h and 0 < 2 * ow <= w:
             # the windows of maxpool's 2x2 kernel: wholly inside the input
             pooling.maxpool2x2_backward.pick(out.size)(dy, argmax, out)
         else:
