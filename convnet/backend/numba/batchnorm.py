@@ -20,8 +20,9 @@ column per channel (channels-last makes that a free reshape).
   forward pass used: one array less written per forward pass, and no more read
   back. Backward takes one pass for the two sums and one for dx.
 - For float32 with a multiple of 16 channels on a CPU with 512-bit vectors
-  (simd.fits), the two kernels of sums hold a row's channels as vectors (simd.py)
-  whose sums stay in registers, two rows per step; each block of VECTOR_BLOCK rows
+  (simd.fits), both kernels of sums are one (_pair_sums16) that holds a row's
+  channels as vectors (simd.py) whose sums stay in registers, two rows per
+  step; each block of VECTOR_BLOCK rows
   is summed in float32 and then added into the float64 sums (the scalar kernels
   load and store their float64 sums in memory for every element: measured on W5's
   first stage at batch 32, (32768, 16) rows, the statistics' sums take 0.046 ms
@@ -119,10 +120,16 @@ def _into_float64(acc, g, block, a0, a1, q0, q1):
 
 
 @njit(**PJIT)
-def _shifted_sums16(x, shift, chunks):
-    # _shifted_sums for float32 x (M, C), C a multiple of 16, shift float32: 16
-    # channels at a time, two rows per step (d0, d1), four vector sums in registers
+def _pair_sums16(u, u_shift, u_scale, x, x_shift, x_scale, chunks):
+    # (sum_i a[i, c], sum_i a[i, c] * h[i, c]) in float64, with a = (u - u_shift) * u_scale
+    # and h = (x - x_shift) * x_scale, for float32 (M, C), C a multiple of 16: 16
+    # channels at a time, two rows per step, four vector sums in registers. Both
+    # kernels of sums are this one:
+    #   statistics: u = x, both shifts s, both scales 1  ->  sum(d), sum(d^2)
+    #   gradient:   u = dy, shift 0, scale 1; x's mean and inv_std  ->  sum(dy), sum(dy * xhat)
+    # (xhat rounded as _normalize rounds it: a subtraction, then a product)
     m, c = x.shape
+    uf = u.ravel()
     xf = x.ravel()
     parts = np.zeros((chunks, 2, c))
     for k in prange(chunks):
@@ -130,50 +137,21 @@ def _shifted_sums16(x, shift, chunks):
         acc = parts[k]
         block = np.empty(2 * LANES, dtype=np.float32)
         for g in range(0, c, LANES):
-            s = vload(shift, g)
+            us, ur = vload(u_shift, g), vload(u_scale, g)
+            xs, xr = vload(x_shift, g), vload(x_scale, g)
             for b0 in range(lo, hi, VECTOR_BLOCK):
                 b1 = min(hi, b0 + VECTOR_BLOCK)
                 a0 = vzero(); a1 = vzero(); q0 = vzero(); q1 = vzero()  # noqa: E702
                 for i in range(b0, b1 - 1, 2):
-                    d0 = vsub(vload(xf, i * c + g), s)
-                    d1 = vsub(vload(xf, (i + 1) * c + g), s)
-                    a0 = vadd(a0, d0); q0 = vfma(d0, d0, q0)  # noqa: E702
-                    a1 = vadd(a1, d1); q1 = vfma(d1, d1, q1)  # noqa: E702
-                if (b1 - b0) % 2:
-                    d0 = vsub(vload(xf, (b1 - 1) * c + g), s)
-                    a0 = vadd(a0, d0); q0 = vfma(d0, d0, q0)  # noqa: E702
-                _into_float64(acc, g, block, a0, a1, q0, q1)
-    return parts.sum(axis=0)
-
-
-@njit(**PJIT)
-def _grad_sums16(dy, x, mean, inv_std, chunks):
-    # _grad_sums for float32, C a multiple of 16, as _shifted_sums16; xhat is
-    # (x - mean) * inv_std rounded as _normalize rounds it
-    m, c = dy.shape
-    dyf = dy.ravel()
-    xf = x.ravel()
-    parts = np.zeros((chunks, 2, c))
-    for k in prange(chunks):
-        lo, hi = _bounds(m, chunks, k)
-        acc = parts[k]
-        block = np.empty(2 * LANES, dtype=np.float32)
-        for g in range(0, c, LANES):
-            mu = vload(mean, g)
-            r = vload(inv_std, g)
-            for b0 in range(lo, hi, VECTOR_BLOCK):
-                b1 = min(hi, b0 + VECTOR_BLOCK)
-                a0 = vzero(); a1 = vzero(); q0 = vzero(); q1 = vzero()  # noqa: E702
-                for i in range(b0, b1 - 1, 2):
-                    e0 = vload(dyf, i * c + g)
-                    e1 = vload(dyf, (i + 1) * c + g)
-                    h0 = vmul(vsub(vload(xf, i * c + g), mu), r)
-                    h1 = vmul(vsub(vload(xf, (i + 1) * c + g), mu), r)
+                    e0 = vmul(vsub(vload(uf, i * c + g), us), ur)
+                    e1 = vmul(vsub(vload(uf, (i + 1) * c + g), us), ur)
+                    h0 = vmul(vsub(vload(xf, i * c + g), xs), xr)
+                    h1 = vmul(vsub(vload(xf, (i + 1) * c + g), xs), xr)
                     a0 = vadd(a0, e0); q0 = vfma(e0, h0, q0)  # noqa: E702
                     a1 = vadd(a1, e1); q1 = vfma(e1, h1, q1)  # noqa: E702
                 if (b1 - b0) % 2:
-                    e0 = vload(dyf, (b1 - 1) * c + g)
-                    h0 = vmul(vsub(vload(xf, (b1 - 1) * c + g), mu), r)
+                    e0 = vmul(vsub(vload(uf, (b1 - 1) * c + g), us), ur)
+                    h0 = vmul(vsub(vload(xf, (b1 - 1) * c + g), xs), xr)
                     a0 = vadd(a0, e0); q0 = vfma(e0, h0, q0)  # noqa: E702
                 _into_float64(acc, g, block, a0, a1, q0, q1)
     return parts.sum(axis=0)
@@ -185,7 +163,7 @@ def _grad_sums16(dy, x, mean, inv_std, chunks):
 # call could load the serial build, and each process compiled them again).
 _PARALLEL = {name: kernel for name, kernel in (("shifted_sums", _shifted_sums), ("normalize", _normalize),
                                                ("grad_sums", _grad_sums), ("input_grad", _input_grad),
-                                               ("shifted_sums16", _shifted_sums16), ("grad_sums16", _grad_sums16))}
+                                               ("pair_sums16", _pair_sums16))}
 _SERIAL = {name: serial_twin(kernel) for name, kernel in _PARALLEL.items()}
 
 
@@ -223,7 +201,8 @@ class BatchNormKernels:
         m = rows.shape[0]
         shift = rows[0].astype(np.float64)
         if _vectors_fit(rows):      # the shift in float32: the same number
-            sums = _kernels(rows.size)["shifted_sums16"](rows, np.array(rows[0]), _CHUNKS)
+            s32, ones = np.array(rows[0]), np.ones(rows.shape[1], dtype=np.float32)
+            sums = _kernels(rows.size)["pair_sums16"](rows, s32, ones, rows, s32, ones, _CHUNKS)
         else:
             sums = _kernels(rows.size)["shifted_sums"](rows, shift, _CHUNKS)
         mean_d = sums[0] / m
@@ -259,8 +238,11 @@ class BatchNormKernels:
         rows = _as_rows(dy)
         inv_std = np.ascontiguousarray(inv_std, dt)
         k = _kernels(rows.size)
-        sums = k["grad_sums16" if _vectors_fit(rows, x, mean, inv_std) else "grad_sums"](rows, x, mean, inv_std,
-                                                                                        _CHUNKS)
+        if _vectors_fit(rows, x, mean, inv_std):
+            c = rows.shape[1]
+            sums = k["pair_sums16"](rows, np.zeros(c, dt), np.ones(c, dt), x, mean, inv_std, _CHUNKS)
+        else:
+            sums = k["grad_sums"](rows, x, mean, inv_std, _CHUNKS)
         dbeta, dgamma = sums[0].astype(dt), sums[1].astype(dt)
         if not need_dx:
             return None, dgamma, dbeta
