@@ -102,7 +102,11 @@ def test_batchnorm_kernels_load_from_the_disk_cache(tmp_path):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.split() == ["0", "8"], first.stdout       # eight kernels compiled
+    # every kernel the calls used compiled: eight, or six where one vector kernel
+    # takes both kinds of sums (float32, 16 channels, AVX-512)
+    from convnet.backend.numba import simd
+    compiled = 6 if simd.has_512bit_vectors() else 8
+    assert first.stdout.split() == ["0", str(compiled)], first.stdout
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.split() == ["8", "0"], second.stdout     # and all eight loaded
+    assert second.stdout.split() == [str(compiled), "0"], second.stdout     # and all of them loaded
