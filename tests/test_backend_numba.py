@@ -156,7 +156,7 @@ def test_register_tiles_match_reference(filters, kernel_size_mode):
     # the tile (the one-at-a-time tail), strides 1 and 2, 16 input channels (W5's
     # first stage, whose dx is the same kernel on dy; 32 channels, whose dx is the
     # 32-filter tile), bias and fused ReLU. At stride 1 the tiles read the padded
-    # pixels (phases.pixel_layout), kept for dW2 with 16 filters; a kept split that
+    # pixels (phases.pixel_layout), kept for dW2 with 16 or 32 filters; a kept split that
     # was not (None) is split again.
     from convnet.backend.numba import phases, simd
     rng = np.random.default_rng(22)
@@ -169,7 +169,7 @@ def test_register_tiles_match_reference(filters, kernel_size_mode):
         if NB.conv2d_algorithm(x.shape, W2.shape) != "phases":
             continue                    # a wide convolution (gemm-chunks)
         pixels = phases.pixel_layout(np.float32, filters, sh, sw, kept=True)
-        assert pixels == (sh == sw == 1 and filters == 16 and simd.has_512bit_vectors()), msg
+        assert pixels == (sh == sw == 1 and filters in (16, 32) and simd.has_512bit_vectors()), msg
         for relu in (False, True):
             y, saved = NB.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads, relu=relu)
             assert saved.ndim == (4 if pixels else 3), msg

@@ -109,10 +109,10 @@ def pixel_layout(dtype, f, sh, sw, kept):
     zero-padded (pad_pixels), rather than its phase planes (phase_split)? At stride
     1, where every kernel that reads the split is a register tile: the forward for
     16 or a multiple of 32 float32 filters and, when the split is kept for the
-    weight gradient, the weight gradient for 16. A tile broadcasts one number at a
-    time, so it needs no contiguous runs; padding copies whole rows of pixels,
+    weight gradient, the weight gradient for 16 or 32. A tile broadcasts one number
+    at a time, so it needs no contiguous runs; padding copies whole rows of pixels,
     where the phase planes' transpose reads x with a stride of C numbers."""
-    tiles = f == phases_tiles.FILTERS if kept else (f == phases_tiles.FILTERS or f % 32 == 0)
+    tiles = f in (phases_tiles.FILTERS, 32) if kept else (f == phases_tiles.FILTERS or f % 32 == 0)
     return sh == sw == 1 and np.dtype(dtype) == np.float32 and simd.has_512bit_vectors() and tiles
 
 
@@ -626,8 +626,8 @@ def forward(xq, W2, bias, c, kh, kw, sh, sw, oh, ow, y, relu=False):
 def weight_grad(xq, dy, c, kh, kw, sh, sw, oh, ow, k, relu_output=None):
     """(dW2 (K, F), db (F,)): dW2 = sum over positions of tap runs times dy
     (N*OH*OW, F), db = the column sums of dy, from one pass over dy; one partial
-    sum per thread, added at the end. xq is `split`'s (padded pixels only for 16
-    float32 filters: pixel_layout). With relu_output (the forward's y after its
+    sum per thread, added at the end. xq is `split`'s (padded pixels only for 16 or
+    32 float32 filters: pixel_layout). With relu_output (the forward's y after its
     ReLU, (N*OH*OW, F)), dy is the gradient after that ReLU and is masked as it is
     read (NumpyOps.relu_backward)."""
     _, _, wq, tap_plane, tap_offset = plane_geometry(c, kh, kw, sh, sw, oh, ow)
@@ -645,7 +645,7 @@ def weight_grad(xq, dy, c, kh, kw, sh, sw, oh, ow, k, relu_output=None):
     mask = contig(relu_output) if masked and pixels else (relu_output if masked else dy)
     if pixels or phases_tiles.weight_grad_applies(xq, dy, mask):
         tap_start, step = tap_starts(c, kh, kw, sh, sw, oh, ow, pixels)
-        phases_tiles.weight_grad16(xq.reshape(n, -1), dy, mask, masked, tap_start, step, oh, ow, wq, per_block,
+        phases_tiles.weight_grad(xq.reshape(n, -1), dy, mask, masked, tap_start, step, oh, ow, wq, per_block,
                                    parts, bias_parts, serial)
     else:
         (_weight_grad_serial if serial else _weight_grad)(xq, dy, mask, masked, tap_plane, tap_offset, oh, ow, wq,

@@ -14,10 +14,10 @@ where xs is an image of the split flattened and (tap_start, step) say where a
 tap's numbers lie in it (phases.tap_starts): in the phase planes at
 plane(t)*hq*wq + offset(t) with step 1 (a contiguous run of the tap's plane), in
 the padded pixels (stride 1) at offset(t)*C + ch(t) with step C. Each tap loads
-one vector of W2 and 12 numbers of xs for 12 vector multiply-adds. With a multiple of 32 filters a tile is
-6 positions x 32 filters (two vectors each, 12 sums again). The 16-filter weight
-gradient turns the tile around: 12 taps x 16 filters of sums while the block's
-positions stream past. The flat positions run over the phase planes' rows of wq
+one vector of W2 and 12 numbers of xs for 12 vector multiply-adds. With a
+multiple of 32 filters a tile is 6 positions x 32 filters (two vectors each, 12
+sums again). The weight gradient turns the tile around: 12 taps x 16 filters, or
+6 taps x 32 filters, of sums while the block's positions stream past. The flat positions run over the phase planes' rows of wq
 columns, as in phases.py: positions with j >= ow are computed and not stored.
 Used by phases.forward and phases.weight_grad for float32 where the CPU has
 512-bit vectors (`applies`); the answers are phases._forward's and
@@ -276,9 +276,99 @@ def _forward32(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y):
                     _store2(yf, s00, s01, o, row0, ow, wq, f_count, g, relu)
 
 
+@njit(**JIT)
+def _gather32(dy, relu_output, dq, src0, rows, ow, wq, masked, bsum):
+    # _gather16 for 32 filters: dq[r*wq + j, :] = dy[src0 + r*ow + j, :], zero at
+    # j >= ow, masked by the ReLU when asked; bsum += the block's rows
+    zero = dq.dtype.type(0)
+    for r in range(rows):
+        dst = r * wq
+        src = src0 + r * ow
+        for j in range(ow):
+            for f in range(32):
+                d = dy[src + j, f]
+                if masked and not relu_output[src + j, f] > zero:
+                    d = zero
+                dq[dst + j, f] = d
+                bsum[f] += d
+        for j in range(ow, wq):
+            for f in range(32):
+                dq[dst + j, f] = zero
+
+
+@njit(**JIT)
+def _tap2(xf, r, v0, v1, s0, s1):
+    # one tap of a 6-tap x 32-filter tile: (s0, s1) += xf[r] * (v0, v1)
+    a = vsplat_at(xf, r)
+    return vfma(a, v0, s0), vfma(a, v1, s1)
+
+
+@njit(**PJIT)
+def _weight_grad32(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_per_block, parts,
+                   bias_parts):
+    # _weight_grad16 for 32 filters: tiles of 6 taps x 32 filters (two vectors per
+    # tap, 12 sums) while the block's positions stream past, each position two
+    # vectors of dy and 6 numbers of xs for 12 multiply-adds; the taps left over
+    # one at a time
+    n, image_size = xs.shape
+    nparts, k_count, _ = parts.shape
+    nblocks = (oh + rows_per_block - 1) // rows_per_block
+    jobs = n * nblocks
+    xf = xs.ravel()
+    k6 = k_count - k_count % TILE32
+    for part in prange(nparts):
+        dq = np.empty((rows_per_block * wq, 32), dtype=parts.dtype)
+        dqf = dq.ravel()
+        acc = parts[part]
+        acc[:, :] = 0
+        af = acc.ravel()
+        bsum = bias_parts[part]
+        bsum[:] = 0
+        for g in range(part * jobs // nparts, (part + 1) * jobs // nparts):
+            b = g // nblocks
+            i0 = (g - b * nblocks) * rows_per_block
+            i1 = min(oh, i0 + rows_per_block)
+            length = (i1 - i0) * wq
+            _gather32(dy, relu_output, dq, (b * oh + i0) * ow, i1 - i0, ow, wq, masked, bsum)
+            start = b * image_size + i0 * wq * step
+            for t in range(0, k6, TILE32):
+                r0 = start + tap_start[t]
+                r1 = start + tap_start[t + 1]
+                r2 = start + tap_start[t + 2]
+                r3 = start + tap_start[t + 3]
+                r4 = start + tap_start[t + 4]
+                r5 = start + tap_start[t + 5]
+                o = t * 32
+                s00 = vload(af, o); s01 = vload(af, o + 16); s10 = vload(af, o + 32); s11 = vload(af, o + 48)  # noqa: E702
+                s20 = vload(af, o + 64); s21 = vload(af, o + 80); s30 = vload(af, o + 96)  # noqa: E702
+                s31 = vload(af, o + 112); s40 = vload(af, o + 128); s41 = vload(af, o + 144)  # noqa: E702
+                s50 = vload(af, o + 160); s51 = vload(af, o + 176)  # noqa: E702
+                for p in range(length):
+                    v0 = vload(dqf, p * 32)
+                    v1 = vload(dqf, p * 32 + 16)
+                    a = p * step
+                    s00, s01 = _tap2(xf, r0 + a, v0, v1, s00, s01)
+                    s10, s11 = _tap2(xf, r1 + a, v0, v1, s10, s11)
+                    s20, s21 = _tap2(xf, r2 + a, v0, v1, s20, s21)
+                    s30, s31 = _tap2(xf, r3 + a, v0, v1, s30, s31)
+                    s40, s41 = _tap2(xf, r4 + a, v0, v1, s40, s41)
+                    s50, s51 = _tap2(xf, r5 + a, v0, v1, s50, s51)
+                vstore(af, o, s00); vstore(af, o + 16, s01); vstore(af, o + 32, s10); vstore(af, o + 48, s11)  # noqa: E702
+                vstore(af, o + 64, s20); vstore(af, o + 80, s21); vstore(af, o + 96, s30)  # noqa: E702
+                vstore(af, o + 112, s31); vstore(af, o + 128, s40); vstore(af, o + 144, s41)  # noqa: E702
+                vstore(af, o + 160, s50); vstore(af, o + 176, s51)  # noqa: E702
+            for t in range(k6, k_count):            # the taps left over, one at a time
+                r0 = start + tap_start[t]
+                s00 = vload(af, t * 32); s01 = vload(af, t * 32 + 16)  # noqa: E702
+                for p in range(length):
+                    s00, s01 = _tap2(xf, r0 + p * step, vload(dqf, p * 32), vload(dqf, p * 32 + 16), s00, s01)
+                vstore(af, t * 32, s00); vstore(af, t * 32 + 16, s01)  # noqa: E702
+
+
 _forward16_serial = serial_twin(_forward16)
 _forward32_serial = serial_twin(_forward32)
 _weight_grad16_serial = serial_twin(_weight_grad16)
+_weight_grad32_serial = serial_twin(_weight_grad32)
 
 
 def forward_applies(xs, W2, bias, y):
@@ -289,9 +379,9 @@ def forward_applies(xs, W2, bias, y):
 
 
 def weight_grad_applies(xs, dy, relu_output):
-    """Does `weight_grad16` compute this call of phases.weight_grad? 16 filters, and
-    arrays the vector kernels take (simd.fits)."""
-    return dy.shape[1] == FILTERS and fits(xs, dy, relu_output)
+    """Does `weight_grad` compute this call of phases.weight_grad? 16 or 32
+    filters, and arrays the vector kernels take (simd.fits)."""
+    return dy.shape[1] in (FILTERS, 32) and fits(xs, dy, relu_output)
 
 
 def forward(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y, serial):
@@ -305,9 +395,12 @@ def forward(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y, serial):
     kernel(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y)
 
 
-def weight_grad16(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_per_block, parts,
-                  bias_parts, serial):
-    """phases.weight_grad's parts (P, K, 16) and bias_parts (P, 16), filled in; xs,
-    tap_start and step as in `forward`."""
-    (_weight_grad16_serial if serial else _weight_grad16)(xs, dy, relu_output, masked, tap_start, step,
-                                                          oh, ow, wq, rows_per_block, parts, bias_parts)
+def weight_grad(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_per_block, parts,
+                bias_parts, serial):
+    """phases.weight_grad's parts (P, K, F) and bias_parts (P, F), F 16 or 32, filled
+    in; xs, tap_start and step as in `forward`."""
+    if dy.shape[1] == FILTERS:
+        kernel = _weight_grad16_serial if serial else _weight_grad16
+    else:
+        kernel = _weight_grad32_serial if serial else _weight_grad32
+    kernel(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_per_block, parts, bias_parts)
