@@ -7,7 +7,7 @@ One module per kernel family, and a thin class:
                     one place that chooses between them
     im2col.py       im2col / col2im (unfold and fold back), parallel and serial
     phases.py       direct small convolutions on the input split into stride phases
-    phases_tiles.py the phases forward (16 or 32k filters) and 16-filter dW2 in
+    phases_tiles.py the phases forward (16 or 32k filters) and dW2 (16 or 32) in
                     512-bit register tiles
     gemm.py         float32 matrix products in register tiles (numpy's BLAS otherwise)
     simd.py         the 16-lane float32 vector type those kernels are written in

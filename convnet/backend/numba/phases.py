@@ -640,9 +640,10 @@ def weight_grad(xq, dy, c, kh, kw, sh, sw, oh, ow, k, relu_output=None):
     bias_parts = np.empty((nparts, dy.shape[1]), dtype=dy.dtype)
     masked = relu_output is not None
     pixels = xq.ndim == 4
-    if pixels:
+    if pixels:          # only the tiles read padded pixels: the arrays as they take them
         dy = contig(dy)
-    mask = contig(relu_output) if masked and pixels else (relu_output if masked else dy)
+        relu_output = contig(relu_output) if masked else None
+    mask = relu_output if masked else dy
     if pixels or phases_tiles.weight_grad_applies(xq, dy, mask):
         tap_start, step = tap_starts(c, kh, kw, sh, sw, oh, ow, pixels)
         phases_tiles.weight_grad(xq.reshape(n, -1), dy, mask, masked, tap_start, step, oh, ow, wq, per_block,

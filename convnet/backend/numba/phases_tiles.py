@@ -17,8 +17,9 @@ the padded pixels (stride 1) at offset(t)*C + ch(t) with step C. Each tap loads
 one vector of W2 and 12 numbers of xs for 12 vector multiply-adds. With a
 multiple of 32 filters a tile is 6 positions x 32 filters (two vectors each, 12
 sums again). The weight gradient turns the tile around: 12 taps x 16 filters, or
-6 taps x 32 filters, of sums while the block's positions stream past. The flat positions run over the phase planes' rows of wq
-columns, as in phases.py: positions with j >= ow are computed and not stored.
+6 taps x 32 filters, of sums while the block's positions stream past. The flat
+positions run over the phase planes' rows of wq columns, as in phases.py:
+positions with j >= ow are computed and not stored.
 Used by phases.forward and phases.weight_grad for float32 where the CPU has
 512-bit vectors (`applies`); the answers are phases._forward's and
 phases._weight_grad's (the tests hold them to the NumpyOps reference).
@@ -113,25 +114,27 @@ def _forward16(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y):
                 _store(yf, s, o, b * oh, ow, wq, relu)
 
 
-@njit(**JIT)
-def _gather16(dy, relu_output, dq, src0, rows, ow, wq, masked, bsum):
+@njit(inline="always", **JIT)
+def _gather(dy, relu_output, dq, src0, rows, ow, wq, masked, bsum, f_count):
     # dq[r*wq + j, :] = dy[src0 + r*ow + j, :] for the block's rows r (pixel-major,
     # as the tiles read it), zero at the dropped positions j >= ow; when masked, the
     # gradient before the ReLU whose output was relu_output (0 where it is <= 0, as
-    # phases._gather_block). bsum += the block's rows (db).
+    # phases._gather_block). bsum += the block's rows (db). Inlined into its two
+    # callers with f_count a constant there, so the filter loops have a fixed length
+    # (with f_count read from dq's shape at run time, the 16-filter kernel ran slower).
     zero = dq.dtype.type(0)
     for r in range(rows):
         dst = r * wq
         src = src0 + r * ow
         for j in range(ow):
-            for f in range(FILTERS):
+            for f in range(f_count):
                 d = dy[src + j, f]
                 if masked and not relu_output[src + j, f] > zero:
                     d = zero
                 dq[dst + j, f] = d
                 bsum[f] += d
         for j in range(ow, wq):
-            for f in range(FILTERS):
+            for f in range(f_count):
                 dq[dst + j, f] = zero
 
 
@@ -161,7 +164,7 @@ def _weight_grad16(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, row
             i0 = (g - b * nblocks) * rows_per_block
             i1 = min(oh, i0 + rows_per_block)
             length = (i1 - i0) * wq
-            _gather16(dy, relu_output, dq, (b * oh + i0) * ow, i1 - i0, ow, wq, masked, bsum)
+            _gather(dy, relu_output, dq, (b * oh + i0) * ow, i1 - i0, ow, wq, masked, bsum, FILTERS)
             start = b * image_size + i0 * wq * step
             for t in range(0, k12, TILE):
                 r0 = start + tap_start[t]
@@ -277,26 +280,6 @@ def _forward32(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y):
 
 
 @njit(**JIT)
-def _gather32(dy, relu_output, dq, src0, rows, ow, wq, masked, bsum):
-    # _gather16 for 32 filters: dq[r*wq + j, :] = dy[src0 + r*ow + j, :], zero at
-    # j >= ow, masked by the ReLU when asked; bsum += the block's rows
-    zero = dq.dtype.type(0)
-    for r in range(rows):
-        dst = r * wq
-        src = src0 + r * ow
-        for j in range(ow):
-            for f in range(32):
-                d = dy[src + j, f]
-                if masked and not relu_output[src + j, f] > zero:
-                    d = zero
-                dq[dst + j, f] = d
-                bsum[f] += d
-        for j in range(ow, wq):
-            for f in range(32):
-                dq[dst + j, f] = zero
-
-
-@njit(**JIT)
 def _tap2(xf, r, v0, v1, s0, s1):
     # one tap of a 6-tap x 32-filter tile: (s0, s1) += xf[r] * (v0, v1)
     a = vsplat_at(xf, r)
@@ -329,7 +312,7 @@ def _weight_grad32(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, row
             i0 = (g - b * nblocks) * rows_per_block
             i1 = min(oh, i0 + rows_per_block)
             length = (i1 - i0) * wq
-            _gather32(dy, relu_output, dq, (b * oh + i0) * ow, i1 - i0, ow, wq, masked, bsum)
+            _gather(dy, relu_output, dq, (b * oh + i0) * ow, i1 - i0, ow, wq, masked, bsum, 32)
             start = b * image_size + i0 * wq * step
             for t in range(0, k6, TILE32):
                 r0 = start + tap_start[t]

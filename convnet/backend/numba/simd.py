@@ -97,13 +97,17 @@ def vstore(typingctx, array, index, value):
     return types.none(array, index, value), codegen
 
 
+def _broadcast(builder, scalar):
+    # (scalar, ..., scalar): the scalar into lane 0, then lane 0 shuffled into every lane
+    one_lane = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+    every_lane = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+    return builder.shuffle_vector(one_lane, ir.Constant(_VECTOR, ir.Undefined), every_lane)
+
+
 @intrinsic
 def vsplat(typingctx, scalar):
     def codegen(context, builder, sig, args):
-        one_lane = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), args[0],
-                                          ir.Constant(ir.IntType(32), 0))
-        every_lane = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-        return builder.shuffle_vector(one_lane, ir.Constant(_VECTOR, ir.Undefined), every_lane)
+        return _broadcast(builder, args[0])
     return f32x16(types.float32), codegen
 
 
@@ -111,11 +115,7 @@ def vsplat(typingctx, scalar):
 def vsplat_at(typingctx, array, index):
     def codegen(context, builder, sig, args):
         data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        scalar = builder.load(builder.gep(data, [args[1]]))
-        one_lane = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), scalar,
-                                          ir.Constant(ir.IntType(32), 0))
-        every_lane = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-        return builder.shuffle_vector(one_lane, ir.Constant(_VECTOR, ir.Undefined), every_lane)
+        return _broadcast(builder, builder.load(builder.gep(data, [args[1]])))
     return f32x16(array, index), codegen
 
 
