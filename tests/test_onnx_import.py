@@ -55,13 +55,39 @@ def run_ort(path_or_proto, feeds):
     return sess.run(None, feeds)
 
 
+# Models whose last op is a softmax of mathematically equal logits too large for
+# float32 to hold equal: light_squeezenet's constant weights give all 1000 logits
+# about 9.5e9, where float32's spacing is 1024. A sum taken in another order (an
+# AVX2 BLAS kernel rounds the last 8 of 1000 channels in its tail kernel) moves a
+# logit by an ulp or two, and softmax turns those 2,048 units into probabilities
+# 1/56 instead of 1/1000, although the logits agree with ONNX Runtime's to 2e-7.
+# For these the test compares the softmax's input, with ONNX Runtime as reference.
+SOFTMAX_OF_EQUAL_HUGE_LOGITS = {"squeezenet"}
+
+
+def without_final_softmax(proto):
+    """The model with its last node (a Softmax) removed: its output is the logits
+    (a softmax keeps the shape, so the output's type stays as it is)."""
+    last = proto.graph.node[-1]
+    assert last.op_type == "Softmax" and last.output[0] == proto.graph.output[0].name
+    proto.graph.node.pop()
+    proto.graph.output[0].name = last.input[0]
+    return proto
+
+
 @pytest.mark.parametrize("name", LIGHT_MODELS)
 def test_light_zoo_model_reference_output(name, tmp_path):
     path = os.path.join(LIGHT, f"light_{name}.onnx")
     proto = onnx.load(path)
+    input_name, x = light_input(proto)
+    if name in SOFTMAX_OF_EQUAL_HUGE_LOGITS:
+        proto = without_final_softmax(proto)
+        path = tmp_path / "logits.onnx"
+        onnx.save(proto, path)
+        ref = run_ort(proto, {input_name: x})[0]
+    else:
+        ref = numpy_helper.to_array(onnx.load_tensor(os.path.join(LIGHT, f"light_{name}_output_0.pb")))
     model = cn.onnx.load(path)
-    _, x = light_input(proto)
-    ref = numpy_helper.to_array(onnx.load_tensor(os.path.join(LIGHT, f"light_{name}_output_0.pb")))
     y = to_onnx_layout(model(nchw_to_nhwc(x)))
     np.testing.assert_allclose(y, ref, rtol=1e-3, atol=1e-7)       # ONNX's model-test tolerances
     # import then export: ONNX Runtime gives the same outputs from both files
