@@ -31,8 +31,11 @@ install: $(STAMP)
 # The suite checks the real Fashion-MNIST files against the pinned hashes where
 # Debian's package is installed; where apt cannot install it, those tests skip
 # and say what is unverified.
+# Two worker processes (pytest-xdist): most of a fresh clone's run is Numba compiling
+# the kernels into an empty cache, one core at a time, and two processes compile two at
+# once (on the 2-core Zen 3 VM of 2026-12-02: 512 s in one process, 301 s in two).
 test: $(STAMP) $(TEST_DEPS) debian-data
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # Reference engines that some tests compare against (PyTorch autograd for the graph
 # parity tests, torch.optim.Adam), never dependencies of convnet; where pip cannot get
