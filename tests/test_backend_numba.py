@@ -164,12 +164,14 @@ def test_register_tiles_match_reference(filters, kernel_size_mode):
              ((1, 1), (1, 1), "valid", (1, 3, 4, 5)), ((5, 3), (1, 2), "same", (2, 7, 13, 2)),
              ((1, 1), (1, 1), "valid", (2, 1, 5, 3)), ((3, 3), (1, 1), "valid", (2, 3, 4, 2)),
              ((3, 3), (1, 1), "same", (1, 32, 32, 16)), ((2, 3), (1, 1), "same", (2, 5, 6, 32))]
+    # the filter counts whose every kernel is a tile (the narrow tiles: 16 only)
+    tile_filters = (16, 32) if simd.has_512bit_vectors() else (16,) if simd.has_256bit_fma() else ()
     for (kh, kw), (sh, sw), padding, shape in cases:
         msg, pads, x, W2, b = _conv_case(rng, np.float32, (kh, kw), (sh, sw), padding, shape, filters)
         if NB.conv2d_algorithm(x.shape, W2.shape) != "phases":
             continue                    # a wide convolution (gemm-chunks)
         pixels = phases.pixel_layout(np.float32, filters, sh, sw, kept=True)
-        assert pixels == (sh == sw == 1 and filters in (16, 32) and simd.has_512bit_vectors()), msg
+        assert pixels == (sh == sw == 1 and filters in tile_filters), msg
         for relu in (False, True):
             y, saved = NB.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads, relu=relu)
             assert saved.ndim == (4 if pixels else 3), msg
@@ -183,6 +185,44 @@ def test_register_tiles_match_reference(filters, kernel_size_mode):
             got = NB.conv2d_backward(dy, x, kept, W2, kh, kw, sh, sw, pads)
             for name, a, r in zip(("dx", "dW2", "db"), got, ref):
                 np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4, err_msg=f"{name} {msg}")
+
+
+def test_narrow_tiles_match_reference(monkeypatch):
+    # the narrow tiles (6 positions or taps x 16 filters, for CPUs whose vectors are
+    # 256 bits: phases_tiles.narrow), forced on whatever this CPU is: 16 filters on
+    # both layouts (stride 1 on padded pixels, stride 2 on phase planes), flat
+    # position counts and tap counts K that are and are not multiples of 6 (the
+    # one-at-a-time tails), a multiple of 16 in groups (48 filters; 32 filters run
+    # the "tiles" algorithm, whose dx is the tile with 32 filters), with the ReLU
+    from convnet.backend.numba import conv, phases_tiles
+    monkeypatch.setattr(phases_tiles, "narrow", lambda: True)
+    conv.choose.cache_clear()
+    ran = []
+    for name in ("_forward_narrow", "_forward_narrow_serial", "_weight_grad16_narrow",
+                 "_weight_grad16_narrow_serial"):
+        kernel = getattr(phases_tiles, name)
+        monkeypatch.setattr(phases_tiles, name, lambda *a, kernel=kernel, name=name: (ran.append(name), kernel(*a)))
+    rng = np.random.default_rng(25)
+    cases = [((3, 3), (1, 1), "same", (3, 7, 9, 16), 16), ((3, 3), (1, 1), "valid", (2, 5, 4, 1), 16),
+             ((2, 3), (1, 1), "same", (2, 5, 6, 3), 16), ((3, 3), (2, 2), "valid", (2, 11, 9, 3), 16),
+             ((3, 3), (1, 1), "same", (2, 6, 5, 3), 48), ((3, 3), (1, 1), "same", (2, 6, 7, 16), 32)]
+    try:
+        for kernel, strides, padding, shape, f in cases:
+            msg, pads, x, W2, b = _conv_case(rng, np.float32, kernel, strides, padding, shape, f)
+            (kh, kw), (sh, sw) = kernel, strides
+            ran.clear()
+            y, saved = NB.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads, relu=True)
+            ref_y, ref_saved = REF.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads)
+            np.testing.assert_allclose(y, REF.relu(ref_y), rtol=1e-4, atol=1e-4, err_msg=msg)
+            dy = _data(rng, y.shape, np.float32)
+            got = NB.conv2d_backward(dy, x, saved, W2, kh, kw, sh, sw, pads, relu_output=y)
+            ref = REF.conv2d_backward(REF.relu_backward(dy, y), x, ref_saved, W2, kh, kw, sh, sw, pads)
+            for name, a, r in zip(("dx", "dW2", "db"), got, ref):
+                np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4, err_msg=f"{name} {msg}")
+            assert any(name.startswith("_forward_narrow") for name in ran), msg
+            assert any(name.startswith("_weight_grad16_narrow") for name in ran) == (f == 16), msg
+    finally:
+        conv.choose.cache_clear()
 
 
 def test_padded_pixels_hold_the_phase_planes_numbers():
@@ -697,7 +737,7 @@ def test_conv_algorithm_is_named_and_chosen_in_one_place():
     assert REF.conv2d_algorithm((128, 28, 28, 1), (9, 32)) == "im2col-gemm"
     # 32 float32 filters at stride 1: direct register tiles where the CPU has them
     from convnet.backend.numba import simd
-    tiles = "tiles" if simd.has_512bit_vectors() else "gemm-chunks"
+    tiles = "tiles" if simd.has_512bit_vectors() or simd.has_256bit_fma() else "gemm-chunks"
     assert NB.conv2d_algorithm((32, 16, 16, 32), (288, 32), (np.float32,)) == tiles
     assert NB.conv2d_algorithm((32, 16, 16, 32), (288, 32), (np.float32,), (2, 2)) == "gemm-chunks"
     assert NB.conv2d_algorithm((32, 16, 16, 32), (288, 32), (np.float64,)) == "gemm-chunks"
@@ -721,8 +761,8 @@ def test_tiles_convolution_matches_reference():
     # padded pixels, dW2 and db from gemm-chunks; with and without the fused ReLU,
     # without dx, and with padding wider than the window (dx then by col2im)
     from convnet.backend.numba import simd
-    if not simd.has_512bit_vectors():
-        pytest.skip("the tiles need 512-bit vectors")
+    if not (simd.has_512bit_vectors() or simd.has_256bit_fma()):
+        pytest.skip("the tiles need 512-bit vectors, or 256-bit ones with FMA")
     rng = np.random.default_rng(24)
     for (kh, kw), padding, shape in [((3, 3), "same", (3, 7, 9, 16)), ((2, 3), "valid", (2, 6, 5, 32)),
                                      ((3, 3), 3, (1, 4, 5, 8))]:

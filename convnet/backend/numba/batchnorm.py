@@ -19,12 +19,12 @@ column per channel (channels-last makes that a free reshape).
   as it reads them, with the same operations, so xhat is bit for bit the one the
   forward pass used: one array less written per forward pass, and no more read
   back. Backward takes one pass for the two sums and one for dx.
-- For float32 with a multiple of 16 channels on a CPU with 512-bit vectors
-  (simd.fits), both kernels of sums are one (_pair_sums16) that holds a row's
-  channels as vectors (simd.py) whose sums stay in registers, two rows per
-  step; each block of VECTOR_BLOCK rows
-  is summed in float32 and then added into the float64 sums (the scalar kernels
-  load and store their float64 sums in memory for every element: measured on W5's
+- For float32 with a multiple of 16 channels on a CPU with 512-bit vectors, or
+  AVX2 with FMA (simd.fits_narrow), both kernels of sums are one (_pair_sums16)
+  that holds a row's channels as vectors (simd.py) whose sums stay in registers,
+  two rows per step; each block of VECTOR_BLOCK rows is summed in float32 and
+  then added into the float64 sums (the scalar kernels load and store their
+  float64 sums in memory for every element: measured on W5's
   first stage at batch 32, (32768, 16) rows, the statistics' sums take 0.046 ms
   instead of 0.114 and the gradient's 0.049 instead of 0.174). A block's float32
   sum adds no more rounding than numpy's own float32 sums.
@@ -39,7 +39,7 @@ from numba import njit, prange
 
 from . import threads
 from ._jit import JIT, PJIT, serial_twin
-from .simd import LANES, fits, vadd, vfma, vload, vmul, vstore, vsub, vzero
+from .simd import LANES, fits_narrow, vadd, vfma, vload, vmul, vstore, vsub, vzero
 
 _CHUNKS = 16        # row chunks for the partial sums (a multiple of any small core count)
 
@@ -173,8 +173,10 @@ def _kernels(size):
 
 def _vectors_fit(*rows):
     """Do the vector kernels of sums take these (M, C) arrays? float32, C a
-    multiple of 16, and simd.fits."""
-    return rows[0].shape[1] % LANES == 0 and fits(*rows)
+    multiple of 16, and simd.fits_narrow (four sums in flight fit AVX2's registers
+    too: W5's (32768, 16) rows there, statistics + normalize + backward 0.76 ->
+    0.49 ms)."""
+    return rows[0].shape[1] % LANES == 0 and fits_narrow(*rows)
 
 
 def _as_rows(a):

@@ -47,7 +47,7 @@ import functools
 import numpy as np
 from numba import njit, prange
 
-from . import phases_tiles, simd, threads
+from . import phases_tiles, threads
 from ._jit import JIT, PJIT, contig, serial_twin
 
 # The inner loops below are small functions of their own: compiled alone, LLVM
@@ -107,13 +107,14 @@ def tap_starts(c, kh, kw, sh, sw, oh, ow, pixels):
 def pixel_layout(dtype, f, sh, sw, kept):
     """Is the split of this convolution (f filters, strides sh, sw) x's own pixels,
     zero-padded (pad_pixels), rather than its phase planes (phase_split)? At stride
-    1, where every kernel that reads the split is a register tile: the forward for
-    16 or a multiple of 32 float32 filters and, when the split is kept for the
-    weight gradient, the weight gradient for 16 or 32. A tile broadcasts one number
+    1, where every kernel that reads the split is a register tile
+    (phases_tiles.reads_pixels: with 512-bit vectors the forward for 16 or a
+    multiple of 32 float32 filters and, when the split is kept for the weight
+    gradient, the weight gradient for 16 or 32; on the narrow tiles, 16 filters).
+    A tile broadcasts one number
     at a time, so it needs no contiguous runs; padding copies whole rows of pixels,
     where the phase planes' transpose reads x with a stride of C numbers."""
-    tiles = f in (phases_tiles.FILTERS, 32) if kept else (f == phases_tiles.FILTERS or f % 32 == 0)
-    return sh == sw == 1 and np.dtype(dtype) == np.float32 and simd.has_512bit_vectors() and tiles
+    return sh == sw == 1 and np.dtype(dtype) == np.float32 and phases_tiles.reads_pixels(f, kept)
 
 
 def rows_per_block(wq, n=None, oh=None):

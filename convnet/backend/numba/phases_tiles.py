@@ -21,15 +21,20 @@ sums again). The weight gradient turns the tile around: 12 taps x 16 filters, or
 positions run over the phase planes' rows of wq columns, as in phases.py:
 positions with j >= ow are computed and not stored.
 Used by phases.forward and phases.weight_grad for float32 where the CPU has
-512-bit vectors (`applies`); the answers are phases._forward's and
-phases._weight_grad's (the tests hold them to the NumpyOps reference).
+512-bit vectors (`forward_applies`, `weight_grad_applies`); the answers are
+phases._forward's and phases._weight_grad's (the tests hold them to the NumpyOps
+reference). Where the vectors are 256 bits (AVX2 with FMA: `narrow`), each
+16-lane value takes two of the 16 registers, and the narrow tiles run instead: 6
+positions x 16 filters for any multiple of 16 filters (a group of 16 at a time),
+6 taps x 16 filters for the weight gradient of 16 (measured on a Zen 3 VM: W5's
+16 -> 16 layers 32 -> 60 GF/s forward and backward, W5's training 1.3x).
 """
 
 import numpy as np
 from numba import njit, prange
 
 from ._jit import JIT, PJIT, serial_twin
-from .simd import fits, vfma, vload, vrelu, vsplat_at, vstore
+from .simd import fits, fits_narrow, has_256bit_fma, has_512bit_vectors, vfma, vload, vrelu, vsplat_at, vstore
 
 FILTERS = 16
 
@@ -42,6 +47,9 @@ TILE32 = 6
 
 #: tiles per parallel job (96 positions: enough work per job, enough jobs per image)
 TILES_PER_JOB = 8
+
+#: positions (or taps) per narrow tile, where a 16-lane vector is two registers
+TILE_NARROW = 6
 
 
 @njit(**JIT)
@@ -348,22 +356,171 @@ def _weight_grad32(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, row
                 vstore(af, t * 32, s00); vstore(af, t * 32 + 16, s01)  # noqa: E702
 
 
+# ------------------------------------------------------------ narrow tiles
+# Where the CPU has 256-bit vectors and no 512-bit ones (AVX2 with FMA: 16 vector
+# registers), each 16-lane value is two registers, and a tile of 12 sums would take
+# 24 of them: LLVM spills sums to memory in the inner loop. The narrow tiles keep 6
+# sums (12 registers), plus the vector of W2 or dy (2) and the broadcast number (1):
+# 6 positions x 16 filters, or 6 taps x 16 filters for the weight gradient, the
+# shape of the classic AVX2 matrix-product kernel (6 rows x 16 columns).
+
+@njit(inline="always", **JIT)
+def _six(xf, r, step, v, s0, s1, s2, s3, s4, s5):
+    # s_q += xf[r + q*step] * v, q = 0..5: one tap of a tile of 6 positions
+    return (vfma(vsplat_at(xf, r), v, s0), vfma(vsplat_at(xf, r + step), v, s1),
+            vfma(vsplat_at(xf, r + 2 * step), v, s2), vfma(vsplat_at(xf, r + 3 * step), v, s3),
+            vfma(vsplat_at(xf, r + 4 * step), v, s4), vfma(vsplat_at(xf, r + 5 * step), v, s5))
+
+
+@njit(inline="always", **JIT)
+def _store_at(yf, s, o, row0, ow, wq, f_count, g, relu):
+    # as _store, for filters g..g+15 of an output pixel with f_count filters
+    i = o // wq
+    j = o - i * wq
+    if j < ow:
+        vstore(yf, ((row0 + i) * ow + j) * f_count + g, vrelu(s) if relu else s)
+
+
+@njit(**PJIT)
+def _forward_narrow(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y):
+    # _forward16 in tiles of TILE_NARROW = 6 positions x 16 filters (6 sums in
+    # registers through all K taps; each tap loads one vector of W2 and 6 numbers of
+    # xs), for a multiple of 16 filters: one group of 16 after the other (the tile's
+    # numbers of xs are in L1 again for the next group)
+    n, image_size = xs.shape
+    k_count, f_count = W2.shape
+    positions = oh * wq
+    full = positions // TILE_NARROW
+    per_job = 2 * TILES_PER_JOB             # the same 96 positions per job as _forward16
+    jobs = max(1, (full + per_job - 1) // per_job)
+    xf = xs.ravel()
+    wf = W2.ravel()
+    yf = y.ravel()
+    for job in prange(n * jobs):
+        b = job // jobs
+        first = (job - b * jobs) * per_job
+        image = b * image_size
+        row0 = b * oh
+        for tile in range(first, min(full, first + per_job)):
+            o0 = tile * TILE_NARROW
+            for g in range(0, f_count, FILTERS):
+                s0 = vload(bias, g)
+                s1 = s0; s2 = s0; s3 = s0; s4 = s0; s5 = s0  # noqa: E702
+                for t in range(k_count):
+                    s0, s1, s2, s3, s4, s5 = _six(xf, image + tap_start[t] + o0 * step, step,
+                                                  vload(wf, t * f_count + g), s0, s1, s2, s3, s4, s5)
+                _store_at(yf, s0, o0, row0, ow, wq, f_count, g, relu)
+                _store_at(yf, s1, o0 + 1, row0, ow, wq, f_count, g, relu)
+                _store_at(yf, s2, o0 + 2, row0, ow, wq, f_count, g, relu)
+                _store_at(yf, s3, o0 + 3, row0, ow, wq, f_count, g, relu)
+                _store_at(yf, s4, o0 + 4, row0, ow, wq, f_count, g, relu)
+                _store_at(yf, s5, o0 + 5, row0, ow, wq, f_count, g, relu)
+        if job - b * jobs == jobs - 1:           # the last positions % 6 (as in _forward16)
+            for o in range(full * TILE_NARROW, positions):
+                for g in range(0, f_count, FILTERS):
+                    s = vload(bias, g)
+                    for t in range(k_count):
+                        s = vfma(vsplat_at(xf, image + tap_start[t] + o * step), vload(wf, t * f_count + g), s)
+                    _store_at(yf, s, o, row0, ow, wq, f_count, g, relu)
+
+
+@njit(**PJIT)
+def _weight_grad16_narrow(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_per_block, parts,
+                          bias_parts):
+    # _weight_grad16 in tiles of 6 taps x 16 filters: 6 vectors of sums stay in
+    # registers while the block's positions stream past (one vector of dy and 6
+    # numbers of xs each); the taps left over one at a time
+    n, image_size = xs.shape
+    nparts, k_count, _ = parts.shape
+    nblocks = (oh + rows_per_block - 1) // rows_per_block
+    jobs = n * nblocks
+    xf = xs.ravel()
+    k6 = k_count - k_count % TILE_NARROW
+    for part in prange(nparts):
+        dq = np.empty((rows_per_block * wq, FILTERS), dtype=parts.dtype)
+        dqf = dq.ravel()
+        acc = parts[part]
+        acc[:, :] = 0
+        af = acc.ravel()
+        bsum = bias_parts[part]
+        bsum[:] = 0
+        for g in range(part * jobs // nparts, (part + 1) * jobs // nparts):
+            b = g // nblocks
+            i0 = (g - b * nblocks) * rows_per_block
+            i1 = min(oh, i0 + rows_per_block)
+            length = (i1 - i0) * wq
+            _gather(dy, relu_output, dq, (b * oh + i0) * ow, i1 - i0, ow, wq, masked, bsum, FILTERS)
+            start = b * image_size + i0 * wq * step
+            for t in range(0, k6, TILE_NARROW):
+                r0 = start + tap_start[t]
+                r1 = start + tap_start[t + 1]
+                r2 = start + tap_start[t + 2]
+                r3 = start + tap_start[t + 3]
+                r4 = start + tap_start[t + 4]
+                r5 = start + tap_start[t + 5]
+                o = t * FILTERS
+                s0 = vload(af, o); s1 = vload(af, o + 16); s2 = vload(af, o + 32)  # noqa: E702
+                s3 = vload(af, o + 48); s4 = vload(af, o + 64); s5 = vload(af, o + 80)  # noqa: E702
+                for p in range(length):
+                    v = vload(dqf, p * FILTERS)
+                    a = p * step
+                    s0 = vfma(vsplat_at(xf, r0 + a), v, s0)
+                    s1 = vfma(vsplat_at(xf, r1 + a), v, s1)
+                    s2 = vfma(vsplat_at(xf, r2 + a), v, s2)
+                    s3 = vfma(vsplat_at(xf, r3 + a), v, s3)
+                    s4 = vfma(vsplat_at(xf, r4 + a), v, s4)
+                    s5 = vfma(vsplat_at(xf, r5 + a), v, s5)
+                vstore(af, o, s0); vstore(af, o + 16, s1); vstore(af, o + 32, s2)  # noqa: E702
+                vstore(af, o + 48, s3); vstore(af, o + 64, s4); vstore(af, o + 80, s5)  # noqa: E702
+            for t in range(k6, k_count):            # the taps left over, one at a time
+                r0 = start + tap_start[t]
+                s0 = vload(af, t * FILTERS)
+                for p in range(length):
+                    s0 = vfma(vsplat_at(xf, r0 + p * step), vload(dqf, p * FILTERS), s0)
+                vstore(af, t * FILTERS, s0)
+
+
 _forward16_serial = serial_twin(_forward16)
 _forward32_serial = serial_twin(_forward32)
 _weight_grad16_serial = serial_twin(_weight_grad16)
 _weight_grad32_serial = serial_twin(_weight_grad32)
+_forward_narrow_serial = serial_twin(_forward_narrow)
+_weight_grad16_narrow_serial = serial_twin(_weight_grad16_narrow)
+
+
+def narrow():
+    """Does this CPU run the narrow tiles (AVX2 and FMA, no 512-bit vectors)? They
+    exist for 16 filters only."""
+    return has_256bit_fma() and not has_512bit_vectors()
+
+
+def reads_pixels(f, kept):
+    """Do the tiles take every kernel of a stride-1 float32 convolution of f filters
+    that reads the split (the forward, and when kept, the weight gradient too)?
+    phases.pixel_layout asks: only the tiles read padded pixels."""
+    if narrow():
+        return f == FILTERS if kept else f % FILTERS == 0
+    if not has_512bit_vectors():
+        return False
+    return f in (FILTERS, 32) if kept else (f == FILTERS or f % 32 == 0)
 
 
 def forward_applies(xs, W2, bias, y):
     """Does `forward` compute this call of phases.forward? 16 filters or a multiple
-    of 32, and arrays the vector kernels take (simd.fits)."""
+    of 32 where the CPU has 512-bit vectors (simd.fits), 16 filters on the narrow
+    tiles; float32 C-contiguous arrays."""
     f = W2.shape[1]
+    if narrow():
+        return f % FILTERS == 0 and fits_narrow(xs, W2, bias, y)
     return (f == FILTERS or f % 32 == 0) and fits(xs, W2, bias, y)
 
 
 def weight_grad_applies(xs, dy, relu_output):
     """Does `weight_grad` compute this call of phases.weight_grad? 16 or 32
-    filters, and arrays the vector kernels take (simd.fits)."""
+    filters where the CPU has 512-bit vectors (simd.fits), 16 on the narrow tiles;
+    float32 C-contiguous arrays."""
+    if narrow():
+        return dy.shape[1] == FILTERS and fits_narrow(xs, dy, relu_output)
     return dy.shape[1] in (FILTERS, 32) and fits(xs, dy, relu_output)
 
 
@@ -371,7 +528,9 @@ def forward(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y, serial):
     """y (N*OH*OW, F) = phases.forward's convolution for W2 (K, F), F 16 or a
     multiple of 32, written into y. xs (N, image_size) is the split input in either
     of phases.py's layouts, tap t of flat position o at xs[b, tap_start[t] + o*step]."""
-    if W2.shape[1] == FILTERS:
+    if narrow():
+        kernel = _forward_narrow_serial if serial else _forward_narrow
+    elif W2.shape[1] == FILTERS:
         kernel = _forward16_serial if serial else _forward16
     else:
         kernel = _forward32_serial if serial else _forward32
@@ -382,7 +541,9 @@ def weight_grad(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_p
                 bias_parts, serial):
     """phases.weight_grad's parts (P, K, F) and bias_parts (P, F), F 16 or 32, filled
     in; xs, tap_start and step as in `forward`."""
-    if dy.shape[1] == FILTERS:
+    if dy.shape[1] == FILTERS and narrow():
+        kernel = _weight_grad16_narrow_serial if serial else _weight_grad16_narrow
+    elif dy.shape[1] == FILTERS:
         kernel = _weight_grad16_serial if serial else _weight_grad16
     else:
         kernel = _weight_grad32_serial if serial else _weight_grad32

@@ -28,7 +28,9 @@ instructions beside each multiply-add (measured: the 16-filter phases tile ran a
 half speed with vsplat(a[i])). Where the CPU has no
 512-bit vectors LLVM splits each value into narrower ones, which stays correct
 but runs out of registers; gemm.py and phases_tiles.py use their kernels only
-where `fits(...)`.
+where `fits(...)`, except for kernels with few values in flight (phases_tiles.py's
+narrow tiles, batchnorm.py's sums: `fits_narrow(...)`), which fit AVX2's 16
+256-bit registers two halves to a value.
 """
 
 import functools
@@ -67,10 +69,26 @@ def has_512bit_vectors():
     return "+avx512f" in binding.get_host_cpu_features().flatten().split(",")
 
 
+@functools.lru_cache(maxsize=1)
+def has_256bit_fma():
+    """Does this CPU have AVX2 and FMA (16 registers of 8 float32 lanes, where an
+    F32x16 value takes two: phases_tiles.py's narrow tiles are sized for that)?"""
+    features = binding.get_host_cpu_features().flatten().split(",")
+    return "+avx2" in features and "+fma" in features
+
+
 def fits(*arrays):
     """Can the kernels written in this type take these arrays? float32 and
     C-contiguous, on a CPU with 512-bit vectors."""
     return has_512bit_vectors() and all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays)
+
+
+def fits_narrow(*arrays):
+    """fits(), or the same arrays on a CPU with AVX2 and FMA, where each F32x16 value
+    takes two registers: for kernels with few values in flight (batch norm's four
+    sums, phases_tiles.py's narrow tiles)."""
+    return ((has_512bit_vectors() or has_256bit_fma())
+            and all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays))
 
 
 def _lane_pointer(context, builder, array_type, array, index):
