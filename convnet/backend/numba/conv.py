@@ -42,7 +42,7 @@ import functools
 
 import numpy as np
 
-from . import elementwise, gemm, im2col, phases, threads, workers
+from . import elementwise, gemm, im2col, phases, phases_tiles, threads, workers
 from ._jit import JIT_DTYPES, contig
 
 GEMM_CHUNKS = "gemm-chunks"
@@ -78,6 +78,13 @@ def choose(W2_shape, dtypes, taps, strides=(1, 1)):
             and phases.pixel_layout(dtypes[0], f, strides[0], strides[1], kept=False)):
         return TILES
     return GEMM_CHUNKS
+
+
+def tiles_weight_grad_direct():
+    """Does "tiles" take dW2 and db from the direct weight-gradient tile on the split
+    its forward kept, rather than from the gemm chunks? On the narrow tiles
+    (phases_tiles.narrow)."""
+    return phases_tiles.narrow()
 
 
 def _chunk_images(n, rows_per_image, k, itemsize, chunk_bytes, serial):

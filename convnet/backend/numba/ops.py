@@ -97,8 +97,9 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         x, W2 = contig(x), contig(W2)
         if algorithm == conv.PHASES:
             return conv.phases_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, training, relu)
-        if algorithm == conv.TILES:     # nothing kept: dW2's gemm chunks unfold x again
-            return conv.phases_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, False, relu)[0], None
+        if algorithm == conv.TILES:     # kept only for a direct dW2; the gemm chunks unfold x again
+            return conv.phases_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow,
+                                       training and conv.tiles_weight_grad_direct(), relu)
         y = conv.gemm_chunks_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow,
                                      self.conv_chunk_bytes, self.conv_jobs_per_core, relu)
         return y, None          # backward recomputes the chunks from x
@@ -108,7 +109,8 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         dy = dL/dy (N*OH*OW, F), by the algorithm conv2d_algorithm names ("phases"
         takes dW2 and db from its direct kernel, and dx from phases_input_grad or the
         chunked col2im path; "tiles" its dx from phases_input_grad and dW2 and db
-        from the gemm chunks). The ReLU's mask (relu_output) is applied as each chunk
+        from the gemm chunks, or on the narrow tiles from the direct kernel on the
+        split its forward kept: conv.tiles_weight_grad_direct). The ReLU's mask (relu_output) is applied as each chunk
         of dy is first read (gemm-chunks), or as the direct kernel reads dy when only
         dW2 and db are needed (phases), else in a pass of its own."""
         algorithm = self.conv2d_algorithm(x.shape, W2.shape, (dy.dtype, x.dtype, W2.dtype), (sh, sw))
@@ -131,6 +133,10 @@ class NumbaOps(BatchNormKernels, NumpyOps):
             dy, relu_output = self.relu_backward(dy, relu_output), None
         if algorithm == conv.TILES:
             dx = conv.phases_input_grad(dy, W2, x.shape, kh, kw, pt, pl, oh, ow) if need_dx else None
+            if conv.tiles_weight_grad_direct():
+                dW2, db = conv.phases_weight_grad(dy, x, saved, W2, kh, kw, sh, sw, pt, pl, oh, ow,
+                                                  None if relu_output is None else contig(relu_output))
+                return dx, dW2, db
             _, dW2, db = conv.gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, False, True,
                                                    self.conv_chunk_bytes, self.conv_jobs_per_core,
                                                    None if relu_output is None else contig(relu_output))

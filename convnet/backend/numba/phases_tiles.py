@@ -25,9 +25,10 @@ Used by phases.forward and phases.weight_grad for float32 where the CPU has
 phases._forward's and phases._weight_grad's (the tests hold them to the NumpyOps
 reference). Where the vectors are 256 bits (AVX2 with FMA: `narrow`), each
 16-lane value takes two of the 16 registers, and the narrow tiles run instead: 6
-positions x 16 filters for any multiple of 16 filters (a group of 16 at a time),
-6 taps x 16 filters for the weight gradient of 16 (measured on a Zen 3 VM: W5's
-16 -> 16 layers 32 -> 60 GF/s forward and backward, W5's training 1.3x).
+positions x 16 filters for the forward, 6 taps x 16 filters for the weight
+gradient, for any multiple of 16 filters (a group of 16 at a time; measured on a
+Zen 3 VM: W5's 16 -> 16 layers 32 -> 60 GF/s forward and backward, W5's
+training 1.3x).
 """
 
 import numpy as np
@@ -425,19 +426,20 @@ def _forward_narrow(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y):
 
 
 @njit(**PJIT)
-def _weight_grad16_narrow(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_per_block, parts,
-                          bias_parts):
-    # _weight_grad16 in tiles of 6 taps x 16 filters: 6 vectors of sums stay in
-    # registers while the block's positions stream past (one vector of dy and 6
-    # numbers of xs each); the taps left over one at a time
+def _weight_grad_narrow(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_per_block, parts,
+                        bias_parts):
+    # _weight_grad16 in tiles of 6 taps x 16 filters, for a multiple of 16 filters
+    # (one group of 16 after the other): 6 vectors of sums stay in registers while
+    # the block's positions stream past (one vector of dy and 6 numbers of xs each);
+    # the taps left over one at a time
     n, image_size = xs.shape
-    nparts, k_count, _ = parts.shape
+    nparts, k_count, f_count = parts.shape
     nblocks = (oh + rows_per_block - 1) // rows_per_block
     jobs = n * nblocks
     xf = xs.ravel()
     k6 = k_count - k_count % TILE_NARROW
     for part in prange(nparts):
-        dq = np.empty((rows_per_block * wq, FILTERS), dtype=parts.dtype)
+        dq = np.empty((rows_per_block * wq, f_count), dtype=parts.dtype)
         dqf = dq.ravel()
         acc = parts[part]
         acc[:, :] = 0
@@ -449,7 +451,7 @@ def _weight_grad16_narrow(xs, dy, relu_output, masked, tap_start, step, oh, ow, 
             i0 = (g - b * nblocks) * rows_per_block
             i1 = min(oh, i0 + rows_per_block)
             length = (i1 - i0) * wq
-            _gather(dy, relu_output, dq, (b * oh + i0) * ow, i1 - i0, ow, wq, masked, bsum, FILTERS)
+            _gather(dy, relu_output, dq, (b * oh + i0) * ow, i1 - i0, ow, wq, masked, bsum, f_count)
             start = b * image_size + i0 * wq * step
             for t in range(0, k6, TILE_NARROW):
                 r0 = start + tap_start[t]
@@ -458,26 +460,30 @@ def _weight_grad16_narrow(xs, dy, relu_output, masked, tap_start, step, oh, ow, 
                 r3 = start + tap_start[t + 3]
                 r4 = start + tap_start[t + 4]
                 r5 = start + tap_start[t + 5]
-                o = t * FILTERS
-                s0 = vload(af, o); s1 = vload(af, o + 16); s2 = vload(af, o + 32)  # noqa: E702
-                s3 = vload(af, o + 48); s4 = vload(af, o + 64); s5 = vload(af, o + 80)  # noqa: E702
-                for p in range(length):
-                    v = vload(dqf, p * FILTERS)
-                    a = p * step
-                    s0 = vfma(vsplat_at(xf, r0 + a), v, s0)
-                    s1 = vfma(vsplat_at(xf, r1 + a), v, s1)
-                    s2 = vfma(vsplat_at(xf, r2 + a), v, s2)
-                    s3 = vfma(vsplat_at(xf, r3 + a), v, s3)
-                    s4 = vfma(vsplat_at(xf, r4 + a), v, s4)
-                    s5 = vfma(vsplat_at(xf, r5 + a), v, s5)
-                vstore(af, o, s0); vstore(af, o + 16, s1); vstore(af, o + 32, s2)  # noqa: E702
-                vstore(af, o + 48, s3); vstore(af, o + 64, s4); vstore(af, o + 80, s5)  # noqa: E702
+                for h in range(0, f_count, FILTERS):
+                    o = t * f_count + h
+                    s0 = vload(af, o); s1 = vload(af, o + f_count); s2 = vload(af, o + 2 * f_count)  # noqa: E702
+                    s3 = vload(af, o + 3 * f_count); s4 = vload(af, o + 4 * f_count)  # noqa: E702
+                    s5 = vload(af, o + 5 * f_count)
+                    for p in range(length):
+                        v = vload(dqf, p * f_count + h)
+                        a = p * step
+                        s0 = vfma(vsplat_at(xf, r0 + a), v, s0)
+                        s1 = vfma(vsplat_at(xf, r1 + a), v, s1)
+                        s2 = vfma(vsplat_at(xf, r2 + a), v, s2)
+                        s3 = vfma(vsplat_at(xf, r3 + a), v, s3)
+                        s4 = vfma(vsplat_at(xf, r4 + a), v, s4)
+                        s5 = vfma(vsplat_at(xf, r5 + a), v, s5)
+                    vstore(af, o, s0); vstore(af, o + f_count, s1); vstore(af, o + 2 * f_count, s2)  # noqa: E702
+                    vstore(af, o + 3 * f_count, s3); vstore(af, o + 4 * f_count, s4)  # noqa: E702
+                    vstore(af, o + 5 * f_count, s5)
             for t in range(k6, k_count):            # the taps left over, one at a time
                 r0 = start + tap_start[t]
-                s0 = vload(af, t * FILTERS)
-                for p in range(length):
-                    s0 = vfma(vsplat_at(xf, r0 + p * step), vload(dqf, p * FILTERS), s0)
-                vstore(af, t * FILTERS, s0)
+                for h in range(0, f_count, FILTERS):
+                    s0 = vload(af, t * f_count + h)
+                    for p in range(length):
+                        s0 = vfma(vsplat_at(xf, r0 + p * step), vload(dqf, p * f_count + h), s0)
+                    vstore(af, t * f_count + h, s0)
 
 
 _forward16_serial = serial_twin(_forward16)
@@ -485,7 +491,7 @@ _forward32_serial = serial_twin(_forward32)
 _weight_grad16_serial = serial_twin(_weight_grad16)
 _weight_grad32_serial = serial_twin(_weight_grad32)
 _forward_narrow_serial = serial_twin(_forward_narrow)
-_weight_grad16_narrow_serial = serial_twin(_weight_grad16_narrow)
+_weight_grad_narrow_serial = serial_twin(_weight_grad_narrow)
 
 
 def narrow():
@@ -499,7 +505,7 @@ def reads_pixels(f, kept):
     that reads the split (the forward, and when kept, the weight gradient too)?
     phases.pixel_layout asks: only the tiles read padded pixels."""
     if narrow():
-        return f == FILTERS if kept else f % FILTERS == 0
+        return f % FILTERS == 0
     if not has_512bit_vectors():
         return False
     return f in (FILTERS, 32) if kept else (f == FILTERS or f % 32 == 0)
@@ -520,7 +526,7 @@ def weight_grad_applies(xs, dy, relu_output):
     filters where the CPU has 512-bit vectors (simd.fits), 16 on the narrow tiles;
     float32 C-contiguous arrays."""
     if narrow():
-        return dy.shape[1] == FILTERS and fits_narrow(xs, dy, relu_output)
+        return dy.shape[1] % FILTERS == 0 and fits_narrow(xs, dy, relu_output)
     return dy.shape[1] in (FILTERS, 32) and fits(xs, dy, relu_output)
 
 
@@ -541,8 +547,8 @@ def weight_grad(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_p
                 bias_parts, serial):
     """phases.weight_grad's parts (P, K, F) and bias_parts (P, F), F 16 or 32, filled
     in; xs, tap_start and step as in `forward`."""
-    if dy.shape[1] == FILTERS and narrow():
-        kernel = _weight_grad16_narrow_serial if serial else _weight_grad16_narrow
+    if narrow():
+        kernel = _weight_grad_narrow_serial if serial else _weight_grad_narrow
     elif dy.shape[1] == FILTERS:
         kernel = _weight_grad16_serial if serial else _weight_grad16
     else:
