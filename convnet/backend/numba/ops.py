@@ -110,9 +110,10 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         takes dW2 and db from its direct kernel, and dx from phases_input_grad or the
         chunked col2im path; "tiles" its dx from phases_input_grad and dW2 and db
         from the gemm chunks, or on the narrow tiles from the direct kernel on the
-        split its forward kept: conv.tiles_weight_grad_direct). The ReLU's mask (relu_output) is applied as each chunk
-        of dy is first read (gemm-chunks), or as the direct kernel reads dy when only
-        dW2 and db are needed (phases), else in a pass of its own."""
+        split its forward kept: conv.tiles_weight_grad_direct). The ReLU's mask
+        (relu_output) is applied as each chunk of dy is first read (gemm-chunks),
+        or as the direct kernel reads dy when only dW2 and db are needed (phases),
+        else in a pass of its own."""
         algorithm = self.conv2d_algorithm(x.shape, W2.shape, (dy.dtype, x.dtype, W2.dtype), (sh, sw))
         if algorithm == conv.REFERENCE:
             return super().conv2d_backward(dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx, relu_output)

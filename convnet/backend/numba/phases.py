@@ -110,7 +110,8 @@ def pixel_layout(dtype, f, sh, sw, kept):
     1, where every kernel that reads the split is a register tile
     (phases_tiles.reads_pixels: with 512-bit vectors the forward for 16 or a
     multiple of 32 float32 filters and, when the split is kept for the weight
-    gradient, the weight gradient for 16 or 32; on the narrow tiles, 16 filters).
+    gradient, the weight gradient for 16 or 32; on the narrow tiles, any multiple
+    of 16 filters).
     A tile broadcasts one number
     at a time, so it needs no contiguous runs; padding copies whole rows of pixels,
     where the phase planes' transpose reads x with a stride of C numbers."""
@@ -601,8 +602,8 @@ def forward(xq, W2, bias, c, kh, kw, sh, sw, oh, ow, y, relu=False):
     """y (N*OH*OW, F) = the convolution of the split input xq (`split`'s, either
     layout) with the kernel matrix W2 (K, F) plus bias (F,), written into y, through
     max(., 0) when relu: in register tiles (phases_tiles.py) for 16 or a multiple of
-    32 float32 filters where the CPU has 512-bit vectors (the only kernels that read
-    padded pixels), else pixel-major from PIXEL_MAJOR_FILTERS filters on and
+    32 float32 filters where the CPU has 512-bit vectors, or a multiple of 16 on the
+    narrow tiles (the only kernels that read padded pixels), else pixel-major from PIXEL_MAJOR_FILTERS filters on and
     filter-major below."""
     serial = y.size * W2.shape[0] < threads.serial_below()
     n = xq.shape[0]
@@ -627,8 +628,8 @@ def forward(xq, W2, bias, c, kh, kw, sh, sw, oh, ow, y, relu=False):
 def weight_grad(xq, dy, c, kh, kw, sh, sw, oh, ow, k, relu_output=None):
     """(dW2 (K, F), db (F,)): dW2 = sum over positions of tap runs times dy
     (N*OH*OW, F), db = the column sums of dy, from one pass over dy; one partial
-    sum per thread, added at the end. xq is `split`'s (padded pixels only for 16 or
-    32 float32 filters: pixel_layout). With relu_output (the forward's y after its
+    sum per thread, added at the end. xq is `split`'s (padded pixels only where
+    the tiles take every kernel: pixel_layout). With relu_output (the forward's y after its
     ReLU, (N*OH*OW, F)), dy is the gradient after that ReLU and is masked as it is
     read (NumpyOps.relu_backward)."""
     _, _, wq, tap_plane, tap_offset = plane_geometry(c, kh, kw, sh, sw, oh, ow)

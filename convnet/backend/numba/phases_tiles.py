@@ -495,8 +495,8 @@ _weight_grad_narrow_serial = serial_twin(_weight_grad_narrow)
 
 
 def narrow():
-    """Does this CPU run the narrow tiles (AVX2 and FMA, no 512-bit vectors)? They
-    exist for 16 filters only."""
+    """Does this CPU run the narrow tiles (AVX2 and FMA, no 512-bit vectors), for
+    any multiple of 16 filters, instead of the 12-sum ones?"""
     return has_256bit_fma() and not has_512bit_vectors()
 
 
@@ -532,8 +532,9 @@ def weight_grad_applies(xs, dy, relu_output):
 
 def forward(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y, serial):
     """y (N*OH*OW, F) = phases.forward's convolution for W2 (K, F), F 16 or a
-    multiple of 32, written into y. xs (N, image_size) is the split input in either
-    of phases.py's layouts, tap t of flat position o at xs[b, tap_start[t] + o*step]."""
+    multiple of 32 (on the narrow tiles a multiple of 16), written into y. xs
+    (N, image_size) is the split input in either of phases.py's layouts, tap t of
+    flat position o at xs[b, tap_start[t] + o*step]."""
     if narrow():
         kernel = _forward_narrow_serial if serial else _forward_narrow
     elif W2.shape[1] == FILTERS:
@@ -545,8 +546,8 @@ def forward(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y, serial):
 
 def weight_grad(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_per_block, parts,
                 bias_parts, serial):
-    """phases.weight_grad's parts (P, K, F) and bias_parts (P, F), F 16 or 32, filled
-    in; xs, tap_start and step as in `forward`."""
+    """phases.weight_grad's parts (P, K, F) and bias_parts (P, F), F 16 or 32 (on
+    the narrow tiles a multiple of 16), filled in; xs, tap_start and step as in `forward`."""
     if narrow():
         kernel = _weight_grad_narrow_serial if serial else _weight_grad_narrow
     elif dy.shape[1] == FILTERS:
