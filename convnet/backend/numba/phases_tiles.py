@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._jit import JIT, PJIT, serial_twin
-from .simd import fits, fits_narrow, has_256bit_fma, has_512bit_vectors, vfma, vload, vrelu, vsplat_at, vstore
+from .simd import fits_narrow, has_256bit_fma, has_512bit_vectors, vfma, vload, vrelu, vsplat_at, vstore
 
 FILTERS = 16
 
@@ -500,34 +500,40 @@ def narrow():
     return has_256bit_fma() and not has_512bit_vectors()
 
 
+def _forward_takes(f):
+    # the filter counts of the forward tiles on this CPU: 16 or a multiple of 32
+    # with 512-bit vectors, a multiple of 16 on the narrow tiles, none without either
+    if narrow():
+        return f % FILTERS == 0
+    return has_512bit_vectors() and (f == FILTERS or f % 32 == 0)
+
+
+def _weight_grad_takes(f):
+    # the same for the weight-gradient tiles: 16 or 32, a multiple of 16 on the narrow tiles
+    if narrow():
+        return f % FILTERS == 0
+    return has_512bit_vectors() and f in (FILTERS, 32)
+
+
 def reads_pixels(f, kept):
     """Do the tiles take every kernel of a stride-1 float32 convolution of f filters
     that reads the split (the forward, and when kept, the weight gradient too)?
     phases.pixel_layout asks: only the tiles read padded pixels."""
-    if narrow():
-        return f % FILTERS == 0
-    if not has_512bit_vectors():
-        return False
-    return f in (FILTERS, 32) if kept else (f == FILTERS or f % 32 == 0)
+    return _forward_takes(f) and (not kept or _weight_grad_takes(f))
 
 
 def forward_applies(xs, W2, bias, y):
     """Does `forward` compute this call of phases.forward? 16 filters or a multiple
-    of 32 where the CPU has 512-bit vectors (simd.fits), 16 filters on the narrow
-    tiles; float32 C-contiguous arrays."""
-    f = W2.shape[1]
-    if narrow():
-        return f % FILTERS == 0 and fits_narrow(xs, W2, bias, y)
-    return (f == FILTERS or f % 32 == 0) and fits(xs, W2, bias, y)
+    of 32 where the CPU has 512-bit vectors, a multiple of 16 on the narrow tiles;
+    float32 C-contiguous arrays (simd.fits_narrow)."""
+    return _forward_takes(W2.shape[1]) and fits_narrow(xs, W2, bias, y)
 
 
 def weight_grad_applies(xs, dy, relu_output):
     """Does `weight_grad` compute this call of phases.weight_grad? 16 or 32
-    filters where the CPU has 512-bit vectors (simd.fits), 16 on the narrow tiles;
-    float32 C-contiguous arrays."""
-    if narrow():
-        return dy.shape[1] % FILTERS == 0 and fits_narrow(xs, dy, relu_output)
-    return dy.shape[1] in (FILTERS, 32) and fits(xs, dy, relu_output)
+    filters where the CPU has 512-bit vectors, a multiple of 16 on the narrow
+    tiles; float32 C-contiguous arrays (simd.fits_narrow)."""
+    return _weight_grad_takes(dy.shape[1]) and fits_narrow(xs, dy, relu_output)
 
 
 def forward(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y, serial):
