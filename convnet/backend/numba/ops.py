@@ -183,7 +183,7 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         oh, ow = dy.shape[1], dy.shape[2]
         if (ph, pw, sh, sw) == (2, 2, 2, 2) and pt == pl == 0 and 0 < 2 * oh <= h and 0 < 2 * ow <= w:
             # the windows of maxpool's 2x2 kernel: wholly inside the input
-            pooling.maxpool2x2_backward.pick(out.size)(dy, argmax, out)
+            pooling.maxpool2x2_backward(dy, argmax, out)
         else:
             pooling.maxpool_backward.pick(out.size)(
                 dy, argmax, im2col.covering_windows(h, pt, ph, sh, dy.shape[1]),
@@ -277,7 +277,8 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         if not all(a.flags.c_contiguous and a.dtype == p.dtype for a in (p, g, m, v)) or not jittable(p):
             return super().adam_update(p, g, m, v, lr, beta_1, beta_2, epsilon, t)
         s = p.dtype.type
-        optimizers.adam.pick(p.size)(p, g, m, v, s(lr), s(beta_1), s(beta_2), s(1 - beta_1), s(1 - beta_2),
+        flat = [a.reshape(-1) for a in (p, g, m, v)]
+        optimizers.adam.pick(p.size)(*flat, s(lr), s(beta_1), s(beta_2), s(1 - beta_1), s(1 - beta_2),
                                      s(1 - beta_1 ** t), s(1 - beta_2 ** t), s(epsilon))
 
     def sgd_update(self, p, g, velocity, lr, momentum, nesterov, weight_decay):
@@ -288,5 +289,6 @@ class NumbaOps(BatchNormKernels, NumpyOps):
                 or not jittable(p) or (velocity is None and momentum):
             return super().sgd_update(p, g, velocity, lr, momentum, nesterov, weight_decay)
         s = p.dtype.type
-        optimizers.sgd.pick(p.size)(p, g, vel, s(lr), s(momentum), bool(nesterov), s(weight_decay),
+        flat = [a.reshape(-1) for a in (p, g, vel)]
+        optimizers.sgd.pick(p.size)(*flat, s(lr), s(momentum), bool(nesterov), s(weight_decay),
                                     velocity is not None)
