@@ -153,7 +153,7 @@ def test_register_tiles_match_reference(filters, kernel_size_mode):
     # float32 phases convolutions in phases_tiles.py's register tiles (16 filters:
     # tiles of 12 positions; a multiple of 32: 6 positions x 32 filters), on images
     # whose flat position count is below one tile, and is and is not a multiple of
-    # the tile (the one-at-a-time tail), strides 1 and 2, 16 input channels (W5's
+    # the tile (the partial last tile), strides 1 and 2, 16 input channels (W5's
     # first stage, whose dx is the same kernel on dy; 32 channels, whose dx is the
     # 32-filter tile), bias and fused ReLU. At stride 1 the tiles read the padded
     # pixels (phases.pixel_layout), kept for dW2 with 16 or 32 filters; a kept split that
@@ -192,7 +192,7 @@ def test_narrow_tiles_match_reference(monkeypatch):
     # 256 bits: phases_tiles.narrow), forced on whatever this CPU is: 16 filters on
     # both layouts (stride 1 on padded pixels, stride 2 on phase planes), flat
     # position counts and tap counts K that are and are not multiples of 6 (the
-    # one-at-a-time tails), multiples of 16 in groups of 16 (48 filters; 32 filters
+    # partial last tiles), multiples of 16 in groups of 16 (48 filters; 32 filters
     # run the "tiles" algorithm, whose dx is the forward tile with 32 filters and
     # whose dW2 is the weight-gradient tile on the split its forward kept), with the ReLU
     from convnet.backend.numba import conv, phases_tiles

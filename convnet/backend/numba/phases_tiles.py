@@ -54,12 +54,13 @@ TILE_NARROW = 6
 
 
 @njit(**JIT)
-def _store(yf, s, o, row0, ow, wq, relu):
+def _store(yf, s, o, row0, oh, ow, wq, relu):
     # position o of the image's flat plane is output pixel (i, j) = divmod(o, wq);
-    # columns j >= ow are the planes' padding, computed and dropped
+    # columns j >= ow are the planes' padding, computed and dropped, and so are rows
+    # i >= oh (only in an image of fewer positions than a tile: see `forward`)
     i = o // wq
     j = o - i * wq
-    if j < ow:
+    if j < ow and i < oh:
         vstore(yf, ((row0 + i) * ow + j) * FILTERS, vrelu(s) if relu else s)
 
 
@@ -71,16 +72,23 @@ def _forward16(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y):
     k_count = W2.shape[0]
     positions = oh * wq
     full = positions // TILE                     # full tiles per image
+    tiles = -(-positions // TILE)                # and a partial last one
     jobs = max(1, (full + TILES_PER_JOB - 1) // TILES_PER_JOB)
     xf = xs.ravel()
     wf = W2.ravel()
     yf = y.ravel()
     for g in prange(n * jobs):
         b = g // jobs
-        first = (g - b * jobs) * TILES_PER_JOB
+        job = g - b * jobs
+        first = job * TILES_PER_JOB
         image = b * image_size
-        for tile in range(first, min(full, first + TILES_PER_JOB)):
-            o0 = tile * TILE
+        # an image's last job also takes its partial last tile, moved back to end at
+        # the last position: it overlaps the full tile before it (this job's too) and
+        # stores those positions again, the same sums (one tile body serves all: a
+        # loop of its own for the last positions cost 0.45 s of a cold compile)
+        end = tiles if job == jobs - 1 else first + TILES_PER_JOB
+        for tile in range(first, end):
+            o0 = max(0, min(tile * TILE, positions - TILE))
             s0 = vload(bias, 0)
             s1 = s0; s2 = s0; s3 = s0; s4 = s0; s5 = s0  # noqa: E702
             s6 = s0; s7 = s0; s8 = s0; s9 = s0; s10 = s0; s11 = s0  # noqa: E702
@@ -100,33 +108,25 @@ def _forward16(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y):
                 s10 = vfma(vsplat_at(xf, r + 10 * step), v, s10)
                 s11 = vfma(vsplat_at(xf, r + 11 * step), v, s11)
             row0 = b * oh
-            _store(yf, s0, o0, row0, ow, wq, relu)
-            _store(yf, s1, o0 + 1, row0, ow, wq, relu)
-            _store(yf, s2, o0 + 2, row0, ow, wq, relu)
-            _store(yf, s3, o0 + 3, row0, ow, wq, relu)
-            _store(yf, s4, o0 + 4, row0, ow, wq, relu)
-            _store(yf, s5, o0 + 5, row0, ow, wq, relu)
-            _store(yf, s6, o0 + 6, row0, ow, wq, relu)
-            _store(yf, s7, o0 + 7, row0, ow, wq, relu)
-            _store(yf, s8, o0 + 8, row0, ow, wq, relu)
-            _store(yf, s9, o0 + 9, row0, ow, wq, relu)
-            _store(yf, s10, o0 + 10, row0, ow, wq, relu)
-            _store(yf, s11, o0 + 11, row0, ow, wq, relu)
-        # the image's last job: its last positions % 12, one position at a time (a
-        # full tile there could read past the end of the image). Inside this loop, not
-        # in a parallel loop of their own: each costs about a second of a cold compile.
-        if g - b * jobs == jobs - 1:
-            for o in range(full * TILE, positions):
-                s = vload(bias, 0)
-                for t in range(k_count):
-                    s = vfma(vsplat_at(xf, image + tap_start[t] + o * step), vload(wf, t * FILTERS), s)
-                _store(yf, s, o, b * oh, ow, wq, relu)
+            _store(yf, s0, o0, row0, oh, ow, wq, relu)
+            _store(yf, s1, o0 + 1, row0, oh, ow, wq, relu)
+            _store(yf, s2, o0 + 2, row0, oh, ow, wq, relu)
+            _store(yf, s3, o0 + 3, row0, oh, ow, wq, relu)
+            _store(yf, s4, o0 + 4, row0, oh, ow, wq, relu)
+            _store(yf, s5, o0 + 5, row0, oh, ow, wq, relu)
+            _store(yf, s6, o0 + 6, row0, oh, ow, wq, relu)
+            _store(yf, s7, o0 + 7, row0, oh, ow, wq, relu)
+            _store(yf, s8, o0 + 8, row0, oh, ow, wq, relu)
+            _store(yf, s9, o0 + 9, row0, oh, ow, wq, relu)
+            _store(yf, s10, o0 + 10, row0, oh, ow, wq, relu)
+            _store(yf, s11, o0 + 11, row0, oh, ow, wq, relu)
 
 
 @njit(inline="always", **JIT)
 def _gather(dy, relu_output, dq, src0, rows, ow, wq, masked, bsum, f_count):
-    # dq[r*wq + j, :] = dy[src0 + r*ow + j, :] for the block's rows r (pixel-major,
-    # as the tiles read it), zero at the dropped positions j >= ow; when masked, the
+    # dq[(r*wq + j)*F : (r*wq + j + 1)*F] = dy[src0 + r*ow + j, :] for the block's
+    # rows r (pixel-major, as the tiles read it; dq flat, F = f_count), zero at the
+    # dropped positions j >= ow; when masked, the
     # gradient before the ReLU whose output was relu_output (0 where it is <= 0, as
     # phases._gather_block). bsum += the block's rows (db). Inlined into its two
     # callers with f_count a constant there, so the filter loops have a fixed length
@@ -140,42 +140,43 @@ def _gather(dy, relu_output, dq, src0, rows, ow, wq, masked, bsum, f_count):
                 d = dy[src + j, f]
                 if masked and not relu_output[src + j, f] > zero:
                     d = zero
-                dq[dst + j, f] = d
+                dq[(dst + j) * f_count + f] = d
                 bsum[f] += d
         for j in range(ow, wq):
             for f in range(f_count):
-                dq[dst + j, f] = zero
+                dq[(dst + j) * f_count + f] = zero
 
 
 @njit(**PJIT)
 def _weight_grad16(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_per_block, parts,
-                   bias_parts):
+                   bias_parts, scratch):
     # phases._weight_grad's sums for 16 filters: parts[t] = thread t's share of
     # dW2[tap, :] = sum over positions o of xs[b, tap_start[tap] + o*step] * dy[o, :],
     # in tiles of 12 taps whose 12 vectors of sums stay in registers while the
     # block's positions stream past (one vector of dy and 12 numbers of xs each).
+    # `weight_grad` pads the taps to a multiple of 12 (K, below, counts them) and
+    # hands parts (P, K*16) and bias_parts (P, 16) zeroed, and scratch (P,
+    # rows_per_block*wq*16) for each part's gathered block of dy: a loop for the
+    # taps left over, or an array made or zeroed inside the parallel loop, each
+    # cost a few tenths of a second of a cold compile.
     n, image_size = xs.shape
-    nparts, k_count, _ = parts.shape
+    nparts = parts.shape[0]
+    k_count = parts.shape[1] // FILTERS
     nblocks = (oh + rows_per_block - 1) // rows_per_block
     jobs = n * nblocks
     xf = xs.ravel()
-    k12 = k_count - k_count % TILE
     for part in prange(nparts):
-        dq = np.empty((rows_per_block * wq, FILTERS), dtype=parts.dtype)
-        dqf = dq.ravel()
-        acc = parts[part]
-        acc[:, :] = 0
-        af = acc.ravel()
+        dqf = scratch[part]
+        af = parts[part]
         bsum = bias_parts[part]
-        bsum[:] = 0
         for g in range(part * jobs // nparts, (part + 1) * jobs // nparts):
             b = g // nblocks
             i0 = (g - b * nblocks) * rows_per_block
             i1 = min(oh, i0 + rows_per_block)
             length = (i1 - i0) * wq
-            _gather(dy, relu_output, dq, (b * oh + i0) * ow, i1 - i0, ow, wq, masked, bsum, FILTERS)
+            _gather(dy, relu_output, dqf, (b * oh + i0) * ow, i1 - i0, ow, wq, masked, bsum, FILTERS)
             start = b * image_size + i0 * wq * step
-            for t in range(0, k12, TILE):
+            for t in range(0, k_count, TILE):
                 r0 = start + tap_start[t]
                 r1 = start + tap_start[t + 1]
                 r2 = start + tap_start[t + 2]
@@ -212,20 +213,15 @@ def _weight_grad16(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, row
                 vstore(af, o + 64, s4); vstore(af, o + 80, s5); vstore(af, o + 96, s6)  # noqa: E702
                 vstore(af, o + 112, s7); vstore(af, o + 128, s8); vstore(af, o + 144, s9)  # noqa: E702
                 vstore(af, o + 160, s10); vstore(af, o + 176, s11)  # noqa: E702
-            for t in range(k12, k_count):           # the taps left over, one at a time
-                r0 = start + tap_start[t]
-                s0 = vload(af, t * FILTERS)
-                for p in range(length):
-                    s0 = vfma(vsplat_at(xf, r0 + p * step), vload(dqf, p * FILTERS), s0)
-                vstore(af, t * FILTERS, s0)
+
 
 
 @njit(**JIT)
-def _store2(yf, s0, s1, o, row0, ow, wq, f_count, g, relu):
+def _store2(yf, s0, s1, o, row0, oh, ow, wq, f_count, g, relu):
     # as _store, for filters g..g+31 of an output pixel with f_count filters
     i = o // wq
     j = o - i * wq
-    if j < ow:
+    if j < ow and i < oh:
         at = ((row0 + i) * ow + j) * f_count + g
         vstore(yf, at, vrelu(s0) if relu else s0)
         vstore(yf, at + 16, vrelu(s1) if relu else s1)
@@ -247,17 +243,20 @@ def _forward32(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y):
     k_count, f_count = W2.shape
     positions = oh * wq
     full = positions // TILE32
+    tiles = -(-positions // TILE32)
     jobs = max(1, (full + TILES_PER_JOB - 1) // TILES_PER_JOB)
     xf = xs.ravel()
     wf = W2.ravel()
     yf = y.ravel()
-    for job in prange(n * jobs):
-        b = job // jobs
-        first = (job - b * jobs) * TILES_PER_JOB
+    for g_job in prange(n * jobs):
+        b = g_job // jobs
+        job = g_job - b * jobs
+        first = job * TILES_PER_JOB
         image = b * image_size
         row0 = b * oh
-        for tile in range(first, min(full, first + TILES_PER_JOB)):
-            o0 = tile * TILE32
+        end = tiles if job == jobs - 1 else first + TILES_PER_JOB   # as in _forward16
+        for tile in range(first, end):
+            o0 = max(0, min(tile * TILE32, positions - TILE32))
             for g in range(0, f_count, 32):
                 s00 = vload(bias, g); s01 = vload(bias, g + 16)  # noqa: E702
                 s10 = s00; s11 = s01; s20 = s00; s21 = s01; s30 = s00; s31 = s01  # noqa: E702
@@ -272,20 +271,12 @@ def _forward32(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y):
                     s30, s31 = _row2(xf, r + 3 * step, v0, v1, s30, s31)
                     s40, s41 = _row2(xf, r + 4 * step, v0, v1, s40, s41)
                     s50, s51 = _row2(xf, r + 5 * step, v0, v1, s50, s51)
-                _store2(yf, s00, s01, o0, row0, ow, wq, f_count, g, relu)
-                _store2(yf, s10, s11, o0 + 1, row0, ow, wq, f_count, g, relu)
-                _store2(yf, s20, s21, o0 + 2, row0, ow, wq, f_count, g, relu)
-                _store2(yf, s30, s31, o0 + 3, row0, ow, wq, f_count, g, relu)
-                _store2(yf, s40, s41, o0 + 4, row0, ow, wq, f_count, g, relu)
-                _store2(yf, s50, s51, o0 + 5, row0, ow, wq, f_count, g, relu)
-        if job - b * jobs == jobs - 1:           # the last positions % 6 (as in _forward16)
-            for o in range(full * TILE32, positions):
-                for g in range(0, f_count, 32):
-                    s00 = vload(bias, g); s01 = vload(bias, g + 16)  # noqa: E702
-                    for t in range(k_count):
-                        s00, s01 = _row2(xf, image + tap_start[t] + o * step,
-                                         vload(wf, t * f_count + g), vload(wf, t * f_count + g + 16), s00, s01)
-                    _store2(yf, s00, s01, o, row0, ow, wq, f_count, g, relu)
+                _store2(yf, s00, s01, o0, row0, oh, ow, wq, f_count, g, relu)
+                _store2(yf, s10, s11, o0 + 1, row0, oh, ow, wq, f_count, g, relu)
+                _store2(yf, s20, s21, o0 + 2, row0, oh, ow, wq, f_count, g, relu)
+                _store2(yf, s30, s31, o0 + 3, row0, oh, ow, wq, f_count, g, relu)
+                _store2(yf, s40, s41, o0 + 4, row0, oh, ow, wq, f_count, g, relu)
+                _store2(yf, s50, s51, o0 + 5, row0, oh, ow, wq, f_count, g, relu)
 
 
 @njit(**JIT)
@@ -297,33 +288,29 @@ def _tap2(xf, r, v0, v1, s0, s1):
 
 @njit(**PJIT)
 def _weight_grad32(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_per_block, parts,
-                   bias_parts):
+                   bias_parts, scratch):
     # _weight_grad16 for 32 filters: tiles of 6 taps x 32 filters (two vectors per
     # tap, 12 sums) while the block's positions stream past, each position two
-    # vectors of dy and 6 numbers of xs for 12 multiply-adds; the taps left over
-    # one at a time
+    # vectors of dy and 6 numbers of xs for 12 multiply-adds; the taps padded to a
+    # multiple of 6
     n, image_size = xs.shape
-    nparts, k_count, _ = parts.shape
+    nparts = parts.shape[0]
+    k_count = parts.shape[1] // 32
     nblocks = (oh + rows_per_block - 1) // rows_per_block
     jobs = n * nblocks
     xf = xs.ravel()
-    k6 = k_count - k_count % TILE32
     for part in prange(nparts):
-        dq = np.empty((rows_per_block * wq, 32), dtype=parts.dtype)
-        dqf = dq.ravel()
-        acc = parts[part]
-        acc[:, :] = 0
-        af = acc.ravel()
+        dqf = scratch[part]
+        af = parts[part]
         bsum = bias_parts[part]
-        bsum[:] = 0
         for g in range(part * jobs // nparts, (part + 1) * jobs // nparts):
             b = g // nblocks
             i0 = (g - b * nblocks) * rows_per_block
             i1 = min(oh, i0 + rows_per_block)
             length = (i1 - i0) * wq
-            _gather(dy, relu_output, dq, (b * oh + i0) * ow, i1 - i0, ow, wq, masked, bsum, 32)
+            _gather(dy, relu_output, dqf, (b * oh + i0) * ow, i1 - i0, ow, wq, masked, bsum, 32)
             start = b * image_size + i0 * wq * step
-            for t in range(0, k6, TILE32):
+            for t in range(0, k_count, TILE32):
                 r0 = start + tap_start[t]
                 r1 = start + tap_start[t + 1]
                 r2 = start + tap_start[t + 2]
@@ -349,12 +336,7 @@ def _weight_grad32(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, row
                 vstore(af, o + 64, s20); vstore(af, o + 80, s21); vstore(af, o + 96, s30)  # noqa: E702
                 vstore(af, o + 112, s31); vstore(af, o + 128, s40); vstore(af, o + 144, s41)  # noqa: E702
                 vstore(af, o + 160, s50); vstore(af, o + 176, s51)  # noqa: E702
-            for t in range(k6, k_count):            # the taps left over, one at a time
-                r0 = start + tap_start[t]
-                s00 = vload(af, t * 32); s01 = vload(af, t * 32 + 16)  # noqa: E702
-                for p in range(length):
-                    s00, s01 = _tap2(xf, r0 + p * step, vload(dqf, p * 32), vload(dqf, p * 32 + 16), s00, s01)
-                vstore(af, t * 32, s00); vstore(af, t * 32 + 16, s01)  # noqa: E702
+
 
 
 # ------------------------------------------------------------ narrow tiles
@@ -374,11 +356,11 @@ def _six(xf, r, step, v, s0, s1, s2, s3, s4, s5):
 
 
 @njit(inline="always", **JIT)
-def _store_at(yf, s, o, row0, ow, wq, f_count, g, relu):
+def _store_at(yf, s, o, row0, oh, ow, wq, f_count, g, relu):
     # as _store, for filters g..g+15 of an output pixel with f_count filters
     i = o // wq
     j = o - i * wq
-    if j < ow:
+    if j < ow and i < oh:
         vstore(yf, ((row0 + i) * ow + j) * f_count + g, vrelu(s) if relu else s)
 
 
@@ -392,68 +374,61 @@ def _forward_narrow(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y):
     k_count, f_count = W2.shape
     positions = oh * wq
     full = positions // TILE_NARROW
+    tiles = -(-positions // TILE_NARROW)
     per_job = 2 * TILES_PER_JOB             # the same 96 positions per job as _forward16
     jobs = max(1, (full + per_job - 1) // per_job)
     xf = xs.ravel()
     wf = W2.ravel()
     yf = y.ravel()
-    for job in prange(n * jobs):
-        b = job // jobs
-        first = (job - b * jobs) * per_job
+    for g_job in prange(n * jobs):
+        b = g_job // jobs
+        job = g_job - b * jobs
+        first = job * per_job
         image = b * image_size
         row0 = b * oh
-        for tile in range(first, min(full, first + per_job)):
-            o0 = tile * TILE_NARROW
+        end = tiles if job == jobs - 1 else first + per_job   # as in _forward16
+        for tile in range(first, end):
+            o0 = max(0, min(tile * TILE_NARROW, positions - TILE_NARROW))
             for g in range(0, f_count, FILTERS):
                 s0 = vload(bias, g)
                 s1 = s0; s2 = s0; s3 = s0; s4 = s0; s5 = s0  # noqa: E702
                 for t in range(k_count):
                     s0, s1, s2, s3, s4, s5 = _six(xf, image + tap_start[t] + o0 * step, step,
                                                   vload(wf, t * f_count + g), s0, s1, s2, s3, s4, s5)
-                _store_at(yf, s0, o0, row0, ow, wq, f_count, g, relu)
-                _store_at(yf, s1, o0 + 1, row0, ow, wq, f_count, g, relu)
-                _store_at(yf, s2, o0 + 2, row0, ow, wq, f_count, g, relu)
-                _store_at(yf, s3, o0 + 3, row0, ow, wq, f_count, g, relu)
-                _store_at(yf, s4, o0 + 4, row0, ow, wq, f_count, g, relu)
-                _store_at(yf, s5, o0 + 5, row0, ow, wq, f_count, g, relu)
-        if job - b * jobs == jobs - 1:           # the last positions % 6 (as in _forward16)
-            for o in range(full * TILE_NARROW, positions):
-                for g in range(0, f_count, FILTERS):
-                    s = vload(bias, g)
-                    for t in range(k_count):
-                        s = vfma(vsplat_at(xf, image + tap_start[t] + o * step), vload(wf, t * f_count + g), s)
-                    _store_at(yf, s, o, row0, ow, wq, f_count, g, relu)
+                _store_at(yf, s0, o0, row0, oh, ow, wq, f_count, g, relu)
+                _store_at(yf, s1, o0 + 1, row0, oh, ow, wq, f_count, g, relu)
+                _store_at(yf, s2, o0 + 2, row0, oh, ow, wq, f_count, g, relu)
+                _store_at(yf, s3, o0 + 3, row0, oh, ow, wq, f_count, g, relu)
+                _store_at(yf, s4, o0 + 4, row0, oh, ow, wq, f_count, g, relu)
+                _store_at(yf, s5, o0 + 5, row0, oh, ow, wq, f_count, g, relu)
 
 
 @njit(**PJIT)
 def _weight_grad_narrow(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_per_block, parts,
-                        bias_parts):
+                        bias_parts, scratch):
     # _weight_grad16 in tiles of 6 taps x 16 filters, for a multiple of 16 filters
     # (one group of 16 after the other): 6 vectors of sums stay in registers while
     # the block's positions stream past (one vector of dy and 6 numbers of xs each);
-    # the taps left over one at a time
+    # the taps padded to a multiple of 6
     n, image_size = xs.shape
-    nparts, k_count, f_count = parts.shape
+    nparts = parts.shape[0]
+    f_count = bias_parts.shape[1]
+    k_count = parts.shape[1] // f_count
     nblocks = (oh + rows_per_block - 1) // rows_per_block
     jobs = n * nblocks
     xf = xs.ravel()
-    k6 = k_count - k_count % TILE_NARROW
     for part in prange(nparts):
-        dq = np.empty((rows_per_block * wq, f_count), dtype=parts.dtype)
-        dqf = dq.ravel()
-        acc = parts[part]
-        acc[:, :] = 0
-        af = acc.ravel()
+        dqf = scratch[part]
+        af = parts[part]
         bsum = bias_parts[part]
-        bsum[:] = 0
         for g in range(part * jobs // nparts, (part + 1) * jobs // nparts):
             b = g // nblocks
             i0 = (g - b * nblocks) * rows_per_block
             i1 = min(oh, i0 + rows_per_block)
             length = (i1 - i0) * wq
-            _gather(dy, relu_output, dq, (b * oh + i0) * ow, i1 - i0, ow, wq, masked, bsum, f_count)
+            _gather(dy, relu_output, dqf, (b * oh + i0) * ow, i1 - i0, ow, wq, masked, bsum, f_count)
             start = b * image_size + i0 * wq * step
-            for t in range(0, k6, TILE_NARROW):
+            for t in range(0, k_count, TILE_NARROW):
                 r0 = start + tap_start[t]
                 r1 = start + tap_start[t + 1]
                 r2 = start + tap_start[t + 2]
@@ -477,13 +452,7 @@ def _weight_grad_narrow(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq
                     vstore(af, o, s0); vstore(af, o + f_count, s1); vstore(af, o + 2 * f_count, s2)  # noqa: E702
                     vstore(af, o + 3 * f_count, s3); vstore(af, o + 4 * f_count, s4)  # noqa: E702
                     vstore(af, o + 5 * f_count, s5)
-            for t in range(k6, k_count):            # the taps left over, one at a time
-                r0 = start + tap_start[t]
-                for h in range(0, f_count, FILTERS):
-                    s0 = vload(af, t * f_count + h)
-                    for p in range(length):
-                        s0 = vfma(vsplat_at(xf, r0 + p * step), vload(dqf, p * f_count + h), s0)
-                    vstore(af, t * f_count + h, s0)
+
 
 
 _forward16_serial = serial_twin(_forward16)
@@ -536,11 +505,31 @@ def weight_grad_applies(xs, dy, relu_output):
     return _weight_grad_takes(dy.shape[1]) and fits_narrow(xs, dy, relu_output)
 
 
+def _forward_tile(f):
+    # positions per forward tile on this CPU for f filters
+    if narrow():
+        return TILE_NARROW
+    return TILE if f == FILTERS else TILE32
+
+
+def _weight_grad_tile(f):
+    # taps per weight-gradient tile on this CPU for f filters
+    if narrow():
+        return TILE_NARROW
+    return TILE if f == FILTERS else TILE32
+
+
 def forward(xs, W2, bias, tap_start, step, oh, ow, wq, relu, y, serial):
     """y (N*OH*OW, F) = phases.forward's convolution for W2 (K, F), F 16 or a
     multiple of 32 (on the narrow tiles a multiple of 16), written into y. xs
     (N, image_size) is the split input in either of phases.py's layouts, tap t of
     flat position o at xs[b, tap_start[t] + o*step]."""
+    tile = _forward_tile(W2.shape[1])
+    if oh * wq < tile:
+        # an image of fewer flat positions than one tile: the tile reads past the
+        # last one, so each image gets that many more numbers (zeros; a copy of a
+        # small input); the stores drop the positions past the last
+        xs = np.concatenate([xs, np.zeros((xs.shape[0], tile * step), dtype=xs.dtype)], axis=1)
     if narrow():
         kernel = _forward_narrow_serial if serial else _forward_narrow
     elif W2.shape[1] == FILTERS:
@@ -554,10 +543,21 @@ def weight_grad(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_p
                 bias_parts, serial):
     """phases.weight_grad's parts (P, K, F) and bias_parts (P, F), F 16 or 32 (on
     the narrow tiles a multiple of 16), filled in; xs, tap_start and step as in `forward`."""
+    nparts, k_count, f_count = parts.shape
+    # whole tiles of taps: the last tile's missing taps repeat tap 0, and their sums
+    # are dropped
+    tile = _weight_grad_tile(f_count)
+    k_tiles = -(-k_count // tile) * tile
+    if k_tiles > k_count:
+        tap_start = np.concatenate([tap_start, np.repeat(tap_start[:1], k_tiles - k_count)])
+    sums = np.zeros((nparts, k_tiles * f_count), dtype=parts.dtype)
+    bias_parts[:] = 0
+    scratch = np.empty((nparts, rows_per_block * wq * f_count), dtype=parts.dtype)
     if narrow():
         kernel = _weight_grad_narrow_serial if serial else _weight_grad_narrow
-    elif dy.shape[1] == FILTERS:
+    elif f_count == FILTERS:
         kernel = _weight_grad16_serial if serial else _weight_grad16
     else:
         kernel = _weight_grad32_serial if serial else _weight_grad32
-    kernel(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_per_block, parts, bias_parts)
+    kernel(xs, dy, relu_output, masked, tap_start, step, oh, ow, wq, rows_per_block, sums, bias_parts, scratch)
+    parts[:] = sums.reshape(nparts, k_tiles, f_count)[:, :k_count]
