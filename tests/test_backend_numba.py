@@ -225,6 +225,54 @@ def test_narrow_tiles_match_reference(monkeypatch):
         conv.choose.cache_clear()
 
 
+def test_pixel_rows_match_reference(kernel_size_mode):
+    # "pixel-rows" (at most 8 float32 filters, any stride): 1 to 8 filters (fewer
+    # than 8 store lane by lane, and their dy is gathered lane by lane), rows of
+    # more and fewer than TILE output pixels (the moved-back last tile, and a
+    # tile whose pixels past the row repeat its last one), tap counts that are and
+    # are not multiples of TAP_GROUP (27, 25, 6, 45, 4), strides 1, 2 and 3, unequal
+    # strides and windows, padding (a zero-padded copy is kept for dW2) and none
+    # (x itself: nothing kept), with and without the ReLU, dW2 from the kept copy
+    # and from x again
+    from convnet.backend.numba import pixel_rows
+    if not pixel_rows.applies(8, (np.float32,)):
+        pytest.skip("this CPU has neither AVX2 with FMA nor AVX-512")
+    assert pixel_rows.TILE == 8 and pixel_rows.TAP_GROUP == 9
+    rng = np.random.default_rng(29)
+    cases = [((3, 3), (2, 2), "valid", (3, 21, 19, 3), 8, False),
+             ((5, 5), (3, 3), "valid", (2, 29, 30, 1), 5, False),
+             ((3, 3), (1, 1), "valid", (2, 8, 12, 5), 3, False),
+             ((2, 3), (3, 2), "same", (1, 8, 11, 1), 1, True),
+             ((3, 3), (1, 1), "same", (2, 5, 4, 2), 8, True),
+             ((2, 2), (1, 1), 1, (2, 6, 6, 1), 7, True),
+             ((3, 3), (2, 2), "same", (1, 19, 20, 8), 6, True)]
+    for kernel, strides, padding, shape, f, padded in cases:
+        msg, pads, x, W2, b = _conv_case(rng, np.float32, kernel, strides, padding, shape, f)
+        (kh, kw), (sh, sw) = kernel, strides
+        assert NB.conv2d_algorithm(shape, W2.shape, (np.float32,), strides) == "pixel-rows", msg
+        ref_z, ref_saved = REF.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads)
+        for relu in (False, True):
+            y, saved = NB.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads, relu=relu)
+            np.testing.assert_allclose(y, REF.relu(ref_z) if relu else ref_z, rtol=1e-4, atol=1e-4, err_msg=msg)
+            assert (saved is not None) == padded, msg
+            y_inf, nothing = NB.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads, training=False, relu=relu)
+            assert nothing is None and np.array_equal(y_inf, y), msg
+            dy = _data(rng, y.shape, np.float32)
+            ref = REF.conv2d_backward(REF.relu_backward(dy, y) if relu else dy, x, ref_saved, W2, kh, kw, sh, sw,
+                                      pads)
+            # without dx (a first layer) the kernel masks dy by the ReLU as it reads it
+            for keep, need_dx in ((True, True), (False, True), (True, False)):
+                got = NB.conv2d_backward(dy, x, saved if keep else None, W2, kh, kw, sh, sw, pads,
+                                         need_dx=need_dx, relu_output=y if relu else None)
+                for name, a, r in zip(("dx", "dW2", "db"), got, ref):
+                    if not need_dx and name == "dx":
+                        assert a is None, msg
+                        continue
+                    assert a.dtype == np.float32, (name, msg)
+                    np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4,
+                                               err_msg=f"{name} {msg} relu={relu} keep={keep}")
+
+
 def test_padded_pixels_hold_the_phase_planes_numbers():
     # stride 1: the two layouts of the split hold the same numbers, pixels-major
     # (N, hq, wq, C) against planes-major (N, C, hq*wq), borders and spare row included
@@ -267,8 +315,9 @@ def test_small_convolution_input_gradient_as_a_convolution(dtype):
     # stride 1 and >= 4 input channels: dx is the correlation of dy with the
     # flipped, channel-swapped kernel (conv.phases_input_grad), with square and
     # rectangular windows, uneven "same" padding (a 2x2 window pads one side),
-    # padding as wide as the window allows, and, past that, the col2im path
-    from convnet.backend.numba import conv
+    # padding as wide as the window allows, and, past that, the col2im path; dx is
+    # the same whether the forward and dW2 ran on phases or on pixel rows
+    from convnet.backend.numba import conv, pixel_rows
     rng = np.random.default_rng(17)
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
     cases = [((3, 3), "same", (2, 9, 7, 5), 3, True), ((2, 2), "same", (1, 6, 7, 4), 5, True),
@@ -278,7 +327,8 @@ def test_small_convolution_input_gradient_as_a_convolution(dtype):
     for (kh, kw), padding, shape, f, applies in cases:
         msg = f"conv {kh}x{kw} {padding} {shape} f={f}"
         (oh, ow), pads = window_geometry(shape[1], shape[2], (kh, kw), (1, 1), padding)
-        assert NB.conv2d_algorithm(shape, (kh * kw * shape[3], f), (dtype,)) == "phases", msg
+        expected = "pixel-rows" if pixel_rows.applies(f, (dtype,)) else "phases"
+        assert NB.conv2d_algorithm(shape, (kh * kw * shape[3], f), (dtype,)) == expected, msg
         assert conv.phases_input_grad_applies(shape, kh, kw, 1, 1, pads[0][0], pads[1][0]) == applies, msg
         x = _data(rng, shape, dtype)
         W2 = _data(rng, (kh * kw * shape[3], f), dtype)
@@ -297,22 +347,28 @@ def test_fused_relu_and_pixel_major_convolution_match_reference(dtype):
     # conv2d_forward(relu=True) applies the ReLU as y is written, and
     # conv2d_backward(relu_output=y) its mask as dy is read, on every path:
     # pixel-major phases (>= 32 filters; K = 9, 25 and 27, so whole groups of nine
-    # taps and leftovers, and K = 4, leftovers only), filter-major phases, and
-    # gemm-chunks; with dx and without (a model's first layer)
-    from convnet.backend.numba import phases
+    # taps and leftovers, and K = 4, leftovers only), filter-major phases or, for at
+    # most eight float32 filters, pixel rows ("small": 8 filters, and 5 and 3,
+    # whose dy is masked lane by lane), and gemm-chunks; with dx and without (a
+    # model's first layer)
+    from convnet.backend.numba import phases, pixel_rows
     rng = np.random.default_rng(19)
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
     cases = [((3, 3), (1, 1), "same", (2, 7, 6, 1), 32, "phases"),
              ((5, 5), (2, 2), "same", (2, 9, 8, 1), 33, "phases"),
              ((2, 2), (1, 1), "valid", (1, 6, 7, 1), 40, "phases"),
              ((3, 3), (1, 1), "same", (2, 6, 6, 3), 32, "phases"),
-             ((3, 3), (2, 2), "valid", (2, 9, 9, 3), 8, "phases"),
+             ((3, 3), (2, 2), "valid", (2, 9, 9, 3), 8, "small"),
+             ((5, 5), (3, 3), "valid", (2, 14, 14, 1), 5, "small"),
+             ((3, 3), (1, 1), "valid", (3, 8, 9, 5), 3, "small"),
              ((3, 3), (1, 1), "same", (2, 6, 5, 8), 20, "gemm-chunks"),
              ((3, 3), (1, 1), "same", (1, 6, 5, 8), 20, "gemm-chunks"),       # one job, not one per core
              ((3, 3), (2, 1), "same", (5, 6, 5, 8), 20, "gemm-chunks")]
     assert phases.PIXEL_MAJOR_FILTERS == 32
     for (kh, kw), (sh, sw), padding, shape, f, algorithm in cases:
         msg, pads, x, W2, b = _conv_case(rng, dtype, (kh, kw), (sh, sw), padding, shape, f)
+        if algorithm == "small":
+            algorithm = "pixel-rows" if pixel_rows.applies(f, (dtype,)) else "phases"
         assert NB.conv2d_algorithm(shape, (kh * kw * shape[3], f), (dtype,)) == algorithm, msg
         z_ref, ref_saved = REF.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads)
         z, _ = NB.conv2d_forward(x, W2, b, kh, kw, sh, sw, pads)
@@ -742,6 +798,12 @@ def test_conv_algorithm_is_named_and_chosen_in_one_place():
     assert NB.conv2d_algorithm((32, 16, 16, 32), (288, 32), (np.float32,), (2, 2)) == "gemm-chunks"
     assert NB.conv2d_algorithm((32, 16, 16, 32), (288, 32), (np.float64,)) == "gemm-chunks"
     assert NB.conv2d_algorithm((32, 16, 16, 32), (288, 64), (np.float32,)) == "gemm-chunks"
+    # at most 8 float32 filters (W3's first layer): direct on pixel rows where the CPU
+    # has 256-bit FMA; float64 stays with the phases
+    rows = "pixel-rows" if simd.has_512bit_vectors() or simd.has_256bit_fma() else "phases"
+    assert NB.conv2d_algorithm((128, 128, 128, 3), (27, 8), (np.float32,), (2, 2)) == rows
+    assert NB.conv2d_algorithm((128, 128, 128, 3), (27, 8), (np.float64,), (2, 2)) == "phases"
+    assert NB.conv2d_algorithm((128, 128, 128, 3), (27, 9), (np.float32,), (2, 2)) == "phases"
     layer = L.Conv2D(32, 3, padding="same")
     layer.build((10, 10, 16))
     strided = L.Conv2D(32, 3, strides=2, padding="same")

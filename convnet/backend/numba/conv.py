@@ -32,6 +32,11 @@ the gradient dL/dy as the (N*OH*OW, F) matrix:
   the ReLU: 1.68 ms instead of 2.31 at batch 32, 7.0 instead of 7.2 at batch 128;
   with 64 filters the unfolding pays for itself and gemm-chunks stays faster at
   batch 128).
+- "pixel-rows": for at most eight float32 filters, at any stride (W3's and W4's
+  layers), a direct convolution on x's own pixels (pixel_rows.py), one output
+  pixel's filters as one 8-lane vector, so nothing is unfolded or split; dW2 and
+  db from its weight-gradient kernel on the same pixels (x itself is all that is
+  kept, or its zero-padded copy), dx as for "phases".
 - "im2col-gemm": the reference (NumpyOps), for dtypes the kernels are not
   compiled for (float16, ints).
 
@@ -42,11 +47,12 @@ import functools
 
 import numpy as np
 
-from . import elementwise, gemm, im2col, phases, phases_tiles, threads, workers
+from . import elementwise, gemm, im2col, phases, phases_tiles, pixel_rows, threads, workers
 from ._jit import JIT_DTYPES, contig
 
 GEMM_CHUNKS = "gemm-chunks"
 PHASES = "phases"
+PIXEL_ROWS = "pixel-rows"
 TILES = "tiles"
 REFERENCE = "im2col-gemm"
 
@@ -61,7 +67,9 @@ TILES_FILTERS = 32
 def choose(W2_shape, dtypes, taps, strides=(1, 1)):
     """The algorithm for a convolution with kernel matrix shape (K, F), K = taps * C
     (taps = kh*kw), strides (sh, sw), on arrays of the given dtypes (a tuple):
-    "phases" for small convolutions (phases.is_small) when all dtypes agree,
+    "pixel-rows" for at most eight float32 filters where the CPU has 256-bit FMA
+    (pixel_rows.applies), "phases" for other small convolutions (phases.is_small)
+    when all dtypes agree,
     "tiles" for a stride-1 window larger than 1x1 with 32 float32 filters where
     the tiles run (phases.pixel_layout), "gemm-chunks" otherwise, and
     "im2col-gemm" (the reference) for dtypes the kernels are not compiled for.
@@ -72,6 +80,8 @@ def choose(W2_shape, dtypes, taps, strides=(1, 1)):
         return REFERENCE
     k, f = W2_shape
     same = len(set(dtypes)) == 1
+    if pixel_rows.applies(f, dtypes):
+        return PIXEL_ROWS
     if phases.is_small(k, f, taps) and same:
         return PHASES
     if (f == TILES_FILTERS and taps > 1 and same
@@ -206,6 +216,26 @@ def phases_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, training, relu=Fals
     y = np.empty((n * oh * ow, f), dtype=x.dtype)
     phases.forward(xq, W2, bias, c, kh, kw, sh, sw, oh, ow, y, relu)
     return y, (xq if training else None)
+
+
+def pixel_rows_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, training, relu=False):
+    """(y (N*OH*OW, F), xp or None): the direct convolution on x's pixels, through
+    max(., 0) when relu; xp, x zero-padded, is kept for dW2 when training and it
+    is a copy (an unpadded x is the layer's own input, kept anyway)."""
+    xp = pixel_rows.padded_input(x, kh, kw, sh, sw, pt, pl, oh, ow)
+    y = pixel_rows.forward(xp, W2, b, kh, kw, sh, sw, oh, ow, relu)
+    return y, (xp if training and xp is not x else None)
+
+
+def pixel_rows_weight_grad(dy, x, saved, kh, kw, sh, sw, pt, pl, oh, ow, relu_output=None):
+    """(dW2 (K, F), db (F,)) from x's padded pixels (kept by pixel_rows_forward, else
+    x itself or padded again), dy masked by relu_output when given."""
+    hp, wp = (oh - 1) * sh + kh, (ow - 1) * sw + kw
+    if saved is not None and saved.shape == (x.shape[0], hp, wp, x.shape[3]):
+        xp = saved
+    else:
+        xp = pixel_rows.padded_input(x, kh, kw, sh, sw, pt, pl, oh, ow)
+    return pixel_rows.weight_grad(xp, dy, kh, kw, sh, sw, oh, ow, relu_output)
 
 
 def phases_input_grad_applies(x_shape, kh, kw, sh, sw, pt, pl):

@@ -80,14 +80,15 @@ class NumbaOps(BatchNormKernels, NumpyOps):
     def conv2d_algorithm(self, x_shape, W2_shape, dtypes=(np.float32,), strides=(1, 1)):
         """The name of the algorithm conv2d_forward/backward run for an input of
         shape x_shape (N, H, W, C), a kernel matrix of shape (kh*kw*C, F) and these
-        strides on arrays of these dtypes: "phases", "tiles", "gemm-chunks" or
-        "im2col-gemm" (see convnet/backend/numba/conv.py, the one place that chooses)."""
+        strides on arrays of these dtypes: "pixel-rows", "phases", "tiles",
+        "gemm-chunks" or "im2col-gemm" (see convnet/backend/numba/conv.py, the one place that chooses)."""
         return conv.choose(tuple(W2_shape), tuple(dtypes), W2_shape[0] // x_shape[-1], tuple(strides))
 
     def conv2d_forward(self, x, W2, b, kh, kw, sh, sw, pads, training=True, relu=False):
         """Same as NumpyOps.conv2d_forward: (y = im2col(x) @ W2 + b, (N*OH*OW, F),
         saved), by the algorithm conv2d_algorithm names; the ReLU, when asked for,
-        is applied as y is written (phases) or to each chunk while it is in cache."""
+        is applied as y is written (pixel-rows, phases) or to each chunk while it
+        is in cache."""
         algorithm = self.conv2d_algorithm(x.shape, W2.shape, (x.dtype, W2.dtype), (sh, sw))
         if algorithm == conv.REFERENCE:
             return super().conv2d_forward(x, W2, b, kh, kw, sh, sw, pads, training, relu)
@@ -97,6 +98,8 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         x, W2 = contig(x), contig(W2)
         if algorithm == conv.PHASES:
             return conv.phases_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, training, relu)
+        if algorithm == conv.PIXEL_ROWS:
+            return conv.pixel_rows_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow, training, relu)
         if algorithm == conv.TILES:     # kept only for a direct dW2; the gemm chunks unfold x again
             return conv.phases_forward(x, W2, b, kh, kw, sh, sw, pt, pl, oh, ow,
                                        training and conv.tiles_weight_grad_direct(), relu)
@@ -107,13 +110,13 @@ class NumbaOps(BatchNormKernels, NumpyOps):
     def conv2d_backward(self, dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx=True, relu_output=None):
         """Same as NumpyOps.conv2d_backward: (dx or None, dW2, db) for
         dy = dL/dy (N*OH*OW, F), by the algorithm conv2d_algorithm names ("phases"
-        takes dW2 and db from its direct kernel, and dx from phases_input_grad or the
-        chunked col2im path; "tiles" its dx from phases_input_grad and dW2 and db
+        and "pixel-rows" take dW2 and db from their direct kernels, and dx from
+        phases_input_grad or the chunked col2im path; "tiles" its dx from phases_input_grad and dW2 and db
         from the gemm chunks, or on the narrow tiles from the direct kernel on the
         split its forward kept: conv.tiles_weight_grad_direct). The ReLU's mask
         (relu_output) is applied as each chunk of dy is first read (gemm-chunks),
-        or as the direct kernel reads dy when only dW2 and db are needed (phases),
-        else in a pass of its own."""
+        or as the direct kernel reads dy when only dW2 and db are needed (phases,
+        pixel-rows), else in a pass of its own."""
         algorithm = self.conv2d_algorithm(x.shape, W2.shape, (dy.dtype, x.dtype, W2.dtype), (sh, sw))
         if algorithm == conv.REFERENCE:
             return super().conv2d_backward(dy, x, saved, W2, kh, kw, sh, sw, pads, need_dx, relu_output)
@@ -148,8 +151,11 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         elif need_dx:
             dx, _, _ = conv.gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, True, False,
                                                  self.conv_chunk_bytes, self.conv_jobs_per_core)
-        dW2, db = conv.phases_weight_grad(dy, x, saved, W2, kh, kw, sh, sw, pt, pl, oh, ow,
-                                          None if relu_output is None else contig(relu_output))
+        mask = None if relu_output is None else contig(relu_output)
+        if algorithm == conv.PIXEL_ROWS:
+            dW2, db = conv.pixel_rows_weight_grad(dy, x, saved, kh, kw, sh, sw, pt, pl, oh, ow, mask)
+        else:
+            dW2, db = conv.phases_weight_grad(dy, x, saved, W2, kh, kw, sh, sw, pt, pl, oh, ow, mask)
         return dx, dW2, db
 
     # ----------------------------------------------------------------- pooling

@@ -571,9 +571,16 @@ def pad_pixels(x, kh, kw, pt, pl, oh, ow):
     """xp (N, hq, wq, C): contiguous x (N, H, W, C) of a stride-1 convolution,
     zero-padded to the grid of the phase planes (plane_geometry's hq, wq), pixels
     and channels in x's order."""
+    _, hq, wq, _, _ = plane_geometry(x.shape[3], kh, kw, 1, 1, oh, ow)
+    return zero_padded(x, pt, pl, hq, wq)
+
+
+def zero_padded(x, pt, pl, hp, wp):
+    """xp (N, hp, wp, C): contiguous x (N, H, W, C) with pt rows of zeros above it
+    and pl columns on its left, zeros (or nothing of x) past its bottom and right
+    edges up to hp rows and wp columns."""
     n, _, _, c = x.shape
-    _, hq, wq, _, _ = plane_geometry(c, kh, kw, 1, 1, oh, ow)
-    xp = np.empty((n, hq, wq, c), dtype=x.dtype)
+    xp = np.empty((n, hp, wp, c), dtype=x.dtype)
     (_pad_pixels_serial if xp.size < threads.serial_below() else _pad_pixels)(x, pt, pl, xp)
     return xp
 
