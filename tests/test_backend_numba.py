@@ -233,7 +233,9 @@ def test_pixel_rows_match_reference(kernel_size_mode):
     # are not multiples of TAP_GROUP (27, 25, 6, 45, 4), strides 1, 2 and 3, unequal
     # strides and windows, padding (a zero-padded copy is kept for dW2) and none
     # (x itself: nothing kept), with and without the ReLU, dW2 from the kept copy
-    # and from x again
+    # and from x again; dx from pixel_rows.input_grad where the phases' dx does not
+    # apply (strides above 1, or fewer than 4 channels), into x's own array (8
+    # channels, no padding) or a padded one cut to x's shape
     from convnet.backend.numba import pixel_rows
     if not pixel_rows.applies(8, (np.float32,)):
         pytest.skip("this CPU has neither AVX2 with FMA nor AVX-512")
@@ -245,7 +247,8 @@ def test_pixel_rows_match_reference(kernel_size_mode):
              ((2, 3), (3, 2), "same", (1, 8, 11, 1), 1, True),
              ((3, 3), (1, 1), "same", (2, 5, 4, 2), 8, True),
              ((2, 2), (1, 1), 1, (2, 6, 6, 1), 7, True),
-             ((3, 3), (2, 2), "same", (1, 19, 20, 8), 6, True)]
+             ((3, 3), (2, 2), "same", (1, 19, 20, 8), 6, True),
+             ((3, 3), (2, 2), "valid", (2, 15, 17, 8), 4, False)]
     for kernel, strides, padding, shape, f, padded in cases:
         msg, pads, x, W2, b = _conv_case(rng, np.float32, kernel, strides, padding, shape, f)
         (kh, kw), (sh, sw) = kernel, strides

@@ -238,6 +238,17 @@ def pixel_rows_weight_grad(dy, x, saved, kh, kw, sh, sw, pt, pl, oh, ow, relu_ou
     return pixel_rows.weight_grad(xp, dy, kh, kw, sh, sw, oh, ow, relu_output)
 
 
+def pixel_rows_input_grad_applies(x_shape):
+    """Does pixel_rows_input_grad take dx? For x of at most 8 channels."""
+    return pixel_rows.input_grad_applies(x_shape[-1])
+
+
+def pixel_rows_input_grad(dy, W2, x_shape, kh, kw, sh, sw, pt, pl, oh, ow):
+    """dx (N, H, W, C) of a pixel-rows convolution, at any stride: each pixel of x
+    gathers its gradient from the windows that cover it (pixel_rows.input_grad)."""
+    return pixel_rows.input_grad(dy, W2, x_shape, kh, kw, sh, sw, pt, pl, oh, ow)
+
+
 def phases_input_grad_applies(x_shape, kh, kw, sh, sw, pt, pl):
     """Does phases_input_grad compute this convolution's dx? Stride 1, padding
     no wider than the window, and at least 4 channels in x (the dx convolution's

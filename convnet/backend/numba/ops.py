@@ -148,6 +148,8 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         dx = None
         if need_dx and conv.phases_input_grad_applies(x.shape, kh, kw, sh, sw, pt, pl):
             dx = conv.phases_input_grad(dy, W2, x.shape, kh, kw, pt, pl, oh, ow)
+        elif need_dx and algorithm == conv.PIXEL_ROWS and conv.pixel_rows_input_grad_applies(x.shape):
+            dx = conv.pixel_rows_input_grad(dy, W2, x.shape, kh, kw, sh, sw, pt, pl, oh, ow)
         elif need_dx:
             dx, _, _ = conv.gemm_chunks_backward(dy, x, W2, kh, kw, sh, sw, pt, pl, oh, ow, True, False,
                                                  self.conv_chunk_bytes, self.conv_jobs_per_core)

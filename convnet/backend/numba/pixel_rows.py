@@ -238,8 +238,69 @@ def _weight_grad(xp, dy, relu_output, masked, tap_offset, sh, sw, oh, ow, parts,
         vstore8(bias_parts[part], 0, bsum)
 
 
+@njit(**PJIT)
+def _input_grad(dy, Wt, tap_offset, sh, sw, oh, ow, color, colors, dxp):
+    # dxp (N, Hp, Wp, 8) += the input gradient of the windows of output rows
+    # i = color (mod colors), one output row (b, i) per task: tap t = (ty, tx) of
+    # output pixel (i, j) adds sum_f dy[(b, i, j), f] * Wt[t*F + f, :] to the padded
+    # pixel (i*sh + ty, j*sw + tx), whose 8 lanes lie at tap_offset[t] from the
+    # window's first (tap_offset padded to whole groups of TAP_GROUP taps with zero
+    # rows of Wt, which add 0). Rows colors apart have disjoint windows
+    # (colors*sh >= kh), so the tasks of one call never add to the same pixel.
+    n, hp, wp, _ = dxp.shape
+    f_count = dy.shape[1]
+    k_count = tap_offset.shape[0]
+    dyf = dy.reshape(dy.size)
+    wf = Wt.reshape(Wt.size)
+    dxf = dxp.reshape(dxp.size)
+    rows = (oh - color + colors - 1) // colors
+    for g in prange(n * rows):
+        b = g // rows
+        i = color + (g - b * rows) * colors
+        for j in range(ow):
+            d = ((b * oh + i) * ow + j) * f_count
+            first = ((b * hp + i * sh) * wp + j * sw) * LANES8
+            for t in range(0, k_count, TAP_GROUP):
+                a0 = vzero8(); a1 = vzero8(); a2 = vzero8()  # noqa: E702
+                a3 = vzero8(); a4 = vzero8(); a5 = vzero8()  # noqa: E702
+                a6 = vzero8(); a7 = vzero8(); a8 = vzero8()  # noqa: E702
+                for f in range(f_count):
+                    e = vsplat8_at(dyf, d + f)
+                    w0 = (t * f_count + f) * LANES8
+                    step = f_count * LANES8          # from tap t to t + 1 in Wt
+                    a0 = vfma(e, vload8(wf, w0), a0)
+                    a1 = vfma(e, vload8(wf, w0 + step), a1)
+                    a2 = vfma(e, vload8(wf, w0 + 2 * step), a2)
+                    a3 = vfma(e, vload8(wf, w0 + 3 * step), a3)
+                    a4 = vfma(e, vload8(wf, w0 + 4 * step), a4)
+                    a5 = vfma(e, vload8(wf, w0 + 5 * step), a5)
+                    a6 = vfma(e, vload8(wf, w0 + 6 * step), a6)
+                    a7 = vfma(e, vload8(wf, w0 + 7 * step), a7)
+                    a8 = vfma(e, vload8(wf, w0 + 8 * step), a8)
+                # one after another: a padded tap adds its 0 to tap t's pixel again
+                o = first + tap_offset[t]
+                vstore8(dxf, o, vadd(vload8(dxf, o), a0))
+                o = first + tap_offset[t + 1]
+                vstore8(dxf, o, vadd(vload8(dxf, o), a1))
+                o = first + tap_offset[t + 2]
+                vstore8(dxf, o, vadd(vload8(dxf, o), a2))
+                o = first + tap_offset[t + 3]
+                vstore8(dxf, o, vadd(vload8(dxf, o), a3))
+                o = first + tap_offset[t + 4]
+                vstore8(dxf, o, vadd(vload8(dxf, o), a4))
+                o = first + tap_offset[t + 5]
+                vstore8(dxf, o, vadd(vload8(dxf, o), a5))
+                o = first + tap_offset[t + 6]
+                vstore8(dxf, o, vadd(vload8(dxf, o), a6))
+                o = first + tap_offset[t + 7]
+                vstore8(dxf, o, vadd(vload8(dxf, o), a7))
+                o = first + tap_offset[t + 8]
+                vstore8(dxf, o, vadd(vload8(dxf, o), a8))
+
+
 _forward_serial = serial_twin(_forward)
 _weight_grad_serial = serial_twin(_weight_grad)
+_input_grad_serial = serial_twin(_input_grad)
 
 
 def _lanes(a, f):
@@ -284,3 +345,36 @@ def weight_grad(xp, dy, kh, kw, sh, sw, oh, ow, relu_output=None):
                                                       tap_offset, sh, sw, oh, ow, parts, bias_parts, dq)
     dW2 = parts.reshape(nparts, -1, LANES8)[:, :k, :f].sum(axis=0)
     return dW2, bias_parts[:, :f].sum(axis=0)
+
+
+def input_grad_applies(c):
+    """Does input_grad take dx for x of c channels? At most LANES8."""
+    return c <= LANES8
+
+
+def input_grad(dy, W2, x_shape, kh, kw, sh, sw, pt, pl, oh, ow):
+    """dx (N, H, W, C) for dy = dL/dy (N*OH*OW, F) and the kernel matrix W2
+    (K, F), K = kh*kw*C, C <= 8 (one pixel's channels are a vector): each output
+    pixel's window adds W2[(ty, tx, :), :] @ dy[(i, j), :] to the pixels it covers,
+    the output rows in ceil(kh/sh) interleaved sets whose windows do not overlap
+    (one parallel call each), into x's pixels zero-padded to 8 lanes (x's own
+    array when it has 8 channels and no padding), then cut to x's shape."""
+    n, h, w, c = x_shape
+    f = W2.shape[1]
+    hp, wp = max((oh - 1) * sh + kh, pt + h), max((ow - 1) * sw + kw, pl + w)
+    # Wt[t*F + f, :] = W2[t*C:(t + 1)*C, f] for tap t = ty*kw + tx, in lanes, and
+    # zero rows for the taps that pad the last group to TAP_GROUP
+    taps = kh * kw
+    tap_offset = tap_offsets(1, kh, kw, wp, TAP_GROUP) * LANES8
+    Wt = np.zeros((len(tap_offset) * f, LANES8), dtype=np.float32)
+    Wt[:taps * f, :c] = W2.reshape(taps, c, f).transpose(0, 2, 1).reshape(taps * f, c)
+    dxp = np.zeros((n, hp, wp, LANES8), dtype=np.float32)
+    colors = -(-kh // sh)
+    serial = dxp.size * f < threads.serial_below()
+    kernel = _input_grad_serial if serial else _input_grad
+    dy = contig(dy)
+    for color in range(min(colors, oh)):
+        kernel(dy, Wt, tap_offset, sh, sw, oh, ow, color, colors, dxp)
+    if (hp, wp, c) == (h, w, LANES8) and pt == pl == 0:
+        return dxp
+    return np.ascontiguousarray(dxp[:, pt:pt + h, pl:pl + w, :c])
