@@ -70,7 +70,8 @@ def profile_model(model, x, y=None, repeats=5, warmup=1, print_fn=print, stat="m
     model.backward, model.apply_gradients, with a timer around each layer call.
     Returns a list of dicts, one per node plus "loss", "optimizer" and "total"
     rows: name, type, output_shape, fwd_ms, bwd_ms, fwd_gflops, bwd_gflops,
-    share (fraction of the step). Prints the table with `print_fn` (None: silent).
+    share (fraction of the step), algorithm (the convolution algorithm a conv
+    layer ran, Conv2D.algorithm(); None for other rows). Prints the table with `print_fn` (None: silent).
     `stat` is "median" (default) or "min": on a busy machine the minimum over the
     repeats shows what the code can do, the median what it did.
     """
@@ -125,7 +126,9 @@ def profile_model(model, x, y=None, repeats=5, warmup=1, print_fn=print, stat="m
         ran_backward = training and model.graph.runs_backward(node)
         bflops = _backward_flops(layer, flops, model.graph.input_grad_needed(node)) if ran_backward else 0.0
         name = layer.name if len(layer.inbound_nodes) == 1 else f"{layer.name}[{node.call_index}]"
+        algorithm = getattr(layer, "algorithm", None)
         rows.append({
+            "algorithm": algorithm() if callable(algorithm) else None,
             "name": name, "type": type(layer).__name__,
             "output_shape": (n, *node.outputs[0].shape[1:]),
             "fwd_ms": 1e3 * f_med[i], "bwd_ms": 1e3 * b_med[i] if training else None,
@@ -136,10 +139,10 @@ def profile_model(model, x, y=None, repeats=5, warmup=1, print_fn=print, stat="m
     if training:
         for name, t in (("loss", loss_t), ("optimizer", opt_t)):
             med = float(reduce(t))
-            rows.append({"name": name, "type": "", "output_shape": None, "fwd_ms": 1e3 * med,
+            rows.append({"name": name, "type": "", "output_shape": None, "fwd_ms": 1e3 * med, "algorithm": None,
                          "bwd_ms": None, "fwd_gflops": None, "bwd_gflops": None,
                          "share": med / total if total > 0 else 0.0})
-    rows.append({"name": "total", "type": "", "output_shape": None, "fwd_ms": 1e3 * total,
+    rows.append({"name": "total", "type": "", "output_shape": None, "fwd_ms": 1e3 * total, "algorithm": None,
                  "bwd_ms": None, "fwd_gflops": None, "bwd_gflops": None, "share": 1.0,
                  "images_per_s": n / total if total > 0 else None})
     if print_fn is not None:
@@ -154,7 +157,8 @@ def format_profile(rows, title=""):
     def num(v, fmt):
         return "" if v is None else format(v, fmt)
 
-    head = f"{'layer':<28}{'output':<22}{'fwd ms':>9}{'fwd GF/s':>10}{'bwd ms':>9}{'bwd GF/s':>10}{'share':>8}"
+    head = (f"{'layer':<28}{'output':<22}{'fwd ms':>9}{'fwd GF/s':>10}{'bwd ms':>9}{'bwd GF/s':>10}{'share':>8}"
+            "  algorithm")
     lines = [title, head, "-" * len(head)] if title else [head, "-" * len(head)]
     for r in rows:
         label = f"{r['name']} ({r['type']})" if r["type"] else r["name"]
@@ -164,5 +168,6 @@ def format_profile(rows, title=""):
             ips = r.get("images_per_s")
             label = f"total ({ips:,.0f} img/s)" if ips else "total"
         lines.append(f"{label:<28.28}{shape:<22}{num(r['fwd_ms'], '9.3f')}{num(r['fwd_gflops'], '10.1f')}"
-                     f"{num(r['bwd_ms'], '9.3f')}{num(r['bwd_gflops'], '10.1f')}{100 * r['share']:7.1f}%")
+                     f"{num(r['bwd_ms'], '9.3f')}{num(r['bwd_gflops'], '10.1f')}{100 * r['share']:7.1f}%"
+                     f"  {r.get('algorithm') or ''}".rstrip())
     return "\n".join(lines)

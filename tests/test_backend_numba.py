@@ -801,6 +801,17 @@ def test_conv_algorithm_is_named_and_chosen_in_one_place():
     assert NB.conv2d_algorithm((32, 16, 16, 32), (288, 32), (np.float32,), (2, 2)) == "gemm-chunks"
     assert NB.conv2d_algorithm((32, 16, 16, 32), (288, 32), (np.float64,)) == "gemm-chunks"
     assert NB.conv2d_algorithm((32, 16, 16, 32), (288, 64), (np.float32,)) == "gemm-chunks"
+    # 64 filters: the tiles too in an inference's forward pass of a small batch
+    assert NB.conv2d_algorithm((16, 16, 16, 32), (288, 64), (np.float32,), training=False) == tiles
+    assert NB.conv2d_algorithm((16, 16, 16, 32), (288, 64), (np.float32,)) == "gemm-chunks"
+    assert NB.conv2d_algorithm((32, 16, 16, 32), (288, 64), (np.float32,), training=False) == "gemm-chunks"
+    assert NB.conv2d_algorithm((1, 16, 16, 32), (288, 128), (np.float32,), training=False) == "gemm-chunks"
+    rng = np.random.default_rng(31)
+    msg, pads, x, W2, b = _conv_case(rng, np.float32, (3, 3), (1, 1), "same", (2, 6, 7, 8), 64)
+    y, saved = NB.conv2d_forward(x, W2, b, 3, 3, 1, 1, pads, training=False, relu=True)
+    np.testing.assert_allclose(y, REF.relu(REF.conv2d_forward(x, W2, b, 3, 3, 1, 1, pads)[0]),
+                               rtol=1e-4, atol=1e-4, err_msg=msg)
+    assert saved is None
     # at most 8 float32 filters (W3's first layer): direct on pixel rows where the CPU
     # has 256-bit FMA; float64 stays with the phases
     rows = "pixel-rows" if simd.has_512bit_vectors() or simd.has_256bit_fma() else "phases"
@@ -811,10 +822,18 @@ def test_conv_algorithm_is_named_and_chosen_in_one_place():
     layer.build((10, 10, 16))
     strided = L.Conv2D(32, 3, strides=2, padding="same")
     strided.build((10, 10, 16))
+    wide = L.Conv2D(64, 3, padding="same")
+    wide.build((10, 10, 16))
     with cn.use_backend("numba"):
         assert layer.algorithm() == tiles
         layer.forward(np.zeros((2, 10, 10, 16), np.float32))
         assert layer.algorithm() == tiles
+        # the mode of the last forward pass, unless asked for another
+        wide.forward(np.zeros((2, 10, 10, 16), np.float32), training=False)
+        assert wide.algorithm() == tiles
+        assert wide.algorithm(training=True) == "gemm-chunks"
+        wide.forward(np.zeros((2, 10, 10, 16), np.float32), training=True)
+        assert wide.algorithm() == "gemm-chunks"
         assert layer.algorithm((2, 10, 10, 16)) == tiles
         assert strided.algorithm() == "gemm-chunks"
     with cn.use_backend("numpy"):

@@ -29,6 +29,10 @@ def test_training_profile_rows(backend):
     assert rows[-1]["images_per_s"] > 0
     assert abs(sum(r["share"] for r in rows[:-1]) - 1) < 1e-6
     assert printed and "conv2d" in printed[0] and "GF/s" in printed[0]
+    # each conv row names the algorithm it ran (the backend's choice); other rows none
+    assert conv["algorithm"] == model.layers[0].algorithm(x.shape, training=True)
+    assert conv["algorithm"] in printed[0].splitlines()[3] and "algorithm" in printed[0].splitlines()[1]
+    assert all(r["algorithm"] is None for r in rows[1:])
     # the first layer's flag is restored after profiling
     assert model.layers[0].skip_input_grad is False
 

@@ -91,9 +91,10 @@ class NumpyOps:
         return dxpad[:, pt:pt + h, pl:pl + w, :]
 
     # ------------------------------------------------------- whole convolution
-    def conv2d_algorithm(self, x_shape, W2_shape, dtypes=(np.float32,), strides=(1, 1)):
+    def conv2d_algorithm(self, x_shape, W2_shape, dtypes=(np.float32,), strides=(1, 1), training=True):
         """The name of the algorithm conv2d_forward/backward run for an input of shape
-        x_shape (N, H, W, C), a kernel matrix of shape (kh*kw*C, F) and these strides: here always
+        x_shape (N, H, W, C), a kernel matrix of shape (kh*kw*C, F) and these strides,
+        in a training step or (training=False) an inference's forward pass: here always
         "im2col-gemm", the steps spelled out below (faster backends choose among
         several; profiles show the name)."""
         return "im2col-gemm"

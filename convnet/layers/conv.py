@@ -170,6 +170,7 @@ class Conv2D(KernelLayer):
         y, saved = get_ops().conv2d_forward(x, W2, self.params.get("b"), kh, kw, *self.strides, pads,
                                             training=training, relu=relu)   # (N*OH*OW, F)
         self._cache = (saved, x, pads)
+        self._trained = bool(training)      # which pass ran last, for algorithm()
         return y.reshape(n, oh, ow, self.filters)
 
     def _backward(self, dy, relu_output=None):
@@ -196,19 +197,22 @@ class Conv2D(KernelLayer):
             self.grads["b"] = db
         return dx
 
-    def algorithm(self, x_shape=None):
+    def algorithm(self, x_shape=None, training=None):
         """The name of the convolution algorithm the active backend runs for an input
-        of shape x_shape (N, H, W, C); by default the shape of the last forward's
-        input, else a batch of one. "im2col-gemm" is the reference of conv.py's
-        docstring; see docs/how-it-works.md for the others."""
+        of shape x_shape (N, H, W, C), in a training step or (training=False) an
+        inference; by default the shape and the mode of the last forward pass, else
+        a training step on a batch of one. "im2col-gemm" is the reference of
+        conv.py's docstring; see docs/how-it-works.md for the others."""
+        cache = getattr(self, "_cache", None)
         if x_shape is None:
-            cache = getattr(self, "_cache", None)
             x_shape = cache[1].shape if cache else (1, *self.input_shape)
+        if training is None:
+            training = getattr(self, "_trained", True) if cache else True
         if self._general():
             return "grouped-dilated-reference"
         kh, kw = self.kernel_size
         return get_ops().conv2d_algorithm(tuple(x_shape), (kh * kw * x_shape[3], self.filters), (self.dtype,),
-                                          tuple(self.strides))
+                                          tuple(self.strides), training=training)
 
     def flops_per_image(self):
         """Multiply-adds counted as 2 FLOPs, forward pass, one image."""

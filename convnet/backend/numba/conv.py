@@ -31,7 +31,9 @@ the gradient dL/dy as the (N*OH*OW, F) matrix:
   the products (measured on W5's 32 -> 32 layer, 16x16, forward + backward with
   the ReLU: 1.68 ms instead of 2.31 at batch 32, 7.0 instead of 7.2 at batch 128;
   with 64 filters the unfolding pays for itself and gemm-chunks stays faster at
-  batch 128).
+  batch 128). An inference's forward pass of up to TILES_INFERENCE_BATCH images
+  runs "tiles" for 64 filters too, where a batch too small to split among the
+  cores leaves the chunked products short of work.
 - "pixel-rows": for at most eight float32 filters, at any stride (W3's and W4's
   layers), a direct convolution on x's own pixels (pixel_rows.py), one output
   pixel's filters as one 8-lane vector, so nothing is unfolded or split; dW2 and
@@ -62,16 +64,25 @@ REFERENCE = "im2col-gemm"
 #: 23.9; with 64 filters no better (8x8 5.8 against 5.1, 16x16 18.5 against 19.3)
 TILES_FILTERS = 32
 
+#: the largest inference batch whose forward pass runs "tiles" for 64 filters too
+#: (tiles against gemm-chunks, forward with the ReLU: W1's 32 -> 64 layer at 14x14
+#: 0.36-0.90 of the time at batch 1 to 16, W2's 64 -> 64 at 16x16 0.44-0.96; at
+#: batch 32 1.05-1.11)
+TILES_INFERENCE_BATCH = 16
+TILES_INFERENCE_FILTERS = 64
+
 
 @functools.lru_cache(maxsize=1024)
-def choose(W2_shape, dtypes, taps, strides=(1, 1)):
+def choose(W2_shape, dtypes, taps, strides=(1, 1), inference_batch=None):
     """The algorithm for a convolution with kernel matrix shape (K, F), K = taps * C
     (taps = kh*kw), strides (sh, sw), on arrays of the given dtypes (a tuple):
     "pixel-rows" for at most eight float32 filters where the CPU has 256-bit FMA
     (pixel_rows.applies), "phases" for other small convolutions (phases.is_small)
     when all dtypes agree,
     "tiles" for a stride-1 window larger than 1x1 with 32 float32 filters where
-    the tiles run (phases.pixel_layout), "gemm-chunks" otherwise, and
+    the tiles run (phases.pixel_layout), or TILES_INFERENCE_FILTERS in an
+    inference's forward pass of inference_batch <= TILES_INFERENCE_BATCH images
+    (None: a training step), "gemm-chunks" otherwise, and
     "im2col-gemm" (the reference) for dtypes the kernels are not compiled for.
     Cached: a batch-1 convolution takes ~25 us, so the choice must cost next to
     nothing."""
@@ -84,7 +95,9 @@ def choose(W2_shape, dtypes, taps, strides=(1, 1)):
         return PIXEL_ROWS
     if phases.is_small(k, f, taps) and same:
         return PHASES
-    if (f == TILES_FILTERS and taps > 1 and same
+    small_inference = inference_batch is not None and inference_batch <= TILES_INFERENCE_BATCH
+    tiles_filters = f == TILES_FILTERS or (small_inference and f == TILES_INFERENCE_FILTERS)
+    if (tiles_filters and taps > 1 and same
             and phases.pixel_layout(dtypes[0], f, strides[0], strides[1], kept=False)):
         return TILES
     return GEMM_CHUNKS

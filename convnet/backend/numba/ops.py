@@ -77,19 +77,21 @@ class NumbaOps(BatchNormKernels, NumpyOps):
         return out
 
     # ------------------------------------------------------- whole convolution
-    def conv2d_algorithm(self, x_shape, W2_shape, dtypes=(np.float32,), strides=(1, 1)):
+    def conv2d_algorithm(self, x_shape, W2_shape, dtypes=(np.float32,), strides=(1, 1), training=True):
         """The name of the algorithm conv2d_forward/backward run for an input of
         shape x_shape (N, H, W, C), a kernel matrix of shape (kh*kw*C, F) and these
-        strides on arrays of these dtypes: "pixel-rows", "phases", "tiles",
+        strides on arrays of these dtypes, in a training step or (training=False)
+        an inference's forward pass: "pixel-rows", "phases", "tiles",
         "gemm-chunks" or "im2col-gemm" (see convnet/backend/numba/conv.py, the one place that chooses)."""
-        return conv.choose(tuple(W2_shape), tuple(dtypes), W2_shape[0] // x_shape[-1], tuple(strides))
+        return conv.choose(tuple(W2_shape), tuple(dtypes), W2_shape[0] // x_shape[-1], tuple(strides),
+                           None if training else x_shape[0])
 
     def conv2d_forward(self, x, W2, b, kh, kw, sh, sw, pads, training=True, relu=False):
         """Same as NumpyOps.conv2d_forward: (y = im2col(x) @ W2 + b, (N*OH*OW, F),
         saved), by the algorithm conv2d_algorithm names; the ReLU, when asked for,
         is applied as y is written (pixel-rows, phases) or to each chunk while it
         is in cache."""
-        algorithm = self.conv2d_algorithm(x.shape, W2.shape, (x.dtype, W2.dtype), (sh, sw))
+        algorithm = self.conv2d_algorithm(x.shape, W2.shape, (x.dtype, W2.dtype), (sh, sw), training)
         if algorithm == conv.REFERENCE:
             return super().conv2d_forward(x, W2, b, kh, kw, sh, sw, pads, training, relu)
         (pt, pb), (pl, pr) = pads
