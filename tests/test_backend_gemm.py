@@ -162,3 +162,37 @@ def test_the_kernels_are_the_ones_that_run_where_the_cpu_has_512bit_vectors(monk
     a = np.ones((12, 9), np.float32)
     out = np.empty((12, 32), np.float32)
     np.testing.assert_array_equal(gemm.matmul(a, np.ones((9, 32), np.float32), out), np.full((12, 32), 9.0))
+
+
+@pytest.mark.parametrize("m, k, n, shares", [(1, 4096, 256, 2), (3, 257, 32, 2), (11, 100, 16, 3), (2, 5, 48, 4)])
+def test_few_rows_product_matches_the_float64_product(m, k, n, shares):
+    # the inner dimension split into contiguous shares (K not a multiple of the
+    # share count; more shares than the cores; a share of one or two rows)
+    if not simd.fits_narrow(np.zeros(1, np.float32)):
+        pytest.skip("this CPU has neither AVX2 with FMA nor AVX-512")
+    rng = np.random.default_rng(m + k + n)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    out = np.full((m, n), np.nan, dtype=np.float32)
+    assert gemm.matmul_few_rows(a, b, out, shares) is out
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64), rtol=0, atol=_tolerance(k))
+
+
+def test_a_batch_one_dense_layer_reads_its_weights_on_every_core(monkeypatch):
+    # ops.matmul of one row by a 4 MiB matrix runs matmul_few_rows; a small
+    # matrix, or one whose column count is not a multiple of 16, does not
+    if not simd.fits_narrow(np.zeros(1, np.float32)):
+        pytest.skip("this CPU has neither AVX2 with FMA nor AVX-512")
+    from convnet.backend.numba import workers
+    if workers.CoreJobs.get() is None:
+        pytest.skip("no pool of core jobs here (OpenBLAS's thread count cannot be set): plain np.matmul")
+    ran = []
+    kernel = gemm.matmul_few_rows
+    monkeypatch.setattr(gemm, "matmul_few_rows", lambda *args: (ran.append(args[1].shape), kernel(*args))[1])
+    NB = get_ops("numba")
+    rng = np.random.default_rng(3)
+    for shape in ((4096, 256), (1024, 256), (4096, 250)):
+        x = rng.standard_normal((1, shape[0]), dtype=np.float32)
+        W = rng.standard_normal(shape, dtype=np.float32)
+        np.testing.assert_allclose(NB.matmul(x, W), x.astype(np.float64) @ W, rtol=0, atol=_tolerance(shape[0]))
+    assert ran == [(4096, 256)]

@@ -24,6 +24,15 @@ bit-equal columns of out.
     matmul(a, b, out)          out = a @ b      (also for a = x.T of a C-contiguous x)
     matmul_tn_add(a, b, out)   out += a.T @ b   (a convolution's dW2 = cols^T dy)
 
+One product here is not a tile, and not on one core: `matmul_few_rows`, for a
+with fewer rows than a tile (a Dense layer at batch 1 to 11). Its work is reading
+b, each number of which serves only m multiply-adds, so the cores split the
+inner dimension K, each streaming its contiguous share of b's rows into partial
+sums of the whole (M, N) out, where a one-thread BLAS reads b at one core's
+memory bandwidth (W2's 4096 x 256 Dense layer took 0.15-0.40 ms of a batch-1
+inference of 0.8-1.2 ms). Only for a b larger than a core's L2 cache
+(FEW_ROWS_MIN_BYTES).
+
 Each falls back to numpy (with whatever BLAS threads the caller has set) where
 the kernels do not apply: not float32, fewer than 12 rows (matmul), a column
 count not a multiple of 16 (matmul_tn_add), a strided operand, or a CPU without
@@ -32,10 +41,10 @@ kernel_matmul_tn_add are the kernels alone, without checks.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from ._jit import JIT
-from .simd import fits, vfma, vload, vsplat_at, vstore, vzero
+from ._jit import JIT, PJIT
+from .simd import LANES, fits, fits_narrow, vfma, vload, vsplat_at, vstore, vzero
 
 #: rows of A per register tile (6 rows x 32 columns = 12 of AVX-512's 32 vector
 #: registers, plus two for B and one for A's broadcast number)
@@ -283,4 +292,53 @@ def matmul_tn_add(a, b, out):
     if fits(a, b, out) and b.shape[1] % 16 == 0:
         return kernel_matmul_tn_add(a, b, out)
     out += np.matmul(a.T, b)
+    return out
+
+
+#: rows of a below which matmul_few_rows applies (a tile's rows: TILE_ROWS x 2)
+FEW_ROWS = 2 * TILE_ROWS
+
+#: the smallest b (bytes) matmul_few_rows takes: one that fits a core's L2 cache is
+#: read fast enough by one thread. Measured on whole inferences, one process
+#: switching between the two, median of 20: W2's 4096 x 256 Dense layer (4 MiB) at
+#: batch 1, 2, 4, 8 1.02-1.06x, 1.33-1.41x, 1.24x, 1.11x; W1's 3136 x 128 (1.6 MiB)
+#: 0.86-0.92x, so W1 keeps the one-thread BLAS
+FEW_ROWS_MIN_BYTES = 2 << 20
+
+
+@njit(**PJIT)
+def _matmul_few_rows(a, b, parts):
+    # parts[t] (M, N) = a[:, k_t] @ b[k_t, :] over share t of the inner dimension
+    # (rows k0..k1 of b, contiguous), N a multiple of LANES; the caller adds the shares
+    m, k = a.shape
+    n = b.shape[1]
+    shares = parts.shape[0]
+    af = a.reshape(m * k)
+    bf = b.reshape(k * n)
+    for t in prange(shares):
+        acc = parts[t].reshape(m * n)
+        acc[:] = 0
+        for p in range(t * k // shares, (t + 1) * k // shares):
+            row = p * n
+            for i in range(m):
+                s = vsplat_at(af, i * k + p)
+                for c in range(0, n, LANES):
+                    vstore(acc, i * n + c, vfma(s, vload(bf, row + c), vload(acc, i * n + c)))
+
+
+def few_rows_applies(a, b, out):
+    """Does matmul_few_rows take out = a @ b? float32, C-contiguous, fewer than
+    FEW_ROWS rows in a, a b of at least FEW_ROWS_MIN_BYTES whose column count is a
+    multiple of LANES (simd.fits_narrow)."""
+    return (a.shape[0] < FEW_ROWS and b.shape[1] % LANES == 0 and b.nbytes >= FEW_ROWS_MIN_BYTES
+            and fits_narrow(a, b, out))
+
+
+def matmul_few_rows(a, b, out, shares):
+    """out (M, N) = a (M, K) @ b (K, N) for few rows of a (few_rows_applies), the
+    inner dimension split into `shares` contiguous parts (one per core) whose
+    partial sums are added at the end."""
+    parts = np.empty((shares, *out.shape), dtype=np.float32)
+    _matmul_few_rows(a, b, parts)
+    np.sum(parts, axis=0, out=out)
     return out

@@ -126,6 +126,8 @@ def matmul(a, b, out=None):
         return np.matmul(a, b, out=out)
     if m * k * n <= BLAS_SINGLE_THREAD_MNK:
         return gemm.matmul(a, b, out)
+    if gemm.few_rows_applies(a, b, out):        # bound by reading b: every core reads a share
+        return gemm.matmul_few_rows(a, b, out, pool.size)
     if 2 * m * k * n < SPLIT_FLOPS or m < 8 * pool.size:
         with pool.one_thread_blas():
             return gemm.matmul(a, b, out)
