@@ -145,6 +145,32 @@ class Graph:
             if key not in keep:
                 self.drop_after[i].append(key)
         self.input_position = {id(t.node): i for i, t in enumerate(self.inputs)}
+        self.batchnorm_folds = self._batchnorm_folds(keep)
+
+    def _only_consumer(self, tensor, keep):
+        # the one node that reads `tensor`, when nothing else does (nor the model's outputs)
+        readers = self.consumers.get(id(tensor), [])
+        return readers[0] if len(readers) == 1 and id(tensor) not in keep else None
+
+    def _batchnorm_folds(self, keep):
+        """{id(conv node): (batch-norm node, ReLU node or None)}: the chains
+        Conv2D -> BatchNormalization (-> ReLU) whose links have no other reader, which
+        an inference runs as one convolution (Conv2D.forward_scaled)."""
+        from .layers.conv import Conv2D
+        from .layers.core import Activation
+        from .layers.normalization import BatchNormalization
+        folds = {}
+        for node in self.nodes:
+            if not (isinstance(node.layer, Conv2D) and node.layer.folds_scale()):
+                continue
+            bn = self._only_consumer(node.outputs[0], keep)
+            if bn is None or type(bn.layer) is not BatchNormalization:
+                continue
+            relu = self._only_consumer(bn.outputs[0], keep)
+            if relu is not None and not (isinstance(relu.layer, Activation) and relu.layer.activation == "relu"):
+                relu = None
+            folds[id(node)] = (bn, relu)
+        return folds
 
     def runs_backward(self, node):
         """Does backward run this node? (only where some parameter lies upstream)"""
@@ -160,17 +186,27 @@ class Graph:
         return bool(self.consumers.get(id(self.outputs[index])))
 
     # --------------------------------------------------------------- forward
-    def forward(self, arrays, training=False, logits=(), trace=None):
+    def forward(self, arrays, training=False, logits=(), trace=None, fold_batchnorm=False):
         """Run every node on the input arrays (one per model input, (N, ...)).
 
         logits: positions of outputs whose final activation is left out (the loss
         fuses softmax with cross-entropy). trace: optional object whose
         start(node, phase)/stop(node, phase) bracket each layer call (profiling).
+        fold_batchnorm (inference only, for a forward pass no backward follows:
+        predict): each chain of batchnorm_folds runs as one convolution, its
+        batch normalization and ReLU folded in (Conv2D.forward_scaled), and those
+        two layers do not run.
         Returns one array per output.
         """
         fused = {id(self.outputs[i].node) for i in logits}
+        folds = self.batchnorm_folds if fold_batchnorm and not training else {}
+        folded = set()          # the nodes whose output a folded convolution gave
         values = {}
         for i, node in enumerate(self.nodes):
+            if id(node) in folded:
+                for key in self.drop_after[i]:
+                    values.pop(key, None)
+                continue
             layer = self.runners[node]
             if id(node) in self.input_position:
                 x = arrays[self.input_position[id(node)]]
@@ -180,15 +216,23 @@ class Graph:
                 x = [values[id(t)] for t in node.inputs]
             if trace is not None:
                 trace.start(node, "forward")
-            if id(node) in fused:
+            if id(node) in folds:
+                bn, relu = folds[id(node)]
+                scale, shift = self.runners[bn].inference_scale_shift()
+                y = layer.forward_scaled(x, scale, shift, relu=relu is not None)
+                for done in (bn, relu) if relu is not None else (bn,):
+                    folded.add(id(done))
+                    values[id(done.outputs[0])] = y
+            elif id(node) in fused:
                 y = layer.forward_logits(x, training)
             else:
                 y = layer.forward(x, training=training)
             if trace is not None:
                 trace.stop(node, "forward")
-            values[id(node.outputs[0])] = y
+            if id(node) not in folds:
+                values[id(node.outputs[0])] = y
             for key in self.drop_after[i]:
-                del values[key]
+                values.pop(key, None)
         return [values[id(t)] for t in self.outputs]
 
     # -------------------------------------------------------------- backward

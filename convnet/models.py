@@ -326,10 +326,13 @@ class Model:
             raise RuntimeError(f"{self.describe()}: call compile() before {what}()")
 
     # ----------------------------------------------------- forward/backward
-    def forward(self, xs, training=False, trace=None):
+    def forward(self, xs, training=False, trace=None, fold_batchnorm=False):
         """Outputs (a list, one per output) for input arrays xs (a list, one per
-        input). Outputs whose softmax the loss fuses come back as logits."""
-        return self.graph.forward(xs, training=training, logits=self._fused, trace=trace)
+        input). Outputs whose softmax the loss fuses come back as logits.
+        fold_batchnorm: an inference no backward follows (predict) folds each
+        batch normalization after a convolution into it (Graph.forward)."""
+        return self.graph.forward(xs, training=training, logits=self._fused, trace=trace,
+                                  fold_batchnorm=fold_batchnorm)
 
     def compute_loss(self, outs, ys, sample_weights=None):
         """(loss as a float, [dL/d out for each output]) for outputs `outs` and
@@ -905,7 +908,7 @@ class Model:
                 bx, by, bw = self._split_batch(batch, where)
                 bxs, bys = self._check_data(bx, by, where)
                 bws = self._sample_weights(bys, bw, None, where)
-            outs = self.forward(bxs, training=False)
+            outs = self.forward(bxs, training=False, fold_batchnorm=True)
             n = len(bys[0])
             total = 0.0
             sws = bws if bws is not None else [None] * len(outs)
@@ -964,7 +967,7 @@ class Model:
         outs = [[] for _ in self.graph.outputs]
         for start in range(0, int(xs[0].shape[0]), batch_size):
             batch = [a[start:start + batch_size] for a in xs]
-            for part, score in zip(outs, self._scores(self.forward(batch, training=False))):
+            for part, score in zip(outs, self._scores(self.forward(batch, training=False, fold_batchnorm=True))):
                 part.append(score)
         return [np.concatenate(part) for part in outs]
 

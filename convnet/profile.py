@@ -107,7 +107,7 @@ def profile_model(model, x, y=None, repeats=5, warmup=1, print_fn=print, stat="m
             _sync(ops)
             t_opt = time.perf_counter() - t0
         else:
-            for out in model.forward(xs, training=False, trace=timer):
+            for out in model.forward(xs, training=False, trace=timer, fold_batchnorm=True):   # as predict runs
                 to_host(out)
         if rep >= 0:
             fwd[rep] = [timer.times.get((id(node), "forward"), 0.0) for node in nodes]

@@ -413,3 +413,59 @@ def test_layer_names_must_be_unique_in_a_model():
     x = cn.Input(shape=(3,))
     with pytest.raises(GraphError, match=r"\['twin'\] appear more than once"):
         cn.Model(x, L.Dense(2, name="twin")(L.Dense(3, name="twin")(x)))
+
+
+def _batchnorm_model(seed=0):
+    # conv -> BN -> ReLU (folded, ReLU too); conv -> BN -> Add (folded, no ReLU);
+    # a conv with its own ReLU before a BN (not folded: not linear); a conv whose
+    # output also feeds the shortcut (not folded: BN is not its only reader)
+    x = cn.Input(shape=(7, 6, 3))
+    h = L.ReLU()(L.BatchNormalization()(L.Conv2D(4, 3, padding="same", name="c1")(x)))
+    h = L.BatchNormalization()(L.Conv2D(4, 3, padding="same", name="c2")(h))
+    wide = L.Conv2D(4, 1, name="c3")(x)
+    h = L.Add()([h, L.BatchNormalization()(wide), wide])
+    h = L.BatchNormalization()(L.Conv2D(5, 3, strides=2, activation="relu", name="c4")(h))
+    h = L.Activation("relu")(L.BatchNormalization()(L.Conv2D(6, 3, padding="same", name="c5")(h)))
+    return cn.Model(inputs=x, outputs=L.Dense(3)(L.Flatten()(h)), seed=seed)
+
+
+def test_predict_folds_batch_normalization_into_the_convolution_before_it(backend, rng):
+    model = _batchnorm_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = rng.standard_normal((5, 7, 6, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 5)
+    for _ in range(3):
+        model.train_step(x, y)         # moving statistics and gamma/beta away from 0 and 1
+    folds = {model.graph.nodes[i].layer.name: (bn.layer.name, None if relu is None else type(relu.layer).__name__)
+             for i, node in enumerate(model.graph.nodes) if id(node) in model.graph.batchnorm_folds
+             for bn, relu in [model.graph.batchnorm_folds[id(node)]]}
+    assert sorted(folds) == ["c1", "c2", "c5"]
+    assert folds["c1"][1] == "ReLU" and folds["c2"][1] is None and folds["c5"][1] == "Activation"
+    # the folded inference computes the unfolded one's numbers (to rounding):
+    # model(x) runs every layer, predict and evaluate fold
+    logits = model(x)
+    plain = np.exp(logits - logits.max(1, keepdims=True))
+    plain /= plain.sum(1, keepdims=True)
+    probabilities = model.predict(x, batch_size=5)
+    np.testing.assert_allclose(probabilities, plain, rtol=1e-5, atol=1e-6)
+    loss = model.evaluate(x, y, verbose=0)
+    loss = loss[0] if isinstance(loss, (list, tuple)) else loss
+    assert loss == pytest.approx(-np.mean(np.log(plain[np.arange(5), y])), rel=1e-5)
+    # and a training step after it still has every layer's own forward to go back through
+    before = model.get_weights()
+    model.train_step(x, y)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_forward_scaled_is_the_convolution_then_the_affine_map(backend, rng):
+    for use_bias, relu in ((True, False), (False, True)):
+        conv = L.Conv2D(4, 3, strides=2, padding="same", use_bias=use_bias)
+        x = rng.standard_normal((2, 7, 8, 3)).astype(np.float32)
+        z = conv.forward(x)
+        scale = rng.uniform(0.5, 2, 4).astype(np.float32)
+        shift = rng.standard_normal(4).astype(np.float32)
+        expected = cn.backend.get_ops().to_numpy(z) * scale + shift
+        xp = cn.backend.get_ops().xp           # the backend's arrays, as BatchNormalization gives them
+        got = cn.backend.get_ops().to_numpy(conv.forward_scaled(x, xp.asarray(scale), xp.asarray(shift), relu=relu))
+        np.testing.assert_allclose(got, np.maximum(expected, 0) if relu else expected, rtol=1e-5, atol=1e-5)

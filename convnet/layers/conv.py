@@ -156,6 +156,35 @@ class Conv2D(KernelLayer):
         dy = self._check_grad(dy)
         return self._backward(dy, relu_output=self._activation_output())
 
+    def folds_scale(self):
+        """Can forward_scaled take a per-filter scale and shift after this layer (a
+        BatchNormalization at inference)? Without an activation of its own, and on
+        the ungrouped, undilated path."""
+        return self.activation is None and not self._general()
+
+    def forward_scaled(self, x, scale, shift, relu=False):
+        """The inference output z * scale + shift (per filter, scale and shift (F,)),
+        through max(., 0) when relu, as one convolution: since z = conv(x, W) + b is
+        linear in W and b,
+
+            z[..., f] * scale[f] + shift[f] = conv(x, W[..., f] * scale[f]) + (b[f] * scale[f] + shift[f])
+
+        so a BatchNormalization (BatchNormalization.inference_scale_shift) and a
+        ReLU after this layer cost no pass of their own over z (only where
+        folds_scale())."""
+        x = self._check_input(x)
+        self._to_backend()
+        n, h, w, c = x.shape
+        kh, kw = self.kernel_size
+        (oh, ow), pads = self._geometry(h, w)
+        W2 = self.params["W"].reshape(kh * kw * c, self.filters) * scale          # column f times scale[f]
+        b = self.params["b"] * scale + shift if self.use_bias else shift.astype(W2.dtype, copy=True)
+        y, _ = get_ops().conv2d_forward(x, W2, b, kh, kw, *self.strides, pads, training=False, relu=relu)
+        self._cache = (None, x, pads)
+        self._trained = False
+        self._last_output_shape = (n, oh, ow, self.filters)
+        return y.reshape(n, oh, ow, self.filters)
+
     def _forward(self, x, training, relu=False):
         # relu: return max(z, 0) instead of z (only on the fused path, see _fuses_relu)
         n, h, w, c = x.shape

@@ -60,6 +60,15 @@ class BatchNormalization(Layer):
         self._cache = (saved, inv_std, training)
         return y
 
+    def inference_scale_shift(self):
+        """(scale, shift), each (C,): at inference this layer is y = x * scale + shift,
+        with scale = gamma / sqrt(moving_variance + epsilon) and
+        shift = beta - moving_mean * scale (what a convolution before it can fold
+        into its kernel and bias: Conv2D.forward_scaled)."""
+        xp = get_ops().xp
+        scale = self._gamma() * (1 / xp.sqrt(self.state["moving_variance"] + self.epsilon))
+        return scale, self._beta() - self.state["moving_mean"] * scale
+
     def _gamma(self):
         c = self.input_shape[-1]
         return self.params["gamma"] if self.scale else get_ops().xp.ones((c,), dtype=self.dtype)
