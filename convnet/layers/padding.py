@@ -17,6 +17,7 @@ up instead, and the windows that this adds at the end see extra padding there
 after the input is dropped.
 """
 
+import functools
 import numbers
 
 
@@ -125,6 +126,14 @@ def window_geometry(h, w, kernel, strides, padding, dilation=(1, 1), ceil_mode=F
 def windows_geometry(sizes, kernel, strides, padding, dilation=None, ceil_mode=False):
     """window_geometry for any number of axes: (output sizes, ((before, after), ...)),
     one entry per axis of `sizes` (3 for MaxPooling3D's (D, H, W))."""
+    # Every layer call asks this of the same few shapes: remember the answers
+    # (a batch-1 prediction would otherwise spend a tenth of its time here).
+    return _windows_geometry(tuple(int(size) for size in sizes), tuple(kernel), tuple(strides),
+                             padding, None if dilation is None else tuple(dilation), bool(ceil_mode))
+
+
+@functools.lru_cache(maxsize=4096)
+def _windows_geometry(sizes, kernel, strides, padding, dilation, ceil_mode):
     n = len(sizes)
     per_axis = padding if isinstance(padding, tuple) else (padding,) * n
     dilation = (1,) * n if dilation is None else dilation
